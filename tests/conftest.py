@@ -14,7 +14,7 @@ from gcn_rag.settings import Settings
 FIXTURES = Path(__file__).parent / "fixtures"
 TXT_ARCHIVE = FIXTURES / "archive.txt.tar.gz"
 JSON_ARCHIVE = FIXTURES / "archive.json.tar.gz"
-FIXTURE_COUNT = 38
+FIXTURE_COUNT = 46
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +47,28 @@ def settings(tmp_path: Path, asset_cache: Path, tokenizer_path: Path) -> Setting
     home.mkdir()
     (home / "cache").symlink_to(asset_cache, target_is_directory=True)
     return Settings.load(environ={}, home=home)
+
+
+@pytest.fixture(scope="session")
+def fixture_workspace(tmp_path_factory: pytest.TempPathFactory, asset_cache: Path) -> Settings:
+    """A workspace with the fixture circulars ingested and indexed (built once per session)."""
+    from gcn_rag.embedding import Embedder
+    from gcn_rag.index import DENSE_MAX_TOKENS, build_index
+    from gcn_rag.ingest import ingest
+    from gcn_rag.tables import Catalog
+
+    home = tmp_path_factory.mktemp("indexed") / "workspace"
+    home.mkdir()
+    (home / "cache").symlink_to(asset_cache, target_is_directory=True)
+    settings = Settings.load(environ={}, home=home)
+    ingest(settings, str(TXT_ARCHIVE))
+    embedder = Embedder.from_settings(settings, max_tokens=DENSE_MAX_TOKENS)
+    build_index(settings, Catalog(settings.warehouse), embedder)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def fixture_assistant(fixture_workspace: Settings):  # type: ignore[no-untyped-def]
+    from gcn_rag.assistant import Assistant
+
+    return Assistant.load(fixture_workspace)

@@ -117,6 +117,8 @@ def test_headers_and_tables_are_recognised() -> None:
         "Filter  T_start  T_stop  Mag\nV       100      200     18.2\nB       100      200     19.1"
     )
     assert not is_table("This is prose that is\nwrapped over two lines.")
+    # double spaces after a full stop are typewriter habit, not columns
+    assert not is_table("A single FRED peak.  T90 (15-350 keV) is\n0.30 +- 0.03 sec.  Next.")
 
 
 def test_table_lines_stay_lines() -> None:

@@ -86,3 +86,70 @@ def test_chunk_command_rebuilds_only_when_asked(settings: Settings) -> None:
     assert code == 0 and "Chunks written: 0;" in out
     code, out = invoke(settings, "chunk", "--force")
     assert code == 0 and "Chunks written: 0;" not in out
+
+
+def test_ask_prints_answer_and_json(fixture_workspace: Settings) -> None:
+    code, out = invoke(fixture_workspace, "ask", "What is the redshift of GRB 221009A?")
+    assert code == 0, out
+    assert out.startswith("The redshift of GRB 221009A is z = 0.15")
+    assert "GCN 32648" in out or "GCN 32686" in out
+    code, out = invoke(fixture_workspace, "ask", "What is the redshift of GRB 221009A?", "--json")
+    answer = json.loads(out)
+    assert answer["sources"] == ["GRB 221009A"] and answer["num_docs"] > 0
+    assert answer["citations"][0]["url"].startswith("https://gcn.nasa.gov/circulars/")
+    code, out = invoke(fixture_workspace, "ask", "   ")
+    assert code == 1 and out.startswith("Error: The question is empty")
+    code, out = invoke(fixture_workspace, "ask", "x", "--mode", "psychic")
+    assert code == 1 and "Unknown mode" in out
+
+
+def test_predict_and_eval(fixture_workspace: Settings, tmp_path: Path) -> None:
+    questions = tmp_path / "q.jsonl"
+    rows = [
+        {
+            "id": "r",
+            "category": "redshift",
+            "question": "What is the redshift of GRB 221009A?",
+            "answers": ["0.151"],
+            "relevant_circulars": [32648, 32686],
+        },
+        {
+            "id": "t",
+            "category": "t90",
+            "question": "What is the Swift-BAT T90 duration of GRB 050401?",
+            "answers": ["33.3"],
+            "relevant_circulars": [3173],
+        },
+        {
+            "id": "u",
+            "category": "unanswerable",
+            "question": "What is the redshift of GRB 190231Z?",
+            "answers": [],
+            "relevant_circulars": [],
+        },
+    ]
+    questions.write_text("".join(json.dumps(r) + "\n" for r in rows) + "not json\n")
+    out_path = tmp_path / "p.jsonl"
+    code, out = invoke(
+        fixture_workspace, "predict", "--input", str(questions), "--output", str(out_path)
+    )
+    assert code == 0 and "Wrote 4 predictions" in out and "(1 with errors)" in out
+    predictions = [json.loads(line) for line in out_path.read_text().splitlines()]
+    assert [p["id"] for p in predictions] == ["r", "t", "u", "line-4"]
+    assert predictions[0]["sources"] == ["GRB 221009A"]
+    assert predictions[3]["answer"].startswith("Error:")
+    questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out = invoke(
+        fixture_workspace, "eval", "--questions", str(questions), "--modes", "hybrid,lexical"
+    )
+    assert code == 0, out
+    assert "q.jsonl - hybrid" in out and "q.jsonl - lexical" in out
+    history = invoke(
+        fixture_workspace,
+        "sql",
+        "SELECT category, accuracy FROM "
+        "sandbox.nasa_gcn_dev.rag_evaluation_history WHERE category = 'all'",
+        "--json",
+    )[1]
+    accuracies = [json.loads(line)["accuracy"] for line in history.splitlines()]
+    assert accuracies == [1.0, 1.0]

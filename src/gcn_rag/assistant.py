@@ -1,0 +1,303 @@
+"""The assistant: a question in, a short grounded answer with citations out.
+
+The default answerer is extractive and deterministic. For a value question ("What is the
+redshift of GRB 221009A?") it reads the value from sentences of the retrieved circulars,
+leads with it, and cites the circulars that state it; when circulars disagree it says so and
+cites each side. For a broad question it quotes the most relevant sentence of each of the top
+circulars. When the question names an event that no circular mentions it abstains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+import unicodedata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gcn_rag.corpus import circular_url, format_circular_id
+from gcn_rag.errors import BadInputError
+from gcn_rag.extraction import (
+    GENERAL,
+    REDSHIFT,
+    T90,
+    Evidence,
+    ValueGroup,
+    detect_intent,
+    find_values,
+    group_values,
+    sentences,
+    tolerance,
+)
+from gcn_rag.retrieval import Filters, Hit, Mode, Retriever, SearchIndex
+
+if TYPE_CHECKING:
+    from gcn_rag.embedding import Embedder
+    from gcn_rag.settings import Settings
+
+ABSTAIN = "I don't have sufficient information in the available GCN Circulars"
+MAX_QUESTION_CHARS = 2_000
+VALUE_SCAN = 40  # circulars scanned for a value when the question names an event
+_CONTROL = dict.fromkeys(i for i in range(0x20) if chr(i) not in "\t\n") | {0x7F: None}
+
+
+@dataclasses.dataclass(frozen=True)
+class Citation:
+    circular_id: float
+    event_id: str | None
+    subject: str
+    url: str
+    score: float
+    quote: str
+
+    def to_dict(self) -> dict[str, Any]:
+        cid = self.circular_id
+        return {
+            "circular_id": int(cid) if float(cid).is_integer() else cid,
+            "event_id": self.event_id,
+            "subject": self.subject,
+            "url": self.url,
+            "score": round(self.score, 6),
+            "quote": self.quote,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """What :meth:`Assistant.ask` returns (and the PyFunc serializes)."""
+
+    question: str
+    answer: str
+    sources: list[str]  # sorted unique event ids of the citations
+    num_docs: int
+    citations: list[Citation]
+    timings_ms: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "sources": self.sources,
+            "num_docs": self.num_docs,
+            "citations": [c.to_dict() for c in self.citations],
+            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+        }
+
+
+def clean_question(question: str) -> str:
+    """Strip control characters and normalize; refuse empty or oversized questions."""
+    if not isinstance(question, str):
+        raise BadInputError("The question must be a string.")
+    text = unicodedata.normalize("NFKC", question).translate(_CONTROL)
+    text = " ".join(text.split())
+    if not text:
+        raise BadInputError("The question is empty; ask something about the GCN Circulars.")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise BadInputError(
+            f"The question is {len(text):,} characters long; the limit is "
+            f"{MAX_QUESTION_CHARS:,}. Ask a shorter question."
+        )
+    return text
+
+
+class Assistant:
+    """Retrieval + extractive answering over one loaded index."""
+
+    def __init__(self, index: SearchIndex, embedder: Embedder | None) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.retriever = Retriever(index, embedder)
+
+    @classmethod
+    def load(cls, settings: Settings, path: Path | None = None) -> Assistant:
+        from gcn_rag.embedding import Embedder
+        from gcn_rag.index import DENSE_MAX_TOKENS, default_path
+
+        embedder = Embedder.from_settings(settings, max_tokens=DENSE_MAX_TOKENS)
+        index = SearchIndex.load(path or default_path(settings), model_id=embedder.model_id)
+        return cls(index, embedder)
+
+    def ask(
+        self,
+        question: str,
+        *,
+        k: int = 5,
+        filters: Filters | None = None,
+        mode: Mode = "hybrid",
+    ) -> Answer:
+        """Answer ``question`` from the top ``k`` circulars (after ``filters``)."""
+        start = time.perf_counter()
+        text = clean_question(question)
+        if not 1 <= k <= 100:
+            raise BadInputError(f"k must be between 1 and 100, got {k}.")
+        intent = detect_intent(text)
+        timings: dict[str, float] = {}
+        expand = ("redshift",) if intent == REDSHIFT else ("t90",) if intent == T90 else ()
+        depth = max(k, VALUE_SCAN) if intent != GENERAL else k
+        result = self.retriever.search(
+            text, k=depth, filters=filters, mode=mode, expand=expand, timings=timings
+        )
+        clock = time.perf_counter()
+        if result.events and not result.event_found:
+            answer = self._abstain(text, result.events, len(result.hits[:k]))
+        elif intent != GENERAL and result.events:
+            answer = self._value_answer(text, intent, result.events, result.hits, k)
+        else:
+            answer = self._broad_answer(text, result.hits[:k])
+        timings["answer"] = time.perf_counter() - clock
+        timings["total"] = time.perf_counter() - start
+        return dataclasses.replace(
+            answer, timings_ms={name: 1000 * s for name, s in timings.items()}
+        )
+
+    def predict_row(
+        self, row: Any, *, k: int = 5, mode: Mode = "hybrid", filters: Filters | None = None
+    ) -> dict[str, Any]:
+        """One prediction record for a ``{"id", "question"}`` row; a bad row gets its error.
+
+        The record is ``{"id", "answer", "sources", "num_docs", "citations"}`` (plus
+        ``"error"`` when the row could not be answered), so one bad row never sinks a batch.
+        """
+        row_id = row.get("id") if isinstance(row, dict) else None
+        try:
+            if not isinstance(row, dict) or "question" not in row:
+                raise BadInputError('Each row must be a JSON object with a "question" field.')
+            answer = self.ask(row["question"], k=k, mode=mode, filters=filters).to_dict()
+        except BadInputError as exc:
+            return {
+                "id": row_id,
+                "answer": f"Error: {exc.message}",
+                "sources": [],
+                "num_docs": 0,
+                "citations": [],
+                "error": exc.message,
+            }
+        return {
+            "id": row_id,
+            **{key: answer[key] for key in ("answer", "sources", "num_docs", "citations")},
+        }
+
+    # --- answer kinds ------------------------------------------------------------------------
+
+    def _abstain(self, question: str, events: list[str], num_docs: int) -> Answer:
+        """Nothing in the corpus names the event: say so, cite nothing."""
+        names = ", ".join(events)
+        return Answer(question, f"{ABSTAIN} about {names}.", [], num_docs, [])
+
+    def _value_answer(
+        self, question: str, intent: str, events: list[str], hits: list[Hit], k: int
+    ) -> Answer:
+        prefer_bat = not re.search(r"\bGBM\b|Fermi", question, re.I)
+        evidence: list[Evidence] = []
+        for hit in hits:
+            texts = [hit.subject]  # subjects state values too ("confirmation of redshift z = 3.5")
+            for row in self.index.chunk_rows_of(hit.row):
+                texts.extend(sentences(self.index.chunk_text(row)))
+            for sentence in dict.fromkeys(texts):
+                evidence.extend(
+                    find_values(intent, sentence, hit.subject, hit.row, prefer_bat=prefer_bat)
+                )
+        groups = group_values(intent, evidence)
+        if not groups:
+            broad = self._broad_answer(question, hits[:k])
+            what = "redshift" if intent == REDSHIFT else "T90 duration"
+            lead = f"The retrieved circulars about {events[0]} do not state its {what}."
+            return dataclasses.replace(broad, answer=f"{lead} {broad.answer}")
+        return self._compose_value(question, intent, events[0], groups, hits, k)
+
+    def _compose_value(
+        self,
+        question: str,
+        intent: str,
+        event: str,
+        groups: list[ValueGroup],
+        hits: list[Hit],
+        k: int,
+    ) -> Answer:
+        by_row = {hit.row: hit for hit in hits}
+        best = groups[0]
+        # a second value counts as a disagreement when it is well supported on its own
+        rivals = [
+            g
+            for g in groups[1:]
+            if g.support >= 0.5 * best.support
+            and abs(g.value - best.value) > tolerance(intent, best.value)
+        ][:1]
+        label = "redshift" if intent == REDSHIFT else "Swift-BAT T90"
+        unit = "" if intent == REDSHIFT else " s"
+        prefix = "z = " if intent == REDSHIFT else ""
+        shown = [best, *rivals]
+        refs = [self._refs(g) for g in shown]
+        if rivals:
+            parts = [f"{prefix}{g.text}{unit} ({r})" for g, r in zip(shown, refs, strict=True)]
+            text = f"Reported {label} values for {event} differ: {' and '.join(parts)}."
+        else:
+            text = f"The {label} of {event} is {prefix}{best.text}{unit} ({refs[0]})."
+        citations: list[Citation] = []
+        for group in shown:
+            for ev in group.evidence:
+                if len(citations) < k and all(
+                    c.circular_id != self.index.circ_ids[ev.circular_row] for c in citations
+                ):
+                    citations.append(self._citation(by_row[ev.circular_row], ev.sentence))
+        return self._finish(question, text, citations, len(hits))
+
+    def _refs(self, group: ValueGroup) -> str:
+        ids = [format_circular_id(float(self.index.circ_ids[row])) for row in group.rows[:3]]
+        return "; ".join(f"GCN {i}" for i in ids)
+
+    def _broad_answer(self, question: str, hits: list[Hit]) -> Answer:
+        if not hits:
+            return Answer(question, f"{ABSTAIN} to answer this question.", [], 0, [])
+        words = _content_words(question)
+        citations = [self._citation(hit, self._best_sentence(hit, words)) for hit in hits]
+        lines = [
+            f"- {c.quote} (GCN {format_circular_id(c.circular_id)}"
+            f"{', ' + c.event_id if c.event_id else ''})"
+            for c in citations
+        ]
+        text = "From the GCN Circulars:\n" + "\n".join(lines)
+        return self._finish(question, text, citations, len(hits))
+
+    def _best_sentence(self, hit: Hit, words: set[str]) -> str:
+        rows = [hit.best_chunk] if hit.best_chunk >= 0 else list(self.index.chunk_rows_of(hit.row))
+        best, best_score = "", -1.0
+        for row in rows:
+            if self.index.chunks["kind"][row].as_py() == "header":
+                continue
+            for sentence in sentences(self.index.chunk_text(row)):
+                overlap = len(words & _content_words(sentence))
+                score = overlap + (0.1 if len(sentence) < 400 else 0.0)
+                if score > best_score:
+                    best, best_score = sentence, score
+        return _clip(best or hit.subject)
+
+    def _citation(self, hit: Hit, quote: str) -> Citation:
+        return Citation(
+            circular_id=hit.circular_id,
+            event_id=hit.event_id,
+            subject=hit.subject,
+            url=circular_url(hit.circular_id),
+            score=hit.score,
+            quote=_clip(quote),
+        )
+
+    @staticmethod
+    def _finish(question: str, text: str, citations: list[Citation], num_docs: int) -> Answer:
+        sources = sorted({c.event_id for c in citations if c.event_id})
+        return Answer(question, text, sources, num_docs, citations)
+
+
+_STOP = frozenset(
+    "a an and are as at be by did do does for from has have how i in is it of on or that the "
+    "their there these this to was were what when where which who why with".split()
+)
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9][a-z0-9\-]+", text.lower()) if w not in _STOP}
+
+
+def _clip(sentence: str, limit: int = 400) -> str:
+    return sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…"

@@ -1,0 +1,159 @@
+"""Find asked-for values (redshift, T90) in circular sentences, and weigh the evidence.
+
+Everything here is deterministic pattern work over the circulars' own sentences: a value is
+only ever reported together with the sentence it was read from, so an answer can never state
+a number that is not in a cited sentence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable
+
+from gcn_rag.chunking import split_sentences
+
+REDSHIFT, T90, GENERAL = "redshift", "t90", "general"
+
+_REDSHIFT_Q = re.compile(
+    r"\bredshift|\bz\b|\bdistance\b|\bdistant\b|how far\b|\brecession\b|\bz[- ]value", re.I
+)
+_T90_Q = re.compile(r"\bT90\b|\bT_?90\b|\bduration\b|how long did", re.I)
+
+
+def detect_intent(question: str) -> str:
+    """Which value, if any, the question asks for."""
+    if _T90_Q.search(question):
+        return T90
+    if _REDSHIFT_Q.search(question):
+        return REDSHIFT
+    return GENERAL
+
+
+# Text that may stand between the quantity's name and its value ("redshift of z = ", "z~").
+_LINK = r"(?:\s*(?:of|is|was|at|to|be|around|about|approximately|approx\.?|=|~|≈|~=|:|\(|,)\s*)*"
+_REDSHIFT_LEFT = re.compile(r"(?:\bredshifts?|(?<![\w'])z)" + _LINK + r"(?:z\s*[=~≈:]\s*)?$", re.I)
+_T90_LEFT = re.compile(
+    r"\bT_?90\b\s*(?:\([^)]{0,30}\))?\s*(?:duration\s*)?"
+    r"(?:(?:is|was|of|=|~|≈|:|about|approximately|estimated\s+(?:at|to\s+be)|,)\s*)*$",
+    re.I,
+)
+_NUMBER = re.compile(r"(?<![\w.+-])\d+(?:\.\d+)?(?![\w.]*\d)")
+_NOT_A_VALUE = re.compile(r"\s*(?:[-\u2013]\s*\d|keV|MeV|GeV|TeV|%)", re.I)  # a range or band
+_SPECTRO = re.compile(
+    r"spectr|absorption|emission line|lines? of|Mg\s*II|Ly-?\s*alpha|Lyman|\bFe\s*II|C\s*IV|"
+    r"\[O\s*(?:II|III)\]|H-?alpha|Balmer|X-shooter|GMOS|LRIS|OSIRIS|FORS",
+    re.I,
+)
+_DOUBTFUL = re.compile(
+    r"photometric|\bphot-z|if (?:the|this|it)|assum|would|could be|might|candidate host|"
+    r"upper limit|lower limit|pseudo|tentative|unlikely|not consistent|rule out|excluded|"
+    r"possibl|not correct|incorrect|retract|erroneous|superseded",
+    re.I,
+)
+_REVISED = re.compile(r"\brefined|\brevised|\bcorrected|\bupdated|\bconfirm", re.I)
+_BAT = re.compile(r"\bBAT\b|15-350\s*keV", re.I)
+_GBM = re.compile(r"\bGBM\b|50-300\s*keV|Fermi", re.I)
+
+
+@dataclasses.dataclass(frozen=True)
+class Evidence:
+    """One value read from one sentence of one circular."""
+
+    value: float
+    text: str  # the value as written ("0.151")
+    sentence: str
+    weight: float
+    circular_row: int
+
+
+def sentences(text: str) -> list[str]:
+    """Sentences of a chunk, table lines kept as they are."""
+    out: list[str] = []
+    for paragraph in text.split("\n"):
+        out.extend(split_sentences(" ".join(paragraph.split())))
+    return [s for s in out if s]
+
+
+def find_values(
+    intent: str, sentence: str, subject: str, circular_row: int, *, prefer_bat: bool = True
+) -> list[Evidence]:
+    """Every value of ``intent`` stated in ``sentence``, with a plausibility weight."""
+    left_pattern = _REDSHIFT_LEFT if intent == REDSHIFT else _T90_LEFT
+    found: list[Evidence] = []
+    for match in _NUMBER.finditer(sentence):
+        left = sentence[max(0, match.start() - 48) : match.start()]
+        if not left_pattern.search(left) or _NOT_A_VALUE.match(sentence, match.end()):
+            continue
+        value = float(match.group())
+        if intent == REDSHIFT and not 0.0 < value < 15.0:
+            continue  # a z-band magnitude, not a redshift
+        if intent == T90 and not 0.0 < value < 100_000:
+            continue
+        weight = _weight(intent, sentence, subject, prefer_bat)
+        found.append(Evidence(value, match.group(), sentence, weight, circular_row))
+    return found
+
+
+def _weight(intent: str, sentence: str, subject: str, prefer_bat: bool) -> float:
+    weight = 1.0
+    if _DOUBTFUL.search(sentence):
+        weight *= 0.3
+    if _REVISED.search(sentence) or _REVISED.search(subject):
+        weight *= 1.5  # a later, refined measurement supersedes a preliminary one
+    if intent == REDSHIFT:
+        if _SPECTRO.search(sentence) or re.search(r"redshift|spectr", subject, re.I):
+            weight *= 2.0
+    elif prefer_bat:
+        if _BAT.search(sentence) or _BAT.search(subject):
+            weight *= 3.0
+        elif _GBM.search(sentence) or _GBM.search(subject):
+            weight *= 0.5
+    return weight
+
+
+def tolerance(intent: str, value: float) -> float:
+    """How far apart two reports may be and still count as the same value."""
+    return 0.10 * value if intent == T90 else max(0.01, 0.01 * value)
+
+
+@dataclasses.dataclass(frozen=True)
+class ValueGroup:
+    """Reports that agree (within tolerance), strongest first."""
+
+    text: str  # the most common spelling
+    value: float
+    support: float
+    evidence: tuple[Evidence, ...]
+
+    @property
+    def rows(self) -> list[int]:
+        seen: list[int] = []
+        for e in self.evidence:
+            if e.circular_row not in seen:
+                seen.append(e.circular_row)
+        return seen
+
+
+def group_values(intent: str, evidence: Iterable[Evidence]) -> list[ValueGroup]:
+    """Cluster agreeing values; a circular counts once per group (its best sentence)."""
+    groups: list[list[Evidence]] = []
+    for item in sorted(evidence, key=lambda e: -e.weight):
+        for group in groups:
+            if abs(group[0].value - item.value) <= tolerance(intent, group[0].value):
+                group.append(item)
+                break
+        else:
+            groups.append([item])
+    out = []
+    for group in groups:
+        best: dict[int, Evidence] = {}
+        for e in group:
+            if e.circular_row not in best or e.weight > best[e.circular_row].weight:
+                best[e.circular_row] = e
+        support = sum(e.weight for e in best.values())
+        spellings = [e.text for e in best.values()]
+        text = max(spellings, key=lambda s: (spellings.count(s), -spellings.index(s)))
+        ordered = tuple(sorted(best.values(), key=lambda e: -e.weight))
+        out.append(ValueGroup(text, float(text), support, ordered))
+    return sorted(out, key=lambda g: (-g.support, -len(g.evidence)))

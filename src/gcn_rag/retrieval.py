@@ -1,0 +1,350 @@
+"""Search over a loaded index: lexical (BM25), dense (cosine), and their fusion.
+
+The unit of retrieval is the circular: BM25 scores every chunk and a circular takes its best
+chunk's score; the dense score is the cosine between the question and the circular's lead
+passage. Hybrid ranking fuses the two rankings with reciprocal rank fusion (RRF), which needs
+no score calibration between the two.
+
+Event awareness: when the question names an event (and no explicit event filter is given),
+only circulars about that event — or naming it, under any alias — are ranked. When no
+circular names it, :attr:`SearchResult.event_found` is False and the caller can abstain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from gcn_rag.errors import BadInputError, NotFoundError
+from gcn_rag.events import event_aliases, event_key, find_event_ids, normalize_event_id
+from gcn_rag.index import FORMAT_VERSION, STOPWORDS, Manifest, query_event_tokens
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+    from gcn_rag.embedding import Embedder
+
+Mode = Literal["hybrid", "lexical", "dense"]
+RRF_K = 60
+
+
+@dataclasses.dataclass(frozen=True)
+class Filters:
+    """Restrict a search. ``event`` is exact (alias-aware) or a prefix ending in ``%``/``*``."""
+
+    event: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    min_circular_id: float | None = None
+    max_circular_id: float | None = None
+
+    def is_empty(self) -> bool:
+        return self == Filters()
+
+
+@dataclasses.dataclass(frozen=True)
+class Hit:
+    """One retrieved circular and the chunk that matched best."""
+
+    row: int  # circular row in the index
+    circular_id: float
+    event_id: str | None
+    subject: str
+    created_on: datetime
+    score: float
+    best_chunk: int  # chunk row, -1 when only the dense signal found it
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    hits: list[Hit]
+    events: list[str]  # events named in the question
+    event_found: bool  # False when the question names events no circular mentions
+
+
+class SearchIndex:
+    """A loaded index directory (memory-mapped; cheap to share between threads)."""
+
+    def __init__(self, path: Path, manifest: Manifest, **parts: Any) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.circulars: pa.Table = parts["circulars"]
+        self.chunks: pa.Table = parts["chunks"]
+        self.circ_ids: np.ndarray = parts["circ_ids"]
+        self.circ_created_us: np.ndarray = parts["circ_created_us"]
+        self.chunk_circ: np.ndarray = parts["chunk_circ"]
+        self.dense: np.ndarray = parts["dense"]
+        self.bm25: Any = parts["bm25"]
+        keys = parts["event_keys"]
+        offsets, rows = parts["event_offsets"], parts["event_rows"]
+        self._event_rows = {str(k): rows[offsets[i] : offsets[i + 1]] for i, k in enumerate(keys)}
+        self._event_ids: list[str | None] = self.circulars["event_id"].to_pylist()
+
+    @classmethod
+    def load(cls, path: Path, *, model_id: str | None = None) -> SearchIndex:
+        """Load an index; refuse one built with another format or embedding model."""
+        import bm25s
+        import numpy as np
+        import pyarrow as pa
+
+        if not (path / "manifest.json").exists():
+            raise NotFoundError(f"No index at {path}; build one with `gcn-rag index`.")
+        manifest = Manifest.read(path / "manifest.json")
+        if manifest.format_version != FORMAT_VERSION:
+            raise BadInputError(
+                f"The index at {path} has format {manifest.format_version}, this gcn-rag "
+                f"reads {FORMAT_VERSION}; rebuild it with `gcn-rag index --force`."
+            )
+        built_with = manifest.embedding.get("model_id")
+        if model_id is not None and built_with != model_id:
+            raise BadInputError(
+                f"The index at {path} was embedded with {built_with}, but the embedder is "
+                f"{model_id}; rebuild it with `gcn-rag index --force`."
+            )
+        arrays = np.load(path / "arrays.npz")
+        tables = {
+            name: pa.ipc.open_file(pa.memory_map(str(path / f"{name}.arrow"))).read_all()
+            for name in ("circulars", "chunks")
+        }
+        return cls(
+            path,
+            manifest,
+            **tables,
+            **{name: arrays[name] for name in arrays.files},
+            dense=np.load(path / "dense.npy", mmap_mode="r"),
+            bm25=bm25s.BM25.load(str(path / "lexical"), mmap=True, show_progress=False),
+        )
+
+    # --- lookups -----------------------------------------------------------------------------
+
+    def chunk_text(self, row: int) -> str:
+        return str(self.chunks["chunk_text"][row].as_py())
+
+    def chunk_rows_of(self, circ_row: int) -> range:
+        """Chunk rows of one circular (chunks are stored grouped by circular)."""
+        import numpy as np
+
+        start = int(np.searchsorted(self.chunk_circ, circ_row, side="left"))
+        end = int(np.searchsorted(self.chunk_circ, circ_row, side="right"))
+        return range(start, end)
+
+    def rows_about(self, events: list[str]) -> np.ndarray:
+        """Circular rows about or naming any of ``events`` (any alias)."""
+        import numpy as np
+
+        found = [
+            self._event_rows.get(event_key(alias), np.empty(0, np.int32))
+            for event in events
+            for alias in event_aliases(event)
+        ]
+        return np.unique(np.concatenate(found)) if found else np.empty(0, np.int32)
+
+    def hit(self, row: int, score: float, best_chunk: int) -> Hit:
+        return Hit(
+            row=row,
+            circular_id=float(self.circ_ids[row]),
+            event_id=self._event_ids[row],
+            subject=str(self.circulars["subject"][row].as_py()),
+            created_on=self.circulars["created_on"][row].as_py(),
+            score=score,
+            best_chunk=best_chunk,
+        )
+
+    # --- filters -----------------------------------------------------------------------------
+
+    def filter_mask(self, filters: Filters) -> np.ndarray | None:
+        """Boolean mask over circular rows, or None when nothing is filtered."""
+        import numpy as np
+
+        if filters.is_empty():
+            return None
+        mask = np.ones(len(self.circ_ids), dtype=bool)
+        if filters.event:
+            mask &= self._event_mask(filters.event)
+        if filters.since:
+            mask &= self.circ_created_us >= int(filters.since.timestamp() * 1_000_000)
+        if filters.until:
+            mask &= self.circ_created_us <= int(filters.until.timestamp() * 1_000_000)
+        if filters.min_circular_id is not None:
+            mask &= self.circ_ids >= filters.min_circular_id
+        if filters.max_circular_id is not None:
+            mask &= self.circ_ids <= filters.max_circular_id
+        return mask
+
+    def _event_mask(self, pattern: str) -> np.ndarray:
+        import numpy as np
+
+        mask = np.zeros(len(self.circ_ids), dtype=bool)
+        raw = pattern.strip()
+        if raw.endswith(("%", "*")):
+            prefix = event_key(raw.rstrip("%*"))
+            for row, event in enumerate(self._event_ids):
+                if event and event_key(event).startswith(prefix):
+                    mask[row] = True
+            return mask
+        canonical = normalize_event_id(raw)
+        if canonical is None:
+            keys = {event_key(raw)}
+            for row, event in enumerate(self._event_ids):
+                if event and event_key(event) in keys:
+                    mask[row] = True
+            return mask
+        mask[self.rows_about([canonical])] = True
+        return mask
+
+
+_WORD = re.compile(r"(?u)\b\w\w+\b")
+
+
+class Retriever:
+    """Ranks circulars for a question: ``lexical``, ``dense`` or fused ``hybrid``."""
+
+    def __init__(self, index: SearchIndex, embedder: Embedder | None) -> None:
+        self.index = index
+        self.embedder = embedder
+        import bm25s.stopwords as sw
+
+        self._stop = set(sw.STOPWORDS_EN) if STOPWORDS == "en" else set()
+
+    def tokens(self, question: str, events: list[str], extra: tuple[str, ...] = ()) -> list[str]:
+        words = [w for w in _WORD.findall(question.lower()) if w not in self._stop]
+        return words + list(extra) + query_event_tokens(events)
+
+    def search(
+        self,
+        question: str,
+        *,
+        k: int = 5,
+        filters: Filters | None = None,
+        mode: Mode = "hybrid",
+        expand: tuple[str, ...] = (),
+        event_aware: bool = True,
+        timings: dict[str, float] | None = None,
+    ) -> SearchResult:
+        """The top ``k`` circulars for ``question`` under ``filters``.
+
+        ``timings`` (seconds per step: filter, lexical, embed, dense, fuse) is filled if given.
+        """
+        import numpy as np
+
+        clock = _Clock(timings)
+        filters = filters or Filters()
+        events = find_event_ids(question)
+        mask = self.index.filter_mask(filters)
+        event_found = True
+        if events and event_aware and not filters.event:
+            about = self.index.rows_about(events)
+            event_found = about.size > 0
+            if event_found:
+                scoped = np.zeros(len(self.index.circ_ids), dtype=bool)
+                scoped[about] = True
+                mask = scoped if mask is None else mask & scoped
+        clock.lap("filter")
+        if mask is not None and not mask.any():
+            return SearchResult([], events, event_found)
+        lexical = dense = None
+        best_chunk = None
+        if mode in ("hybrid", "lexical"):
+            lexical, best_chunk = self._lexical(self.tokens(question, events, expand), mask)
+            clock.lap("lexical")
+        if mode in ("hybrid", "dense"):
+            dense = self._dense(question, mask, clock)
+        rows, scores = self._rank(lexical, dense, mask, k)
+        clock.lap("fuse")
+        hits = [
+            self.index.hit(int(r), float(s), int(best_chunk[r]) if best_chunk is not None else -1)
+            for r, s in zip(rows, scores, strict=True)
+        ]
+        return SearchResult(hits, events, event_found)
+
+    def _lexical(self, tokens: list[str], mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Per-circular BM25 score (its best chunk's) and that best chunk's row."""
+        import numpy as np
+
+        n = len(self.index.circ_ids)
+        chunk_scores = self.index.bm25.get_scores(tokens) if tokens else None
+        best = np.full(n, -1, dtype=np.int64)
+        per_circ = np.zeros(n, dtype=np.float32)
+        if chunk_scores is None:
+            return per_circ, best
+        circ = self.index.chunk_circ
+        candidates = np.flatnonzero(chunk_scores > 0)
+        if mask is not None:
+            candidates = candidates[mask[circ[candidates]]]
+        if candidates.size:
+            order = candidates[np.argsort(chunk_scores[candidates], kind="stable")]
+            per_circ[circ[order]] = chunk_scores[order]  # the highest score is written last
+            best[circ[order]] = order
+        return per_circ, best
+
+    def _dense(self, question: str, mask: np.ndarray | None, clock: _Clock) -> np.ndarray:
+        if self.embedder is None:
+            raise BadInputError("Dense retrieval needs an embedder; load the assistant fully.")
+        query = self.embedder.embed_query(question)
+        clock.lap("embed")
+        scores: np.ndarray = self.index.dense @ query
+        if mask is not None:
+            scores[~mask] = -2.0
+        clock.lap("dense")
+        return scores
+
+    def _rank(
+        self,
+        lexical: np.ndarray | None,
+        dense: np.ndarray | None,
+        mask: np.ndarray | None,
+        k: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        import numpy as np
+
+        allowed = np.ones(len(self.index.circ_ids), bool) if mask is None else mask
+        if lexical is not None and dense is None:
+            # inside an explicit scope every circular qualifies; unscoped, only matches do
+            valid = allowed if mask is not None else allowed & (lexical > 0)
+            return _top(lexical, valid, k)
+        assert dense is not None
+        if lexical is None:
+            return _top(dense, allowed, k)
+        depth = max(100, 4 * k)
+        lex_rows, _ = _top(lexical, allowed & (lexical > 0), depth)
+        den_rows, _ = _top(dense, allowed, depth)
+        fused: dict[int, float] = {}
+        for ranking in (lex_rows, den_rows):
+            for rank, row in enumerate(ranking):
+                fused[int(row)] = fused.get(int(row), 0.0) + 1.0 / (RRF_K + rank + 1)
+        ordered = sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
+        return (
+            np.array([r for r, _ in ordered], dtype=np.int64),
+            np.array([s for _, s in ordered], dtype=np.float32),
+        )
+
+
+class _Clock:
+    """Accumulates seconds per named step into an optional dict."""
+
+    def __init__(self, sink: dict[str, float] | None) -> None:
+        self.sink = sink
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.sink is not None:
+            self.sink[name] = self.sink.get(name, 0.0) + now - self.last
+        self.last = now
+
+
+def _top(scores: np.ndarray, valid: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
+    rows = np.flatnonzero(valid)
+    if rows.size > k:
+        part = np.argpartition(-scores[rows], k - 1)[:k]
+        rows = rows[part]
+    order = np.lexsort((rows, -scores[rows]))
+    rows = rows[order]
+    return rows, scores[rows]
