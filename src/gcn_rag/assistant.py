@@ -27,6 +27,7 @@ from gcn_rag.extraction import (
     detect_intent,
     find_values,
     group_values,
+    mentions,
     sentences,
     tolerance,
 )
@@ -114,7 +115,7 @@ class Assistant:
         from gcn_rag.embedding import Embedder
         from gcn_rag.index import DENSE_MAX_TOKENS, default_path
 
-        embedder = Embedder.from_settings(settings, max_tokens=DENSE_MAX_TOKENS)
+        embedder = Embedder.from_settings(settings, max_tokens=DENSE_MAX_TOKENS, threads=1)
         index = SearchIndex.load(path or default_path(settings), model_id=embedder.model_id)
         return cls(index, embedder)
 
@@ -125,8 +126,13 @@ class Assistant:
         k: int = 5,
         filters: Filters | None = None,
         mode: Mode = "hybrid",
+        event_aware: bool = True,
     ) -> Answer:
-        """Answer ``question`` from the top ``k`` circulars (after ``filters``)."""
+        """Answer ``question`` from the top ``k`` circulars (after ``filters``).
+
+        ``event_aware=False`` ranks the whole corpus even when the question names an event
+        (a baseline for evaluation: plain BM25 or plain dense retrieval).
+        """
         start = time.perf_counter()
         text = clean_question(question)
         if not 1 <= k <= 100:
@@ -134,9 +140,16 @@ class Assistant:
         intent = detect_intent(text)
         timings: dict[str, float] = {}
         expand = ("redshift",) if intent == REDSHIFT else ("t90",) if intent == T90 else ()
-        depth = max(k, VALUE_SCAN) if intent != GENERAL else k
+        # a named event narrows the ranking to its circulars: read further down for the value
+        depth = max(k, VALUE_SCAN) if intent != GENERAL and event_aware else k
         result = self.retriever.search(
-            text, k=depth, filters=filters, mode=mode, expand=expand, timings=timings
+            text,
+            k=depth,
+            filters=filters,
+            mode=mode,
+            expand=expand,
+            event_aware=event_aware,
+            timings=timings,
         )
         clock = time.perf_counter()
         if result.events and not result.event_found:
@@ -152,7 +165,13 @@ class Assistant:
         )
 
     def predict_row(
-        self, row: Any, *, k: int = 5, mode: Mode = "hybrid", filters: Filters | None = None
+        self,
+        row: Any,
+        *,
+        k: int = 5,
+        mode: Mode = "hybrid",
+        filters: Filters | None = None,
+        event_aware: bool = True,
     ) -> dict[str, Any]:
         """One prediction record for a ``{"id", "question"}`` row; a bad row gets its error.
 
@@ -163,7 +182,9 @@ class Assistant:
         try:
             if not isinstance(row, dict) or "question" not in row:
                 raise BadInputError('Each row must be a JSON object with a "question" field.')
-            answer = self.ask(row["question"], k=k, mode=mode, filters=filters).to_dict()
+            answer = self.ask(
+                row["question"], k=k, mode=mode, filters=filters, event_aware=event_aware
+            ).to_dict()
         except BadInputError as exc:
             return {
                 "id": row_id,
@@ -193,7 +214,9 @@ class Assistant:
         for hit in hits:
             texts = [hit.subject]  # subjects state values too ("confirmation of redshift z = 3.5")
             for row in self.index.chunk_rows_of(hit.row):
-                texts.extend(sentences(self.index.chunk_text(row)))
+                chunk = self.index.chunk_text(row)
+                if mentions(intent, chunk):  # split only chunks that can hold the value
+                    texts.extend(sentences(chunk))
             for sentence in dict.fromkeys(texts):
                 evidence.extend(
                     find_values(intent, sentence, hit.subject, hit.row, prefer_bat=prefer_bat)

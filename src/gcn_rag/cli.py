@@ -290,6 +290,9 @@ def evaluate(
     ),
     k: int = typer.Option(5, "--k", help="How many circulars to answer from."),
     save: Path | None = typer.Option(None, "--save", help="Also write predictions (JSONL)."),
+    plain: bool = typer.Option(
+        False, "--plain", help="Baseline: no event-aware step (plain BM25 / dense ranking)."
+    ),
     home: Path | None = HomeOption,
 ) -> None:
     """Score the assistant on a question file (accuracy, recall@5, MRR@10 per category)."""
@@ -310,26 +313,30 @@ def evaluate(
             task = reporter.task(f"Answering ({mode})", len(items))
             for item in items:
                 row = {"id": item.id, "question": item.question}
-                predictions[item.id] = assistant.predict_row(row, k=k, mode=_mode(mode))
+                predictions[item.id] = assistant.predict_row(
+                    row, k=k, mode=_mode(mode), event_aware=not plain
+                )
                 task.advance()
             task.close()
         scores = score(items, predictions)
-        _print_rows(console, f"{questions.name} - {mode}", scores_table(scores))
+        label = f"{mode}{' (plain)' if plain else ''}"
+        _print_rows(console, f"{questions.name} - {label}", scores_table(scores))
         config = {
             **config_rows(settings),
-            "mode": mode,
+            "mode": label,
             "k": str(k),
             "index": str(assistant.index.path),
         }
         write_history(
             _catalog(settings),
             scores,
-            run_id=f"{run_id}-{mode}",
+            run_id=f"{run_id}-{mode}{'-plain' if plain else ''}",
             questions_file=str(questions),
             config=config,
         )
         if save:
-            target = save.with_name(f"{save.stem}.{mode}{save.suffix}") if "," in modes else save
+            suffix = f".{mode}{'-plain' if plain else ''}"
+            target = save.with_name(f"{save.stem}{suffix}{save.suffix}") if "," in modes else save
             with _AtomicLines(target) as out:
                 out.extend(predictions[item.id] for item in items)
     console.print(f"Appended to rag_evaluation_history (run {run_id}).")

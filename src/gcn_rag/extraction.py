@@ -67,6 +67,18 @@ class Evidence:
     circular_row: int
 
 
+_MENTIONS = {
+    REDSHIFT: re.compile(r"redshift|(?<![\w'])z\s*[=~≈:]", re.I),
+    T90: re.compile(r"T_?90", re.I),
+}
+
+
+def mentions(intent: str, text: str) -> bool:
+    """Could ``text`` state a value for ``intent``? (a cheap test before sentence splitting)"""
+    pattern = _MENTIONS.get(intent)
+    return bool(pattern and pattern.search(text))
+
+
 def sentences(text: str) -> list[str]:
     """Sentences of a chunk, table lines kept as they are."""
     out: list[str] = []

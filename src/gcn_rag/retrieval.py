@@ -78,6 +78,12 @@ class SearchIndex:
         self.circ_ids: np.ndarray = parts["circ_ids"]
         self.circ_created_us: np.ndarray = parts["circ_created_us"]
         self.chunk_circ: np.ndarray = parts["chunk_circ"]
+        # chunks are stored grouped by circular: circular i owns rows starts[i]:starts[i + 1]
+        import numpy as np
+
+        self.chunk_starts: np.ndarray = np.searchsorted(
+            self.chunk_circ, np.arange(len(self.circ_ids) + 1)
+        )
         self.dense: np.ndarray = parts["dense"]
         self.bm25: Any = parts["bm25"]
         keys = parts["event_keys"]
@@ -126,12 +132,8 @@ class SearchIndex:
         return str(self.chunks["chunk_text"][row].as_py())
 
     def chunk_rows_of(self, circ_row: int) -> range:
-        """Chunk rows of one circular (chunks are stored grouped by circular)."""
-        import numpy as np
-
-        start = int(np.searchsorted(self.chunk_circ, circ_row, side="left"))
-        end = int(np.searchsorted(self.chunk_circ, circ_row, side="right"))
-        return range(start, end)
+        """Chunk rows of one circular."""
+        return range(int(self.chunk_starts[circ_row]), int(self.chunk_starts[circ_row + 1]))
 
     def rows_about(self, events: list[str]) -> np.ndarray:
         """Circular rows about or naming any of ``events`` (any alias)."""
@@ -247,49 +249,59 @@ class Retriever:
         clock.lap("filter")
         if mask is not None and not mask.any():
             return SearchResult([], events, event_found)
-        lexical = dense = None
-        best_chunk = None
+        lexical = dense = chunk_scores = None
         if mode in ("hybrid", "lexical"):
-            lexical, best_chunk = self._lexical(self.tokens(question, events, expand), mask)
+            lexical, chunk_scores = self._lexical(self.tokens(question, events, expand), mask)
             clock.lap("lexical")
         if mode in ("hybrid", "dense"):
             dense = self._dense(question, mask, clock)
         rows, scores = self._rank(lexical, dense, mask, k)
-        clock.lap("fuse")
         hits = [
-            self.index.hit(int(r), float(s), int(best_chunk[r]) if best_chunk is not None else -1)
+            self.index.hit(int(r), float(s), self._best_chunk(int(r), chunk_scores))
             for r, s in zip(rows, scores, strict=True)
         ]
+        clock.lap("fuse")
         return SearchResult(hits, events, event_found)
 
-    def _lexical(self, tokens: list[str], mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Per-circular BM25 score (its best chunk's) and that best chunk's row."""
+    def _lexical(
+        self, tokens: list[str], mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Per-circular BM25 score (its best chunk's) and the per-chunk scores."""
         import numpy as np
 
         n = len(self.index.circ_ids)
-        chunk_scores = self.index.bm25.get_scores(tokens) if tokens else None
-        best = np.full(n, -1, dtype=np.int64)
-        per_circ = np.zeros(n, dtype=np.float32)
-        if chunk_scores is None:
-            return per_circ, best
-        circ = self.index.chunk_circ
-        candidates = np.flatnonzero(chunk_scores > 0)
+        if not tokens:
+            return np.zeros(n, dtype=np.float32), None
+        chunk_scores = np.asarray(self.index.bm25.get_scores(tokens), dtype=np.float32)
+        per_circ = np.maximum.reduceat(chunk_scores, self.index.chunk_starts[:-1])
         if mask is not None:
-            candidates = candidates[mask[circ[candidates]]]
-        if candidates.size:
-            order = candidates[np.argsort(chunk_scores[candidates], kind="stable")]
-            per_circ[circ[order]] = chunk_scores[order]  # the highest score is written last
-            best[circ[order]] = order
-        return per_circ, best
+            per_circ[~mask] = 0.0
+        return per_circ, chunk_scores
+
+    def _best_chunk(self, row: int, chunk_scores: np.ndarray | None) -> int:
+        """The circular's best-scoring chunk, or -1 when only the dense signal found it."""
+        import numpy as np
+
+        rows = self.index.chunk_rows_of(row)
+        if chunk_scores is None or not len(rows):
+            return -1
+        segment = chunk_scores[rows.start : rows.stop]
+        best = int(np.argmax(segment))
+        return rows.start + best if segment[best] > 0 else -1
 
     def _dense(self, question: str, mask: np.ndarray | None, clock: _Clock) -> np.ndarray:
         if self.embedder is None:
             raise BadInputError("Dense retrieval needs an embedder; load the assistant fully.")
+        import numpy as np
+
         query = self.embedder.embed_query(question)
         clock.lap("embed")
-        scores: np.ndarray = self.index.dense @ query
-        if mask is not None:
-            scores[~mask] = -2.0
+        if mask is None:
+            scores: np.ndarray = self.index.dense @ query
+        else:  # score only the circulars in scope (often a few dozen)
+            scores = np.full(len(self.index.circ_ids), -2.0, dtype=np.float32)
+            rows = np.flatnonzero(mask)
+            scores[rows] = self.index.dense[rows] @ query
         clock.lap("dense")
         return scores
 
