@@ -90,14 +90,15 @@ def _steps(seconds: dict[str, float]) -> str:
 
 
 LOAD_PROBE = """
-import resource, sys, time
+import sys, time
 from pathlib import Path
 t = time.perf_counter()
 from gcn_rag.assistant import Assistant
 from gcn_rag.settings import Settings
 a = Assistant.load(Settings.load())
 a.ask("What is the redshift of GRB 221009A?")
-print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
+print(time.perf_counter() - t, int(hwm.split()[1]) / 1024)  # peak RSS of this process, MB
 """
 
 

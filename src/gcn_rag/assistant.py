@@ -227,12 +227,14 @@ class Assistant:
             what = "redshift" if intent == REDSHIFT else "T90 duration"
             lead = f"The retrieved circulars about {events[0]} do not state its {what}."
             return dataclasses.replace(broad, answer=f"{lead} {broad.answer}")
-        return self._compose_value(question, intent, events[0], groups, hits, k)
+        label = "redshift" if intent == REDSHIFT else "Swift-BAT T90" if prefer_bat else "T90"
+        return self._compose_value(question, intent, label, events[0], groups, hits, k)
 
     def _compose_value(
         self,
         question: str,
         intent: str,
+        label: str,
         event: str,
         groups: list[ValueGroup],
         hits: list[Hit],
@@ -247,7 +249,6 @@ class Assistant:
             if g.support >= 0.5 * best.support
             and abs(g.value - best.value) > tolerance(intent, best.value)
         ][:1]
-        label = "redshift" if intent == REDSHIFT else "Swift-BAT T90"
         unit = "" if intent == REDSHIFT else " s"
         prefix = "z = " if intent == REDSHIFT else ""
         shown = [best, *rivals]
