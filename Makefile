@@ -17,8 +17,8 @@ run: install  ## ingest + chunk the whole corpus, print a summary
 	$(BIN)/gcn-rag run
 
 lint: install
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
 test: lint  ## lint, type-check and run every test
