@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,3 +73,24 @@ def fixture_assistant(fixture_workspace: Settings):  # type: ignore[no-untyped-d
     from gcn_rag.assistant import Assistant
 
     return Assistant.load(fixture_workspace)
+
+
+@pytest.fixture(scope="session")
+def champion(fixture_workspace: Settings) -> dict[str, Any]:
+    """The fixture index logged, registered and aliased champion in the fixture workspace."""
+    import os
+
+    from gcn_rag import registry
+    from gcn_rag.tables import Catalog
+
+    catalog = Catalog(fixture_workspace.warehouse)
+    logged = registry.log_assistant(
+        fixture_workspace, catalog, fixture_workspace.home / "index", metrics={"all_accuracy": 1.0}
+    )
+    version = registry.register(fixture_workspace, logged.model_uri)
+    registry.set_alias(fixture_workspace, "champion", version)
+    registry.write_model_info(
+        catalog, registry.resolve(fixture_workspace, version), logged.model_uri
+    )
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registry.tracking_uri(fixture_workspace)}
+    return {"version": version, "logged": logged, "env": env}

@@ -29,21 +29,6 @@ QUESTIONS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def champion(fixture_workspace: Settings) -> dict[str, Any]:
-    catalog = Catalog(fixture_workspace.warehouse)
-    logged = registry.log_assistant(
-        fixture_workspace, catalog, fixture_workspace.home / "index", metrics={"all_accuracy": 1.0}
-    )
-    version = registry.register(fixture_workspace, logged.model_uri)
-    registry.set_alias(fixture_workspace, "champion", version)
-    registry.write_model_info(
-        catalog, registry.resolve(fixture_workspace, version), logged.model_uri
-    )
-    env = {**os.environ, "MLFLOW_TRACKING_URI": registry.tracking_uri(fixture_workspace)}
-    return {"version": version, "logged": logged, "env": env}
-
-
 def test_registered_with_alias_lineage_and_model_info(
     fixture_workspace: Settings, champion: dict[str, Any]
 ) -> None:

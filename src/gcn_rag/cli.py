@@ -435,6 +435,33 @@ def _print_json(result: pa.Table) -> None:
         sys.stdout.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
 
 
+@app.command()
+@friendly
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback only, for now)."),
+    port: int = typer.Option(8080, "--port", help="TCP port."),
+    home: Path | None = HomeOption,
+) -> None:
+    """Serve endpoints with the Databricks Model Serving API (create them with the SDK)."""
+    import uvicorn
+
+    from gcn_rag.errors import BadInputError
+    from gcn_rag.registry import tracking_uri
+    from gcn_rag.server import create_app
+    from gcn_rag.serving import EndpointManager, EndpointStore, mlflow_loader
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise BadInputError(
+            "Only loopback binding is supported until token auth lands; use --host 127.0.0.1."
+        )
+    settings = settings_for(home)
+    manager = EndpointManager(
+        EndpointStore(settings.home / "serving.db"), mlflow_loader(tracking_uri(settings))
+    )
+    make_console().print(f"Serving on http://{host}:{port} (Ctrl-C to stop).")
+    uvicorn.run(create_app(manager), host=host, port=port, log_level="warning")
+
+
 def _add_subcommands() -> None:
     from gcn_rag.cli_model import model_app
 

@@ -1,0 +1,224 @@
+"""A real server on loopback, driven by the real databricks-sdk, the lab's curl and client."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from gcn_rag import registry
+from gcn_rag.server import create_app
+from gcn_rag.serving import EndpointManager, EndpointStore, mlflow_loader
+from gcn_rag.settings import Settings
+
+ENDPOINT = "nasa-gcn-rag-assistant"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(fixture_workspace: Settings, champion: dict[str, Any]) -> Iterator[str]:
+    import uvicorn
+
+    manager = EndpointManager(
+        EndpointStore(fixture_workspace.home / "serving.db"),
+        mlflow_loader(registry.tracking_uri(fixture_workspace)),
+    )
+    port = _free_port()
+    config = uvicorn.Config(create_app(manager), host="127.0.0.1", port=port, log_level="error")
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    uv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def workspace_client(server: str) -> Any:
+    from databricks.sdk import WorkspaceClient
+
+    return WorkspaceClient(host=server, token="dapi-local-test")
+
+
+@pytest.fixture(scope="module")
+def endpoint(workspace_client: Any, champion: dict[str, Any]) -> str:
+    from databricks.sdk.service.serving import EndpointCoreConfigInput, ServedEntityInput
+
+    workspace_client.serving_endpoints.create_and_wait(
+        name=ENDPOINT,
+        config=EndpointCoreConfigInput(
+            name=ENDPOINT,
+            served_entities=[
+                ServedEntityInput(
+                    entity_name=registry.MODEL_NAME,
+                    entity_version=champion["version"],
+                    workload_size="Small",
+                    scale_to_zero_enabled=True,
+                )
+            ],
+        ),
+    )
+    return ENDPOINT
+
+
+def test_sdk_get_and_list(workspace_client: Any, endpoint: str, champion: dict[str, Any]) -> None:
+    got = workspace_client.serving_endpoints.get(endpoint)
+    assert got.state.ready.value == "READY"
+    assert got.state.config_update.value == "NOT_UPDATING"
+    (entity,) = got.config.served_entities
+    assert entity.entity_name == registry.MODEL_NAME
+    assert entity.entity_version == champion["version"]
+    assert entity.name == f"gcn_rag_assistant-{champion['version']}"
+    assert entity.workload_size == "Small" and entity.scale_to_zero_enabled
+    names = [e.name for e in workspace_client.serving_endpoints.list()]
+    assert endpoint in names
+
+
+def test_sdk_query(workspace_client: Any, endpoint: str) -> None:
+    from databricks.sdk.service.serving import DataframeSplitInput
+
+    response = workspace_client.serving_endpoints.query(
+        name=endpoint,
+        dataframe_split=DataframeSplitInput(
+            columns=["question"], data=[["What is the redshift of GRB 221009A?"]]
+        ),
+    )
+    (prediction,) = response.predictions
+    assert prediction["answer"].startswith("The redshift of GRB 221009A is z = 0.15")
+    assert json.loads(prediction["sources"]) == ["GRB 221009A"]
+
+
+def test_the_labs_curl_without_content_type(server: str, endpoint: str) -> None:
+    body = json.dumps({"dataframe_split": {"columns": ["question"], "data": [["What is a GRB?"]]}})
+    out = subprocess.run(
+        [
+            "curl",
+            "-s",
+            "-X",
+            "POST",
+            f"{server}/serving-endpoints/{endpoint}/invocations",
+            "-H",
+            "Authorization: Bearer dapi-local-test",
+            "-d",
+            body,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    (prediction,) = json.loads(out.stdout)["predictions"]
+    assert set(prediction) == {"answer", "sources", "num_docs", "citations"}
+
+
+def test_the_labs_client(server: str, endpoint: str) -> None:
+    class NASAGCNRagClient:  # verbatim from the lab's README
+        def __init__(self, endpoint_url: str, token: str):
+            self.endpoint_url = endpoint_url
+            self.headers = {
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/json",
+            }
+
+        def ask(self, question: str) -> dict:  # type: ignore[type-arg]
+            payload = {"dataframe_split": {"columns": ["question"], "data": [[question]]}}
+            response = requests.post(self.endpoint_url, headers=self.headers, json=payload)  # type: ignore[arg-type]
+            return response.json()["predictions"][0]  # type: ignore[no-any-return]
+
+    client = NASAGCNRagClient(f"{server}/serving-endpoints/{endpoint}/invocations", "t")
+    result = client.ask("What is a gamma-ray burst?")
+    assert result["answer"] and result["num_docs"] > 0
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"dataframe_records": [{"question": "What is a GRB?"}]}, None),
+        ({"instances": ["What is a GRB?"]}, None),
+        ({"inputs": {"question": ["What is a GRB?"]}, "params": {"k": 2}}, None),
+        ({"nothing": 1}, "Send exactly one of"),
+        ({"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2]]}}, "'question' column"),
+    ],
+)
+def test_input_formats_and_schema_errors(
+    server: str, endpoint: str, body: Any, fragment: str | None
+) -> None:
+    response = requests.post(
+        f"{server}/serving-endpoints/{endpoint}/invocations", json=body, timeout=60
+    )
+    if fragment is None:
+        assert response.status_code == 200, response.text
+        assert response.headers["served-model-name"].startswith("gcn_rag_assistant-")
+        assert len(response.json()["predictions"]) == 1
+    else:
+        assert response.status_code == 400
+        assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert fragment in response.json()["message"]
+
+
+def test_errors_have_databricks_shapes(server: str, workspace_client: Any, endpoint: str) -> None:
+    from databricks.sdk.errors import ResourceDoesNotExist
+
+    with pytest.raises(ResourceDoesNotExist):
+        workspace_client.serving_endpoints.get("no-such-endpoint")
+    response = requests.post(
+        f"{server}/serving-endpoints/no-such-endpoint/invocations", data=b"{}", timeout=10
+    )
+    assert response.status_code == 404
+    assert response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    response = requests.post(
+        f"{server}/serving-endpoints/{endpoint}/invocations", data=b"{not json", timeout=10
+    )
+    assert response.status_code == 400
+    assert requests.get(f"{server}/.well-known/databricks-config", timeout=10).json() == {}
+
+
+def test_a_bad_version_fails_visibly(workspace_client: Any, server: str) -> None:
+    body: Any = {
+        "name": "broken",
+        "config": {
+            "served_entities": [
+                {
+                    "entity_name": registry.MODEL_NAME,
+                    "entity_version": "999",
+                    "workload_size": "Small",
+                }
+            ]
+        },
+    }
+    assert requests.post(f"{server}/api/2.0/serving-endpoints", json=body, timeout=10).ok
+    deadline = time.monotonic() + 60
+    while workspace_client.serving_endpoints.get("broken").state.config_update.value != (
+        "UPDATE_FAILED"
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    logs = requests.get(
+        f"{server}/api/2.0/serving-endpoints/broken/served-models/x/logs", timeout=10
+    ).json()["logs"]
+    assert "load failed" in logs
+    workspace_client.serving_endpoints.delete("broken")
+
+
+def test_delete(workspace_client: Any, endpoint: str) -> None:
+    from databricks.sdk.errors import ResourceDoesNotExist
+
+    workspace_client.serving_endpoints.delete(endpoint)
+    with pytest.raises(ResourceDoesNotExist):
+        workspace_client.serving_endpoints.get(endpoint)
