@@ -216,6 +216,86 @@ def test_a_bad_version_fails_visibly(workspace_client: Any, server: str) -> None
     workspace_client.serving_endpoints.delete("broken")
 
 
+def test_update_config_swaps_with_requests_in_flight(
+    workspace_client: Any, endpoint: str, server: str, fixture_workspace: Settings
+) -> None:
+    from databricks.sdk.service.serving import ServedEntityInput
+
+    from gcn_rag.tables import Catalog
+
+    logged = registry.log_assistant(
+        fixture_workspace, Catalog(fixture_workspace.warehouse), fixture_workspace.home / "index"
+    )
+    new_version = registry.register(fixture_workspace, logged.model_uri)
+    url = f"{server}/serving-endpoints/{endpoint}/invocations"
+    body: Any = {"dataframe_split": {"columns": ["question"], "data": [["What is a GRB?"]]}}
+    failures: list[int] = []
+    served: list[str] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            response = requests.post(url, json=body, timeout=60)
+            if response.status_code != 200:
+                failures.append(response.status_code)
+            else:
+                served.append(response.headers["served-model-name"])
+
+    thread = threading.Thread(target=traffic)
+    thread.start()
+    try:
+        time.sleep(0.3)
+        workspace_client.serving_endpoints.update_config_and_wait(
+            name=endpoint,
+            served_entities=[
+                ServedEntityInput(
+                    entity_name=registry.MODEL_NAME,
+                    entity_version=new_version,
+                    workload_size="Small",
+                )
+            ],
+        )
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert failures == [] and len(served) > 2
+    assert served[-1] == f"gcn_rag_assistant-{new_version}"
+    got = workspace_client.serving_endpoints.get(endpoint)
+    assert got.config.served_entities[0].entity_version == new_version
+    assert got.config.config_version == 2 and got.pending_config is None
+
+
+def test_a_failed_update_keeps_the_old_config_serving(
+    workspace_client: Any, endpoint: str, server: str
+) -> None:
+    from databricks.sdk.service.serving import ServedEntityInput
+
+    before = workspace_client.serving_endpoints.get(endpoint).config.served_entities[0]
+    with pytest.raises(Exception, match=r"UPDATE_FAILED|failed"):
+        workspace_client.serving_endpoints.update_config_and_wait(
+            name=endpoint,
+            served_entities=[
+                ServedEntityInput(
+                    entity_name=registry.MODEL_NAME, entity_version="999", workload_size="Small"
+                )
+            ],
+        )
+    got = workspace_client.serving_endpoints.get(endpoint)
+    assert got.state.config_update.value == "UPDATE_FAILED"
+    assert got.config.served_entities[0].entity_version == before.entity_version
+    response = requests.post(
+        f"{server}/serving-endpoints/{endpoint}/invocations",
+        json={"dataframe_split": {"columns": ["question"], "data": [["What is a GRB?"]]}},
+        timeout=60,
+    )
+    assert response.status_code == 200
+    logs = requests.get(
+        f"{server}/api/2.0/serving-endpoints/{endpoint}/served-models/x/logs", timeout=10
+    ).json()["logs"]
+    assert "load failed" in logs
+
+
 def test_delete(workspace_client: Any, endpoint: str) -> None:
     from databricks.sdk.errors import ResourceDoesNotExist
 

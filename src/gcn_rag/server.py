@@ -6,6 +6,7 @@ Routes (the subset `databricks-sdk`, the lab's `curl` and the lab's client use):
     GET    /api/2.0/serving-endpoints                 list
     GET    /api/2.0/serving-endpoints/{name}          get
     DELETE /api/2.0/serving-endpoints/{name}          delete
+    PUT    /api/2.0/serving-endpoints/{name}/config   update_config (zero-downtime swap)
     GET    /api/2.0/serving-endpoints/{name}/served-models/{entity}/logs
     POST   /serving-endpoints/{name}/invocations      query (JSON whatever the Content-Type)
     POST   /serving-endpoints/{name}/served-models/{entity}/invocations
@@ -65,6 +66,10 @@ def create_app(manager: EndpointManager) -> FastAPI:
     async def _delete(name: str) -> dict[str, Any]:
         manager.delete(name)
         return {}
+
+    @app.put("/api/2.0/serving-endpoints/{name}/config")
+    async def _update_config(name: str, request: Request) -> dict[str, Any]:
+        return manager.update_config(name, await _json(request))
 
     @app.get("/api/2.0/serving-endpoints/{name}/served-models/{entity}/logs")
     async def _logs(name: str, entity: str) -> dict[str, Any]:

@@ -7,9 +7,11 @@ in a background thread, so ``create`` returns at once with ``state.config_update
 IN_PROGRESS`` and the endpoint turns ``READY`` when every entity has loaded (or
 ``UPDATE_FAILED``, with the reason in the endpoint's logs).
 
-This first step covers create / get / list / delete and invocations. Later steps (see the
-issue): update_config with a zero-downtime swap, workload-size concurrency limits,
-scale-to-zero, auth, inference capture.
+Covered so far: create / get / list / delete, invocations, and ``update_config``: the new
+config loads in the background (``pending_config``, ``config_update = IN_PROGRESS``) while the
+old one serves, then both swap in one step under the lock; a failed load leaves the old config
+serving with ``UPDATE_FAILED`` and the reason in the logs. Still to come (see the issue):
+workload-size concurrency limits and 429s, scale-to-zero, auth, inference capture.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class Endpoint:
     config_update: str = IN_PROGRESS
     last_updated_timestamp: int = 0
     logs: list[str] = dataclasses.field(default_factory=list)
+    pending_config: dict[str, Any] | None = None
 
     def to_api(self, loaded: dict[str, str]) -> dict[str, Any]:
         entities = []
@@ -80,7 +83,7 @@ class Endpoint:
             entities.append(
                 {**entity, "state": {"deployment": state, "deployment_state_message": message}}
             )
-        return {
+        api = {
             "name": self.name,
             "id": self.id,
             "creator": self.creator,
@@ -89,6 +92,9 @@ class Endpoint:
             "state": {"ready": self.ready, "config_update": self.config_update},
             "config": {**self.config, "served_entities": entities},
         }
+        if self.pending_config is not None:
+            api["pending_config"] = self.pending_config
+        return api
 
 
 def normalize_config(raw: Any) -> dict[str, Any]:
@@ -204,6 +210,27 @@ class EndpointManager:
         self._start_loading(endpoint)
         return self.get(name)
 
+    def update_config(self, name: str, body: Any) -> dict[str, Any]:
+        """Load a new config in the background while the current one keeps serving.
+
+        On success the new models and config replace the old ones in one step; on failure
+        the old config keeps serving, ``config_update`` is ``UPDATE_FAILED`` and the logs
+        say why.
+        """
+        config = normalize_config(body)
+        with self._lock:
+            endpoint = self.require(name)
+            if endpoint.config_update == IN_PROGRESS:
+                raise AlreadyExistsError(
+                    f"Endpoint {name} is already being updated; wait for it to finish."
+                )
+            config["config_version"] = int(endpoint.config.get("config_version", 1)) + 1
+            endpoint.pending_config = config
+            endpoint.config_update = IN_PROGRESS
+            self.store.save(endpoint)
+        self._start_loading(endpoint, config)
+        return self.get(name)
+
     def get(self, name: str) -> dict[str, Any]:
         endpoint = self.require(name)
         loaded = {entity: "DEPLOYMENT_READY" for entity in self._models.get(name, {})}
@@ -266,14 +293,20 @@ class EndpointManager:
             )
         return endpoint
 
-    def _start_loading(self, endpoint: Endpoint) -> None:
-        thread = threading.Thread(target=self._load, args=(endpoint,), daemon=True)
+    def _start_loading(self, endpoint: Endpoint, config: dict[str, Any] | None = None) -> None:
+        target = config if config is not None else endpoint.config
+        thread = threading.Thread(target=self._load, args=(endpoint, target), daemon=True)
         thread.start()
 
-    def _load(self, endpoint: Endpoint) -> None:
+    def _load(self, endpoint: Endpoint, config: dict[str, Any]) -> None:
+        current = self._models.get(endpoint.name, {})
         loaded: dict[str, Any] = {}
         try:
-            for entity in endpoint.config["served_entities"]:
+            for entity in config["served_entities"]:
+                reuse = next((m for n, m in current.items() if n == entity["name"]), None)
+                if reuse is not None:
+                    loaded[entity["name"]] = reuse
+                    continue
                 endpoint.logs.append(
                     f"loading {entity['entity_name']} version {entity['entity_version']}"
                 )
@@ -284,14 +317,17 @@ class EndpointManager:
             endpoint.logs.append(f"load failed: {type(exc).__name__}: {exc}")
             with self._lock:
                 endpoint.config_update = UPDATE_FAILED
+                endpoint.pending_config = None
                 endpoint.last_updated_timestamp = int(time.time() * 1000)
                 self.store.save(endpoint)
             return
         with self._lock:
             if self._endpoints.get(endpoint.name) is not endpoint:
                 return  # deleted while loading
-            self._models[endpoint.name] = loaded
+            self._models[endpoint.name] = loaded  # the swap: one assignment under the lock
+            endpoint.config = config
+            endpoint.pending_config = None
             endpoint.ready, endpoint.config_update = READY, NOT_UPDATING
             endpoint.last_updated_timestamp = int(time.time() * 1000)
-            endpoint.logs.append("ready")
+            endpoint.logs.append(f"ready (config version {config.get('config_version', 1)})")
             self.store.save(endpoint)
