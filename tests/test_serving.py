@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from gcn_rag import registry
+from gcn_rag.auth import TokenStore
 from gcn_rag.server import create_app
 from gcn_rag.serving import EndpointManager, EndpointStore, mlflow_loader
 from gcn_rag.settings import Settings
@@ -28,15 +29,36 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(fixture_workspace: Settings, champion: dict[str, Any]) -> Iterator[str]:
+def tokens(fixture_workspace: Settings) -> dict[str, str]:
+    store = TokenStore(fixture_workspace.home / "serving.db")
+    return {
+        level: store.create(level, "tests") for level in ("CAN_VIEW", "CAN_QUERY", "CAN_MANAGE")
+    }
+
+
+@pytest.fixture(scope="module")
+def session(tokens: dict[str, str]) -> requests.Session:
+    """A client with a CAN_QUERY token, like the lab's."""
+    client = requests.Session()
+    client.headers["Authorization"] = f"Bearer {tokens['CAN_QUERY']}"
+    return client
+
+
+@pytest.fixture(scope="module")
+def server(
+    fixture_workspace: Settings, champion: dict[str, Any], tokens: dict[str, str]
+) -> Iterator[str]:
     import uvicorn
 
+    store = TokenStore(fixture_workspace.home / "serving.db")
     manager = EndpointManager(
         EndpointStore(fixture_workspace.home / "serving.db"),
         mlflow_loader(registry.tracking_uri(fixture_workspace)),
     )
     port = _free_port()
-    config = uvicorn.Config(create_app(manager), host="127.0.0.1", port=port, log_level="error")
+    config = uvicorn.Config(
+        create_app(manager, store), host="127.0.0.1", port=port, log_level="error"
+    )
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
@@ -50,10 +72,10 @@ def server(fixture_workspace: Settings, champion: dict[str, Any]) -> Iterator[st
 
 
 @pytest.fixture(scope="module")
-def workspace_client(server: str) -> Any:
+def workspace_client(server: str, tokens: dict[str, str]) -> Any:
     from databricks.sdk import WorkspaceClient
 
-    return WorkspaceClient(host=server, token="dapi-local-test")
+    return WorkspaceClient(host=server, token=tokens["CAN_MANAGE"])
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +126,9 @@ def test_sdk_query(workspace_client: Any, endpoint: str) -> None:
     assert json.loads(prediction["sources"]) == ["GRB 221009A"]
 
 
-def test_the_labs_curl_without_content_type(server: str, endpoint: str) -> None:
+def test_the_labs_curl_without_content_type(
+    server: str, endpoint: str, tokens: dict[str, str]
+) -> None:
     body = json.dumps({"dataframe_split": {"columns": ["question"], "data": [["What is a GRB?"]]}})
     out = subprocess.run(
         [
@@ -114,7 +138,7 @@ def test_the_labs_curl_without_content_type(server: str, endpoint: str) -> None:
             "POST",
             f"{server}/serving-endpoints/{endpoint}/invocations",
             "-H",
-            "Authorization: Bearer dapi-local-test",
+            f"Authorization: Bearer {tokens['CAN_QUERY']}",
             "-d",
             body,
         ],
@@ -127,7 +151,7 @@ def test_the_labs_curl_without_content_type(server: str, endpoint: str) -> None:
     assert set(prediction) == {"answer", "sources", "num_docs", "citations"}
 
 
-def test_the_labs_client(server: str, endpoint: str) -> None:
+def test_the_labs_client(server: str, endpoint: str, tokens: dict[str, str]) -> None:
     class NASAGCNRagClient:  # verbatim from the lab's README
         def __init__(self, endpoint_url: str, token: str):
             self.endpoint_url = endpoint_url
@@ -141,7 +165,9 @@ def test_the_labs_client(server: str, endpoint: str) -> None:
             response = requests.post(self.endpoint_url, headers=self.headers, json=payload)  # type: ignore[arg-type]
             return response.json()["predictions"][0]  # type: ignore[no-any-return]
 
-    client = NASAGCNRagClient(f"{server}/serving-endpoints/{endpoint}/invocations", "t")
+    client = NASAGCNRagClient(
+        f"{server}/serving-endpoints/{endpoint}/invocations", tokens["CAN_QUERY"]
+    )
     result = client.ask("What is a gamma-ray burst?")
     assert result["answer"] and result["num_docs"] > 0
 
@@ -157,9 +183,9 @@ def test_the_labs_client(server: str, endpoint: str) -> None:
     ],
 )
 def test_input_formats_and_schema_errors(
-    server: str, endpoint: str, body: Any, fragment: str | None
+    server: str, endpoint: str, body: Any, fragment: str | None, session: requests.Session
 ) -> None:
-    response = requests.post(
+    response = session.post(
         f"{server}/serving-endpoints/{endpoint}/invocations", json=body, timeout=60
     )
     if fragment is None:
@@ -172,24 +198,28 @@ def test_input_formats_and_schema_errors(
         assert fragment in response.json()["message"]
 
 
-def test_errors_have_databricks_shapes(server: str, workspace_client: Any, endpoint: str) -> None:
+def test_errors_have_databricks_shapes(
+    server: str, workspace_client: Any, endpoint: str, session: requests.Session
+) -> None:
     from databricks.sdk.errors import ResourceDoesNotExist
 
     with pytest.raises(ResourceDoesNotExist):
         workspace_client.serving_endpoints.get("no-such-endpoint")
-    response = requests.post(
+    response = session.post(
         f"{server}/serving-endpoints/no-such-endpoint/invocations", data=b"{}", timeout=10
     )
     assert response.status_code == 404
     assert response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
-    response = requests.post(
+    response = session.post(
         f"{server}/serving-endpoints/{endpoint}/invocations", data=b"{not json", timeout=10
     )
     assert response.status_code == 400
-    assert requests.get(f"{server}/.well-known/databricks-config", timeout=10).json() == {}
+    assert session.get(f"{server}/.well-known/databricks-config", timeout=10).json() == {}
 
 
-def test_a_bad_version_fails_visibly(workspace_client: Any, server: str) -> None:
+def test_a_bad_version_fails_visibly(
+    workspace_client: Any, server: str, session: requests.Session, tokens: dict[str, str]
+) -> None:
     body: Any = {
         "name": "broken",
         "config": {
@@ -202,14 +232,17 @@ def test_a_bad_version_fails_visibly(workspace_client: Any, server: str) -> None
             ]
         },
     }
-    assert requests.post(f"{server}/api/2.0/serving-endpoints", json=body, timeout=10).ok
+    manage = {"Authorization": f"Bearer {tokens['CAN_MANAGE']}"}
+    assert requests.post(
+        f"{server}/api/2.0/serving-endpoints", json=body, headers=manage, timeout=10
+    ).ok
     deadline = time.monotonic() + 60
     while workspace_client.serving_endpoints.get("broken").state.config_update.value != (
         "UPDATE_FAILED"
     ):
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    logs = requests.get(
+    logs = session.get(
         f"{server}/api/2.0/serving-endpoints/broken/served-models/x/logs", timeout=10
     ).json()["logs"]
     assert "load failed" in logs
@@ -217,7 +250,11 @@ def test_a_bad_version_fails_visibly(workspace_client: Any, server: str) -> None
 
 
 def test_update_config_swaps_with_requests_in_flight(
-    workspace_client: Any, endpoint: str, server: str, fixture_workspace: Settings
+    workspace_client: Any,
+    endpoint: str,
+    server: str,
+    fixture_workspace: Settings,
+    session: requests.Session,
 ) -> None:
     from databricks.sdk.service.serving import ServedEntityInput
 
@@ -235,7 +272,7 @@ def test_update_config_swaps_with_requests_in_flight(
 
     def traffic() -> None:
         while not stop.is_set():
-            response = requests.post(url, json=body, timeout=60)
+            response = session.post(url, json=body, timeout=60)
             if response.status_code != 200:
                 failures.append(response.status_code)
             else:
@@ -267,7 +304,7 @@ def test_update_config_swaps_with_requests_in_flight(
 
 
 def test_a_failed_update_keeps_the_old_config_serving(
-    workspace_client: Any, endpoint: str, server: str
+    workspace_client: Any, endpoint: str, server: str, session: requests.Session
 ) -> None:
     from databricks.sdk.service.serving import ServedEntityInput
 
@@ -284,16 +321,43 @@ def test_a_failed_update_keeps_the_old_config_serving(
     got = workspace_client.serving_endpoints.get(endpoint)
     assert got.state.config_update.value == "UPDATE_FAILED"
     assert got.config.served_entities[0].entity_version == before.entity_version
-    response = requests.post(
+    response = session.post(
         f"{server}/serving-endpoints/{endpoint}/invocations",
         json={"dataframe_split": {"columns": ["question"], "data": [["What is a GRB?"]]}},
         timeout=60,
     )
     assert response.status_code == 200
-    logs = requests.get(
+    logs = session.get(
         f"{server}/api/2.0/serving-endpoints/{endpoint}/served-models/x/logs", timeout=10
     ).json()["logs"]
     assert "load failed" in logs
+
+
+def test_auth(server: str, endpoint: str, tokens: dict[str, str]) -> None:
+    invoke = f"{server}/serving-endpoints/{endpoint}/invocations"
+    body: Any = {"dataframe_split": {"columns": ["question"], "data": [["What is a GRB?"]]}}
+
+    def call(method: str, url: str, token: str | None, **kw: Any) -> requests.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return requests.request(method, url, headers=headers, timeout=60, **kw)
+
+    missing = call("POST", invoke, None, json=body)
+    assert missing.status_code == 401 and missing.json()["error_code"] == "UNAUTHENTICATED"
+    assert call("POST", invoke, "dapi-not-a-token", json=body).status_code == 401
+    viewer = call("POST", invoke, tokens["CAN_VIEW"], json=body)
+    assert viewer.status_code == 403 and viewer.json()["error_code"] == "PERMISSION_DENIED"
+    assert call("POST", invoke, tokens["CAN_QUERY"], json=body).status_code == 200
+    listing = f"{server}/api/2.0/serving-endpoints"
+    assert call("GET", listing, tokens["CAN_VIEW"]).status_code == 200
+    assert call("GET", listing, None).status_code == 401
+    assert call("DELETE", f"{listing}/{endpoint}", tokens["CAN_QUERY"]).status_code == 403
+    assert call("POST", listing, tokens["CAN_QUERY"], json={"name": "x"}).status_code == 403
+    assert requests.get(f"{server}/.well-known/databricks-config", timeout=10).json() == {}
+
+
+def test_tokens_are_stored_hashed(fixture_workspace: Settings, tokens: dict[str, str]) -> None:
+    raw = (fixture_workspace.home / "serving.db").read_bytes()
+    assert all(token.encode() not in raw for token in tokens.values())
 
 
 def test_delete(workspace_client: Any, endpoint: str) -> None:

@@ -438,28 +438,51 @@ def _print_json(result: pa.Table) -> None:
 @app.command()
 @friendly
 def serve(
-    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback only, for now)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address."),
     port: int = typer.Option(8080, "--port", help="TCP port."),
+    no_auth: bool = typer.Option(
+        False, "--no-auth", help="Accept requests without a token (loopback only)."
+    ),
     home: Path | None = HomeOption,
 ) -> None:
-    """Serve endpoints with the Databricks Model Serving API (create them with the SDK)."""
+    """Serve endpoints with the Databricks Model Serving API (bearer tokens required)."""
     import uvicorn
 
+    from gcn_rag.auth import TokenStore
     from gcn_rag.errors import BadInputError
     from gcn_rag.registry import tracking_uri
     from gcn_rag.server import create_app
     from gcn_rag.serving import EndpointManager, EndpointStore, mlflow_loader
 
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        raise BadInputError(
-            "Only loopback binding is supported until token auth lands; use --host 127.0.0.1."
-        )
+    if no_auth and host not in ("127.0.0.1", "localhost", "::1"):
+        raise BadInputError("--no-auth is only allowed on a loopback address (127.0.0.1).")
     settings = settings_for(home)
+    tokens = None if no_auth else TokenStore(settings.home / "serving.db")
     manager = EndpointManager(
         EndpointStore(settings.home / "serving.db"), mlflow_loader(tracking_uri(settings))
     )
     make_console().print(f"Serving on http://{host}:{port} (Ctrl-C to stop).")
-    uvicorn.run(create_app(manager), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(manager, tokens), host=host, port=port, log_level="warning")
+
+
+tokens_app = typer.Typer(help="Bearer tokens for the serving API.", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+
+
+@tokens_app.command("create")
+@friendly
+def tokens_create(
+    permission: str = typer.Option(
+        "CAN_QUERY", "--permission", help="CAN_VIEW, CAN_QUERY or CAN_MANAGE."
+    ),
+    comment: str = typer.Option("", "--comment", help="What the token is for."),
+    home: Path | None = HomeOption,
+) -> None:
+    """Create a bearer token for the serving API (shown once; stored hashed)."""
+    from gcn_rag.auth import TokenStore
+
+    token = TokenStore(settings_for(home).home / "serving.db").create(permission, comment)
+    make_console().print(token)
 
 
 def _add_subcommands() -> None:

@@ -13,6 +13,8 @@ Routes (the subset `databricks-sdk`, the lab's `curl` and the lab's client use):
     GET    /.well-known/databricks-config             {}
 
 Errors are ``{"error_code", "message"}`` with the matching HTTP status, never a stack trace.
+With a :class:`TokenStore`, every route but ``/.well-known/databricks-config`` needs a bearer
+token: ``CAN_VIEW`` to read, ``CAN_QUERY`` to invoke, ``CAN_MANAGE`` to change endpoints.
 """
 
 from __future__ import annotations
@@ -23,14 +25,20 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from gcn_rag.auth import TokenStore
 from gcn_rag.errors import BadInputError, GcnRagError
 from gcn_rag.serving import EndpointManager
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
-def create_app(manager: EndpointManager) -> FastAPI:
-    """The ASGI app serving ``manager``'s endpoints."""
+def create_app(manager: EndpointManager, tokens: TokenStore | None = None) -> FastAPI:
+    """The ASGI app serving ``manager``'s endpoints; ``tokens=None`` turns auth off."""
+
+    def allow(request: Request, needed: str) -> None:
+        if tokens is not None:
+            tokens.authorize(request.headers.get("authorization"), needed)
+
     app = FastAPI(title="gcn-rag serving", docs_url=None, redoc_url=None)
 
     @app.exception_handler(GcnRagError)
@@ -52,36 +60,44 @@ def create_app(manager: EndpointManager) -> FastAPI:
 
     @app.post("/api/2.0/serving-endpoints")
     async def _create(request: Request) -> dict[str, Any]:
+        allow(request, "CAN_MANAGE")
         return manager.create(await _json(request))
 
     @app.get("/api/2.0/serving-endpoints")
-    async def _list() -> dict[str, Any]:
+    async def _list(request: Request) -> dict[str, Any]:
+        allow(request, "CAN_VIEW")
         return {"endpoints": manager.list()}
 
     @app.get("/api/2.0/serving-endpoints/{name}")
-    async def _get(name: str) -> dict[str, Any]:
+    async def _get(name: str, request: Request) -> dict[str, Any]:
+        allow(request, "CAN_VIEW")
         return manager.get(name)
 
     @app.delete("/api/2.0/serving-endpoints/{name}")
-    async def _delete(name: str) -> dict[str, Any]:
+    async def _delete(name: str, request: Request) -> dict[str, Any]:
+        allow(request, "CAN_MANAGE")
         manager.delete(name)
         return {}
 
     @app.put("/api/2.0/serving-endpoints/{name}/config")
     async def _update_config(name: str, request: Request) -> dict[str, Any]:
+        allow(request, "CAN_MANAGE")
         return manager.update_config(name, await _json(request))
 
     @app.get("/api/2.0/serving-endpoints/{name}/served-models/{entity}/logs")
-    async def _logs(name: str, entity: str) -> dict[str, Any]:
+    async def _logs(name: str, entity: str, request: Request) -> dict[str, Any]:
+        allow(request, "CAN_VIEW")
         return {"logs": manager.logs(name)}
 
     @app.get("/api/2.0/serving-endpoints/{name}/served-models/{entity}/build-logs")
-    async def _build_logs(name: str, entity: str) -> dict[str, Any]:
+    async def _build_logs(name: str, entity: str, request: Request) -> dict[str, Any]:
+        allow(request, "CAN_VIEW")
         return {"logs": manager.logs(name)}
 
     async def _invoke(request: Request, name: str, entity: str | None) -> JSONResponse:
         import anyio
 
+        allow(request, "CAN_QUERY")
         manager.require(name)  # an unknown endpoint is a 404 whatever the body
         frame, params = parse_invocation(await _json(request))
         result, served = await anyio.to_thread.run_sync(

@@ -1,0 +1,80 @@
+"""Bearer tokens for the serving API, with Databricks' permission levels.
+
+Tokens are random (``dapi`` + 32 hex digits), shown once at creation and stored only as
+sha256 hashes in ``<home>/serving.db``. Levels are ordered: ``CAN_VIEW`` (read endpoint
+state) < ``CAN_QUERY`` (also invoke) < ``CAN_MANAGE`` (also create, update, delete).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from gcn_rag.errors import BadInputError, GcnRagError
+
+LEVELS = {"CAN_VIEW": 1, "CAN_QUERY": 2, "CAN_MANAGE": 3}
+
+
+class UnauthenticatedError(GcnRagError):
+    status_code = 401
+    error_code = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(GcnRagError):
+    status_code = 403
+    error_code = "PERMISSION_DENIED"
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class TokenStore:
+    """Hashed tokens and their permission level."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False)
+        self._lock = threading.Lock()
+        with self._lock, self._db:
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS tokens (digest TEXT PRIMARY KEY, "
+                "permission TEXT NOT NULL, comment TEXT, created_ms INTEGER NOT NULL)"
+            )
+
+    def create(self, permission: str, comment: str = "") -> str:
+        """A new token with ``permission``; the only time the token itself is visible."""
+        if permission not in LEVELS:
+            raise BadInputError(f"permission must be one of {', '.join(LEVELS)}.")
+        token = "dapi" + secrets.token_hex(16)
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO tokens VALUES (?, ?, ?, ?)",
+                (_digest(token), permission, comment, int(time.time() * 1000)),
+            )
+        return token
+
+    def permission(self, token: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT permission FROM tokens WHERE digest = ?", (_digest(token),)
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def authorize(self, header: str | None, needed: str) -> str:
+        """The caller's permission, or 401 (no/unknown token) / 403 (too little)."""
+        if not header or not header.startswith("Bearer "):
+            raise UnauthenticatedError(
+                "Missing bearer token; send 'Authorization: Bearer <token>' (create one with "
+                "`gcn-rag tokens create --permission CAN_QUERY`)."
+            )
+        permission = self.permission(header.removeprefix("Bearer ").strip())
+        if permission is None:
+            raise UnauthenticatedError("Invalid token; create one with `gcn-rag tokens create`.")
+        if LEVELS[permission] < LEVELS[needed]:
+            raise PermissionDeniedError(f"This needs {needed}; the token has {permission}.")
+        return permission
