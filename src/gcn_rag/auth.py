@@ -9,24 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
-import threading
 import time
 from pathlib import Path
 
-from gcn_rag.errors import BadInputError, GcnRagError
+from gcn_rag.errors import BadInputError, PermissionDeniedError, UnauthenticatedError
+from gcn_rag.serving import open_state
 
 LEVELS = {"CAN_VIEW": 1, "CAN_QUERY": 2, "CAN_MANAGE": 3}
-
-
-class UnauthenticatedError(GcnRagError):
-    status_code = 401
-    error_code = "UNAUTHENTICATED"
-
-
-class PermissionDeniedError(GcnRagError):
-    status_code = 403
-    error_code = "PERMISSION_DENIED"
 
 
 def _digest(token: str) -> str:
@@ -37,14 +26,11 @@ class TokenStore:
     """Hashed tokens and their permission level."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False)
-        self._lock = threading.Lock()
-        with self._lock, self._db:
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS tokens (digest TEXT PRIMARY KEY, "
-                "permission TEXT NOT NULL, comment TEXT, created_ms INTEGER NOT NULL)"
-            )
+        self._db, self._lock = open_state(
+            path,
+            "CREATE TABLE IF NOT EXISTS tokens (digest TEXT PRIMARY KEY, "
+            "permission TEXT NOT NULL, comment TEXT, created_ms INTEGER NOT NULL)",
+        )
 
     def create(self, permission: str, comment: str = "") -> str:
         """A new token with ``permission``; the only time the token itself is visible."""

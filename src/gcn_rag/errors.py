@@ -38,3 +38,31 @@ class SourceUnavailableError(GcnRagError):
 
     status_code = 503
     error_code = "TEMPORARILY_UNAVAILABLE"
+
+
+class AlreadyExistsError(GcnRagError):
+    """A resource with that name exists already (or is mid-update)."""
+
+    status_code = 409
+    error_code = "RESOURCE_ALREADY_EXISTS"
+
+
+class NotReadyError(GcnRagError):
+    """The resource exists but cannot answer yet; retry shortly."""
+
+    status_code = 503
+    error_code = "TEMPORARILY_UNAVAILABLE"
+
+
+class UnauthenticatedError(GcnRagError):
+    """No bearer token, or an unknown one."""
+
+    status_code = 401
+    error_code = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(GcnRagError):
+    """The token's permission level is too low for the request."""
+
+    status_code = 403
+    error_code = "PERMISSION_DENIED"

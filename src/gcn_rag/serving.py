@@ -27,21 +27,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gcn_rag.errors import BadInputError, GcnRagError, NotFoundError
+from gcn_rag.errors import AlreadyExistsError, BadInputError, NotFoundError, NotReadyError
 
 WORKLOAD_SIZES = {"Small": 4, "Medium": 16, "Large": 64}
 READY, NOT_READY = "READY", "NOT_READY"
 NOT_UPDATING, IN_PROGRESS, UPDATE_FAILED = "NOT_UPDATING", "IN_PROGRESS", "UPDATE_FAILED"
-
-
-class AlreadyExistsError(GcnRagError):
-    status_code = 409
-    error_code = "RESOURCE_ALREADY_EXISTS"
-
-
-class NotReadyError(GcnRagError):
-    status_code = 503
-    error_code = "TEMPORARILY_UNAVAILABLE"
 
 
 Loader = Callable[[str, str], Any]  # (entity_name, entity_version) -> object with .predict
@@ -145,17 +135,23 @@ def normalize_config(raw: Any) -> dict[str, Any]:
     return config
 
 
+def open_state(path: Path, schema: str) -> tuple[sqlite3.Connection, threading.Lock]:
+    """The server's SQLite state file (``<home>/serving.db``), shared across threads."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(path), check_same_thread=False)
+    lock = threading.Lock()
+    with lock, db:
+        db.execute(schema)
+    return db, lock
+
+
 class EndpointStore:
     """Endpoint definitions in SQLite, so they survive a restart."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False)
-        self._lock = threading.Lock()
-        with self._lock, self._db:
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS endpoints (name TEXT PRIMARY KEY, body TEXT NOT NULL)"
-            )
+        self._db, self._lock = open_state(
+            path, "CREATE TABLE IF NOT EXISTS endpoints (name TEXT PRIMARY KEY, body TEXT NOT NULL)"
+        )
 
     def save(self, endpoint: Endpoint) -> None:
         body = json.dumps(dataclasses.asdict(endpoint))
