@@ -333,6 +333,51 @@ def test_a_failed_update_keeps_the_old_config_serving(
     assert "load failed" in logs
 
 
+def test_traffic_split_90_10(
+    workspace_client: Any, server: str, session: requests.Session, champion: dict[str, Any]
+) -> None:
+    from databricks.sdk.service.serving import (
+        EndpointCoreConfigInput,
+        Route,
+        ServedEntityInput,
+        TrafficConfig,
+    )
+
+    version = champion["version"]  # two entities of one version: the split is about routing
+    entities = [
+        ServedEntityInput(
+            name=name,
+            entity_name=registry.MODEL_NAME,
+            entity_version=version,
+            workload_size="Small",
+        )
+        for name in ("blue", "green")
+    ]
+    workspace_client.serving_endpoints.create_and_wait(
+        name="split",
+        config=EndpointCoreConfigInput(
+            name="split",
+            served_entities=entities,
+            traffic_config=TrafficConfig(
+                routes=[
+                    Route(served_model_name="blue", traffic_percentage=90),
+                    Route(served_model_name="green", traffic_percentage=10),
+                ]
+            ),
+        ),
+    )
+    body: Any = {"dataframe_split": {"columns": ["question"], "data": [["GRB 221009A?"]]}}
+    served = [
+        session.post(
+            f"{server}/serving-endpoints/split/invocations", json=body, timeout=60
+        ).headers["served-model-name"]
+        for _ in range(1000)
+    ]
+    share = served.count("blue") / len(served)
+    assert abs(share - 0.90) <= 0.03 and served.count("green") > 0
+    workspace_client.serving_endpoints.delete("split")
+
+
 def test_auth(server: str, endpoint: str, tokens: dict[str, str]) -> None:
     invoke = f"{server}/serving-endpoints/{endpoint}/invocations"
     body: Any = {"dataframe_split": {"columns": ["question"], "data": [["What is a GRB?"]]}}

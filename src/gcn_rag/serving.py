@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import random
 import sqlite3
 import threading
 import time
@@ -179,6 +178,7 @@ class EndpointManager:
         self._lock = threading.RLock()
         self._endpoints = {e.name: e for e in store.all()}
         self._models: dict[str, dict[str, Any]] = {}  # endpoint -> entity name -> model
+        self._credit: dict[str, dict[str, int]] = {}  # traffic routing state per endpoint
         for endpoint in self._endpoints.values():
             self._start_loading(endpoint)
 
@@ -267,15 +267,23 @@ class EndpointManager:
             raise NotFoundError(f"Endpoint {name} has no served entity {target!r}.")
         return models[target].predict(frame, params=params or None), target
 
-    @staticmethod
-    def _route(endpoint: Endpoint) -> str:
+    def _route(self, endpoint: Endpoint) -> str:
+        """Smooth weighted round-robin: exact percentages over every 100 requests, interleaved.
+
+        (Random picks would only be right on average; 90/10 over 1,000 requests lands within
+        a point of 90 here every time.)
+        """
         routes = endpoint.config["traffic_config"]["routes"]
-        pick = random.uniform(0, 100)
-        for route in routes:
-            pick -= int(route["traffic_percentage"])
-            if pick < 0:
-                return str(route["served_model_name"])
-        return str(routes[-1]["served_model_name"])
+        with self._lock:
+            credit = self._credit.setdefault(endpoint.name, {})
+            best = ""
+            for route in routes:
+                target = str(route["served_model_name"])
+                credit[target] = credit.get(target, 0) + int(route["traffic_percentage"])
+                if not best or credit[target] > credit[best]:
+                    best = target
+            credit[best] -= 100
+        return best
 
     # --- loading -----------------------------------------------------------------------------
 
@@ -321,6 +329,7 @@ class EndpointManager:
             if self._endpoints.get(endpoint.name) is not endpoint:
                 return  # deleted while loading
             self._models[endpoint.name] = loaded  # the swap: one assignment under the lock
+            self._credit.pop(endpoint.name, None)
             endpoint.config = config
             endpoint.pending_config = None
             endpoint.ready, endpoint.config_update = READY, NOT_UPDATING
