@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +99,31 @@ def champion(fixture_workspace: Settings) -> dict[str, Any]:
     )
     env = {**os.environ, "MLFLOW_TRACKING_URI": registry.tracking_uri(fixture_workspace)}
     return {"version": version, "logged": logged, "env": env}
+
+
+@contextlib.contextmanager
+def _serve(app: Any) -> Iterator[str]:
+    """Run ``app`` with uvicorn on a free loopback port; yields its base URL, then stops it."""
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def serve_app() -> Callable[[Any], contextlib.AbstractContextManager[str]]:
+    """``with serve_app(app) as url:`` runs a real uvicorn server for the block."""
+    return _serve

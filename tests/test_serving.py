@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
@@ -20,12 +20,6 @@ from gcn_rag.serving import EndpointManager, EndpointStore, mlflow_loader
 from gcn_rag.settings import Settings
 
 ENDPOINT = "nasa-gcn-rag-assistant"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -46,29 +40,18 @@ def session(tokens: dict[str, str]) -> requests.Session:
 
 @pytest.fixture(scope="module")
 def server(
-    fixture_workspace: Settings, champion: dict[str, Any], tokens: dict[str, str]
+    fixture_workspace: Settings,
+    champion: dict[str, Any],
+    tokens: dict[str, str],
+    serve_app: Callable[[Any], AbstractContextManager[str]],
 ) -> Iterator[str]:
-    import uvicorn
-
-    store = TokenStore(fixture_workspace.home / "serving.db")
     manager = EndpointManager(
         EndpointStore(fixture_workspace.home / "serving.db"),
         mlflow_loader(registry.tracking_uri(fixture_workspace)),
     )
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(manager, store), host="127.0.0.1", port=port, log_level="error"
-    )
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(timeout=10)
+    with serve_app(create_app(manager, TokenStore(fixture_workspace.home / "serving.db"))) as url:
+        yield url
+    manager.close()
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,19 @@ import hashlib
 import secrets
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from gcn_rag.errors import BadInputError, PermissionDeniedError, UnauthenticatedError
 from gcn_rag.serving import open_state
 
 LEVELS = {"CAN_VIEW": 1, "CAN_QUERY": 2, "CAN_MANAGE": 3}
+
+
+class Caller(NamedTuple):
+    """Who made a request: a name safe to log (never the token) and their permission."""
+
+    name: str
+    permission: str
 
 
 def _digest(token: str) -> str:
@@ -44,23 +52,25 @@ class TokenStore:
             )
         return token
 
-    def permission(self, token: str) -> str | None:
+    def caller(self, token: str) -> Caller | None:
+        """The token's owner: its comment (or ``token-<digest prefix>``) and permission."""
+        digest = _digest(token)
         with self._lock:
             row = self._db.execute(
-                "SELECT permission FROM tokens WHERE digest = ?", (_digest(token),)
+                "SELECT permission, comment FROM tokens WHERE digest = ?", (digest,)
             ).fetchone()
-        return str(row[0]) if row else None
+        return Caller(str(row[1] or f"token-{digest[:8]}"), str(row[0])) if row else None
 
-    def authorize(self, header: str | None, needed: str) -> str:
-        """The caller's permission, or 401 (no/unknown token) / 403 (too little)."""
+    def authorize(self, header: str | None, needed: str) -> Caller:
+        """The caller, or 401 (no/unknown token) / 403 (too little permission)."""
         if not header or not header.startswith("Bearer "):
             raise UnauthenticatedError(
                 "Missing bearer token; send 'Authorization: Bearer <token>' (create one with "
                 "`gcn-rag tokens create --permission CAN_QUERY`)."
             )
-        permission = self.permission(header.removeprefix("Bearer ").strip())
-        if permission is None:
+        caller = self.caller(header.removeprefix("Bearer ").strip())
+        if caller is None:
             raise UnauthenticatedError("Invalid token; create one with `gcn-rag tokens create`.")
-        if LEVELS[permission] < LEVELS[needed]:
-            raise PermissionDeniedError(f"This needs {needed}; the token has {permission}.")
-        return permission
+        if LEVELS[caller.permission] < LEVELS[needed]:
+            raise PermissionDeniedError(f"This needs {needed}; the token has {caller.permission}.")
+        return caller

@@ -53,6 +53,10 @@ class NotReadyError(GcnRagError):
     status_code = 503
     error_code = "TEMPORARILY_UNAVAILABLE"
 
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
 
 class UnauthenticatedError(GcnRagError):
     """No bearer token, or an unknown one."""
@@ -66,3 +70,21 @@ class PermissionDeniedError(GcnRagError):
 
     status_code = 403
     error_code = "PERMISSION_DENIED"
+
+
+class TooManyRequestsError(GcnRagError):
+    """Every slot of a served entity is busy (or a rate limit is spent); retry later."""
+
+    status_code = 429
+    error_code = "REQUEST_LIMIT_EXCEEDED"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DeadlineExceededError(GcnRagError):
+    """The model did not answer within the request timeout."""
+
+    status_code = 504
+    error_code = "DEADLINE_EXCEEDED"

@@ -7,10 +7,18 @@ Routes (the subset `databricks-sdk`, the lab's `curl` and the lab's client use):
     GET    /api/2.0/serving-endpoints/{name}          get
     DELETE /api/2.0/serving-endpoints/{name}          delete
     PUT    /api/2.0/serving-endpoints/{name}/config   update_config (zero-downtime swap)
-    GET    /api/2.0/serving-endpoints/{name}/served-models/{entity}/logs
+    PUT    /api/2.0/serving-endpoints/{name}/ai-gateway   rate limits, inference table config
+    GET    /api/2.0/serving-endpoints/{name}/openapi  the query schema (OpenAPI 3)
+    GET    /api/2.0/serving-endpoints/{name}/metrics  Prometheus text for one endpoint
+    GET    /api/2.0/serving-endpoints/{name}/served-models/{entity}/logs | build-logs
     POST   /serving-endpoints/{name}/invocations      query (JSON whatever the Content-Type)
     POST   /serving-endpoints/{name}/served-models/{entity}/invocations
+    GET    /metrics                                   Prometheus text for every endpoint
     GET    /.well-known/databricks-config             {}
+
+Invocations run in worker threads within their served entity's concurrency limit; a request
+that waits too long for a slot gets 429, one that outlives ``request_timeout_s`` gets 504 (its
+slot stays taken until the model returns), and 429/503 carry ``Retry-After``.
 
 Errors are ``{"error_code", "message"}`` with the matching HTTP status, never a stack trace.
 With a :class:`TokenStore`, every route but ``/.well-known/databricks-config`` needs a bearer
@@ -20,13 +28,16 @@ token: ``CAN_VIEW`` to read, ``CAN_QUERY`` to invoke, ``CAN_MANAGE`` to change e
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from gcn_rag.auth import TokenStore
-from gcn_rag.errors import BadInputError, GcnRagError
+from gcn_rag.errors import BadInputError, DeadlineExceededError, GcnRagError
+from gcn_rag.metrics import Metrics
 from gcn_rag.serving import EndpointManager
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -35,16 +46,23 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 def create_app(manager: EndpointManager, tokens: TokenStore | None = None) -> FastAPI:
     """The ASGI app serving ``manager``'s endpoints; ``tokens=None`` turns auth off."""
 
-    def allow(request: Request, needed: str) -> None:
-        if tokens is not None:
-            tokens.authorize(request.headers.get("authorization"), needed)
+    def allow(request: Request, needed: str) -> str:
+        """The caller's name (for logs and per-user limits), or 401/403."""
+        if tokens is None:
+            return "anonymous"
+        return tokens.authorize(request.headers.get("authorization"), needed).name
 
-    app = FastAPI(title="gcn-rag serving", docs_url=None, redoc_url=None)
+    app = FastAPI(title="gcn-rag serving", docs_url=None, redoc_url=None, openapi_url=None)
+    metrics = Metrics()
+    workers: list[anyio.CapacityLimiter] = []  # created in the event loop, on first use
 
     @app.exception_handler(GcnRagError)
     async def _known(request: Request, exc: GcnRagError) -> JSONResponse:
+        retry_after = getattr(exc, "retry_after", None)
         return JSONResponse(
-            {"error_code": exc.error_code, "message": exc.message}, status_code=exc.status_code
+            {"error_code": exc.error_code, "message": exc.message},
+            status_code=exc.status_code,
+            headers={"Retry-After": str(retry_after)} if retry_after else None,
         )
 
     @app.exception_handler(Exception)
@@ -94,17 +112,65 @@ def create_app(manager: EndpointManager, tokens: TokenStore | None = None) -> Fa
         allow(request, "CAN_VIEW")
         return {"logs": manager.logs(name)}
 
-    async def _invoke(request: Request, name: str, entity: str | None) -> JSONResponse:
-        import anyio
+    @app.put("/api/2.0/serving-endpoints/{name}/ai-gateway")
+    async def _ai_gateway(name: str, request: Request) -> dict[str, Any]:
+        allow(request, "CAN_MANAGE")
+        return manager.put_ai_gateway(name, await _json(request))
 
-        allow(request, "CAN_QUERY")
-        manager.require(name)  # an unknown endpoint is a 404 whatever the body
-        frame, params = parse_invocation(await _json(request))
-        result, served = await anyio.to_thread.run_sync(
-            lambda: manager.invoke(name, frame, params, entity)
-        )
-        predictions = json.loads(result.to_json(orient="records", force_ascii=False))
-        return JSONResponse({"predictions": predictions}, headers={"served-model-name": served})
+    @app.get("/api/2.0/serving-endpoints/{name}/openapi")
+    async def _openapi(name: str, request: Request) -> JSONResponse:
+        allow(request, "CAN_VIEW")
+        return JSONResponse(openapi_spec(manager.get(name)))
+
+    @app.get("/api/2.0/serving-endpoints/{name}/metrics", response_class=PlainTextResponse)
+    async def _endpoint_metrics(name: str, request: Request) -> str:
+        allow(request, "CAN_VIEW")
+        manager.require(name)
+        return metrics.render(manager, name)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def _metrics(request: Request) -> str:
+        allow(request, "CAN_VIEW")
+        return metrics.render(manager)
+
+    async def _invoke(request: Request, name: str, entity: str | None) -> JSONResponse:
+        started, status, served = time.perf_counter(), 500, entity or ""
+        try:
+            caller = allow(request, "CAN_QUERY")
+            manager.require(name)  # an unknown endpoint is a 404 whatever the body
+            frame, params = parse_invocation(await _json(request))
+            replica = manager.route(name, entity, caller)
+            served = replica.name
+            if not workers:
+                workers.append(anyio.CapacityLimiter(1024))
+            timeout = manager.limits.request_timeout_s
+            try:
+                with anyio.fail_after(timeout):
+                    result = await anyio.to_thread.run_sync(
+                        manager.predict,
+                        replica,
+                        frame,
+                        params,
+                        abandon_on_cancel=True,
+                        limiter=workers[0],
+                    )
+            except TimeoutError:
+                raise DeadlineExceededError(
+                    f"The model did not answer within {timeout:g} s; try a shorter request."
+                ) from None
+            except GcnRagError:
+                raise
+            except Exception as exc:  # the model's own failure: a 500 with its message
+                raise GcnRagError(f"{type(exc).__name__}: {exc}") from exc
+            predictions = json.loads(result.to_json(orient="records", force_ascii=False))
+            status = 200
+            return JSONResponse({"predictions": predictions}, headers={"served-model-name": served})
+        except GcnRagError as exc:
+            status = exc.status_code
+            raise
+        finally:
+            known = status != 404 or bool(served)
+            metrics.record(name if known else "", served, status, time.perf_counter() - started)
 
     @app.post("/serving-endpoints/{name}/invocations")
     async def _invocations(name: str, request: Request) -> JSONResponse:
@@ -119,6 +185,75 @@ def create_app(manager: EndpointManager, tokens: TokenStore | None = None) -> Fa
         return "ok"
 
     return app
+
+
+def openapi_spec(endpoint: dict[str, Any]) -> dict[str, Any]:
+    """The query schema of an endpoint (OpenAPI 3.1), as ``GET …/openapi`` returns it."""
+    name = endpoint["name"]
+    question = {"type": "string", "description": "A question about GCN Circulars."}
+    request = {
+        "type": "object",
+        "description": "Exactly one of the four input formats, plus optional params.",
+        "properties": {
+            "dataframe_split": {
+                "type": "object",
+                "properties": {
+                    "columns": {"type": "array", "items": {"const": "question"}},
+                    "data": {"type": "array", "items": {"type": "array", "items": question}},
+                },
+            },
+            "dataframe_records": {
+                "type": "array",
+                "items": {"type": "object", "properties": {"question": question}},
+            },
+            "instances": {"type": "array", "items": question},
+            "inputs": {"type": "array", "items": question},
+            "params": {
+                "type": "object",
+                "properties": {
+                    "k": {"type": "integer", "description": "Circulars to retrieve."},
+                    "event_filter": {"type": "string", "description": "SQL LIKE on event ids."},
+                },
+            },
+            "client_request_id": {"type": "string"},
+        },
+    }
+    prediction = {
+        "type": "object",
+        "properties": {
+            "answer": {"type": "string", "description": "Cited answer, or an abstention."},
+            "sources": {"type": "string", "description": "JSON array of event ids."},
+            "num_docs": {"type": "integer", "description": "Circulars retrieved."},
+            "citations": {"type": "string", "description": "JSON array of citations."},
+        },
+    }
+    operation = {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
+        "responses": {
+            "200": {
+                "description": "One prediction per question.",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"predictions": {"type": "array", "items": prediction}},
+                        }
+                    }
+                },
+            }
+        },
+    }
+    paths = {f"/serving-endpoints/{name}/invocations": {"post": operation}}
+    for entity in endpoint["config"]["served_entities"]:
+        paths[f"/serving-endpoints/{name}/served-models/{entity['name']}/invocations"] = {
+            "post": operation
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": name, "version": str(endpoint["config"].get("config_version", 1))},
+        "servers": [{"url": "/"}],
+        "paths": paths,
+    }
 
 
 async def _json(request: Request) -> Any:

@@ -7,26 +7,48 @@ in a background thread, so ``create`` returns at once with ``state.config_update
 IN_PROGRESS`` and the endpoint turns ``READY`` when every entity has loaded (or
 ``UPDATE_FAILED``, with the reason in the endpoint's logs).
 
-Covered so far: create / get / list / delete, invocations, and ``update_config``: the new
-config loads in the background (``pending_config``, ``config_update = IN_PROGRESS``) while the
-old one serves, then both swap in one step under the lock; a failed load leaves the old config
-serving with ``UPDATE_FAILED`` and the reason in the logs. Still to come (see the issue):
-workload-size concurrency limits and 429s, scale-to-zero, auth, inference capture.
+``update_config`` loads the new config in the background (``pending_config``,
+``config_update = IN_PROGRESS``) while the old one serves, then both swap in one step under
+the lock; a failed load leaves the old config serving with ``UPDATE_FAILED`` and the reason in
+the logs.
+
+Each served entity is a :class:`Replica`: its model (or ``None`` once scaled to zero), as many
+concurrent requests as its workload size allows (Small 4, Medium 16, Large 64), a queue of the
+same length whose requests wait at most ``queue_timeout_s`` for a slot, and 429 +
+``Retry-After`` beyond that. With ``scale_to_zero_enabled``, an entity idle for
+``scale_to_zero_idle_s`` is unloaded (memory returned to the OS); the next request loads it
+again (a cold start) and waits up to ``cold_start_wait_s``, then gets 503 + ``Retry-After``
+while the load goes on. The AI gateway's ``rate_limits`` (calls per minute per endpoint or
+per user) are enforced here too.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import ctypes
 import dataclasses
+import gc
 import json
+import math
 import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gcn_rag.errors import AlreadyExistsError, BadInputError, NotFoundError, NotReadyError
+if TYPE_CHECKING:
+    from gcn_rag.settings import Settings
+
+from gcn_rag.errors import (
+    AlreadyExistsError,
+    BadInputError,
+    NotFoundError,
+    NotReadyError,
+    TooManyRequestsError,
+)
 
 WORKLOAD_SIZES = {"Small": 4, "Medium": 16, "Large": 64}
 READY, NOT_READY = "READY", "NOT_READY"
@@ -63,12 +85,14 @@ class Endpoint:
     last_updated_timestamp: int = 0
     logs: list[str] = dataclasses.field(default_factory=list)
     pending_config: dict[str, Any] | None = None
+    ai_gateway: dict[str, Any] | None = None
 
-    def to_api(self, loaded: dict[str, str]) -> dict[str, Any]:
+    def to_api(self, states: dict[str, tuple[str, str]]) -> dict[str, Any]:
+        """``states``: entity name -> (deployment state, message) for the loaded entities."""
         entities = []
         for entity in self.config["served_entities"]:
-            state = loaded.get(entity["name"], "DEPLOYMENT_CREATING")
-            message = "" if state == "DEPLOYMENT_READY" else self.logs[-1] if self.logs else ""
+            last_log = self.logs[-1] if self.logs else ""
+            state, message = states.get(entity["name"], ("DEPLOYMENT_CREATING", last_log))
             entities.append(
                 {**entity, "state": {"deployment": state, "deployment_state_message": message}}
             )
@@ -83,6 +107,8 @@ class Endpoint:
         }
         if self.pending_config is not None:
             api["pending_config"] = self.pending_config
+        if self.ai_gateway is not None:
+            api["ai_gateway"] = self.ai_gateway
         return api
 
 
@@ -169,18 +195,226 @@ class EndpointStore:
         return [Endpoint(**json.loads(body)) for (body,) in rows]
 
 
-class EndpointManager:
-    """Endpoints, their loaded models, and request routing."""
+AI_GATEWAY_FIELDS = (
+    "guardrails",
+    "inference_table_config",
+    "rate_limits",
+    "usage_tracking_config",
+    "fallback_config",
+)
 
-    def __init__(self, store: EndpointStore, loader: Loader) -> None:
+
+def normalize_ai_gateway(raw: Any) -> dict[str, Any]:
+    """Validate a ``PUT …/ai-gateway`` body; rate limits are checked, the rest is stored."""
+    if not isinstance(raw, dict):
+        raise BadInputError("The AI gateway config must be a JSON object.")
+    unknown = sorted(set(raw) - set(AI_GATEWAY_FIELDS))
+    if unknown:
+        raise BadInputError(
+            f"Unknown AI gateway field(s) {unknown}; known: {', '.join(AI_GATEWAY_FIELDS)}."
+        )
+    limits = raw.get("rate_limits") or []
+    if not isinstance(limits, list):
+        raise BadInputError("rate_limits must be a list.")
+    for limit in limits:
+        calls = limit.get("calls") if isinstance(limit, dict) else None
+        if not isinstance(calls, int) or isinstance(calls, bool) or calls < 1:
+            raise BadInputError("Each rate limit needs 'calls', a positive integer.")
+        limit.setdefault("key", "endpoint")
+        limit.setdefault("renewal_period", "minute")
+        if limit["key"] not in ("endpoint", "user"):
+            raise BadInputError("A rate limit's key must be 'endpoint' or 'user'.")
+        if limit["renewal_period"] != "minute":
+            raise BadInputError("A rate limit's renewal_period must be 'minute'.")
+    return {k: v for k, v in raw.items() if v is not None}
+
+
+class RateLimiter:
+    """Sliding one-minute windows of calls, per endpoint or per (endpoint, user)."""
+
+    PERIOD_S = 60.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._calls: dict[tuple[str, ...], collections.deque[float]] = {}
+
+    def check(self, endpoint: str, limits: list[dict[str, Any]], caller: str) -> None:
+        """Count one call against every limit, or raise 429 (counting nothing)."""
+        now = self._clock()
+        keyed = [
+            ((endpoint, caller) if limit["key"] == "user" else (endpoint,), int(limit["calls"]))
+            for limit in limits
+        ]
+        with self._lock:
+            for key, calls in keyed:
+                window = self._calls.setdefault(key, collections.deque())
+                while window and window[0] <= now - self.PERIOD_S:
+                    window.popleft()
+                if len(window) >= calls:
+                    retry = max(1, math.ceil(window[-calls] + self.PERIOD_S - now))
+                    who = "you" if len(key) == 2 else "this endpoint"
+                    raise TooManyRequestsError(
+                        f"Rate limit: {calls} calls per minute for {who}; retry in {retry} s.",
+                        retry_after=retry,
+                    )
+            for key, _ in keyed:
+                self._calls[key].append(now)
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Timeouts and scale-to-zero timing of a server (from :class:`Settings`)."""
+
+    request_timeout_s: float = 120.0
+    queue_timeout_s: float = 2.0
+    scale_to_zero_idle_s: float = 1800.0
+    cold_start_wait_s: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            request_timeout_s=settings.request_timeout_s,
+            queue_timeout_s=settings.queue_timeout_s,
+            scale_to_zero_idle_s=settings.scale_to_zero_idle_s,
+            cold_start_wait_s=settings.cold_start_wait_s,
+        )
+
+
+def _release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc only)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class Replica:
+    """One served entity: its model, concurrency slots, queue and scale-to-zero state."""
+
+    def __init__(self, entity: dict[str, Any], loader: Loader, model: Any | None = None) -> None:
+        self.entity = entity
+        self.name = str(entity["name"])
+        self.limit = WORKLOAD_SIZES[entity["workload_size"]]
+        self.scale_to_zero = bool(entity.get("scale_to_zero_enabled"))
+        self.model = model
+        self.in_flight = 0
+        self.queued = 0
+        self.cold_starts = 0
+        self.last_cold_start_s: float | None = None
+        self.last_used = time.monotonic()
+        self._loader = loader
+        self._loading = False
+        self._load_error = ""
+        self._cond = threading.Condition()
+
+    def same_model(self, entity: dict[str, Any]) -> bool:
+        return (entity["entity_name"], entity["entity_version"]) == (
+            self.entity["entity_name"],
+            self.entity["entity_version"],
+        )
+
+    def acquire(self, queue_timeout_s: float) -> None:
+        """Take a slot, waiting in a queue as long as the slots; else 429."""
+        with self._cond:
+            if self.in_flight >= self.limit:
+                if self.queued >= self.limit:
+                    raise TooManyRequestsError(
+                        f"Served entity {self.name} is at its limit of {self.limit} concurrent "
+                        f"requests with {self.queued} queued; retry shortly or use a larger "
+                        "workload_size.",
+                    )
+                self.queued += 1
+                try:
+                    got = self._cond.wait_for(lambda: self.in_flight < self.limit, queue_timeout_s)
+                finally:
+                    self.queued -= 1
+                if not got:
+                    raise TooManyRequestsError(
+                        f"Served entity {self.name} stayed at its limit of {self.limit} "
+                        f"concurrent requests for {queue_timeout_s:g} s; retry shortly.",
+                    )
+            self.in_flight += 1
+
+    def release(self) -> None:
+        with self._cond:
+            self.in_flight -= 1
+            self.last_used = time.monotonic()
+            self._cond.notify_all()
+
+    def ready_model(self, wait_s: float) -> Any:
+        """The loaded model; after scale-to-zero, load it (a cold start) and wait ``wait_s``."""
+        with self._cond:
+            self.last_used = time.monotonic()
+            if self.model is not None:
+                return self.model
+            if not self._loading:
+                self._loading = True
+                threading.Thread(target=self._cold_start, daemon=True).start()
+            self._cond.wait_for(lambda: self.model is not None or not self._loading, wait_s)
+            if self.model is not None:
+                return self.model
+            if not self._loading:
+                raise NotReadyError(f"Served entity {self.name} failed to load: {self._load_error}")
+            raise NotReadyError(
+                f"Served entity {self.name} is starting from zero (cold start); retry shortly.",
+                retry_after=5,
+            )
+
+    def _cold_start(self) -> None:
+        started = time.perf_counter()
+        model, error = None, ""
+        try:
+            model = self._loader(self.entity["entity_name"], self.entity["entity_version"])
+        except Exception as exc:  # reported to the waiting requests, retried on the next one
+            error = f"{type(exc).__name__}: {exc}"
+        with self._cond:
+            self.model, self._load_error, self._loading = model, error, False
+            if model is not None:
+                self.cold_starts += 1
+                self.last_cold_start_s = time.perf_counter() - started
+            self.last_used = time.monotonic()
+            self._cond.notify_all()
+
+    def unload_if_idle(self, idle_s: float) -> bool:
+        """Scale to zero when idle for ``idle_s`` with nothing in flight; True if unloaded."""
+        with self._cond:
+            idle = time.monotonic() - self.last_used >= idle_s
+            if not (self.scale_to_zero and idle and self.model is not None and not self.in_flight):
+                return False
+            self.model = None
+        _release_memory()
+        return True
+
+    def state(self) -> tuple[str, str]:
+        if self.model is None and self._loading:
+            return "DEPLOYMENT_READY", "Starting from zero (cold start)."
+        if self.model is None:
+            return "DEPLOYMENT_READY", "Scaled to zero; the next request starts it."
+        return "DEPLOYMENT_READY", ""
+
+
+class EndpointManager:
+    """Endpoints, their served entities (replicas), request routing and admission."""
+
+    def __init__(self, store: EndpointStore, loader: Loader, limits: Limits | None = None) -> None:
         self.store = store
         self.loader = loader
+        self.limits = limits or Limits()
+        self.rate_limiter = RateLimiter()
         self._lock = threading.RLock()
         self._endpoints = {e.name: e for e in store.all()}
-        self._models: dict[str, dict[str, Any]] = {}  # endpoint -> entity name -> model
+        self._replicas: dict[str, dict[str, Replica]] = {}  # endpoint -> entity name -> replica
         self._credit: dict[str, dict[str, int]] = {}  # traffic routing state per endpoint
+        self._stop = threading.Event()
         for endpoint in self._endpoints.values():
-            self._start_loading(endpoint)
+            self._start_loading(endpoint, restart=True)
+        interval = max(0.05, min(5.0, self.limits.scale_to_zero_idle_s / 4))
+        self._reaper = threading.Thread(target=self._reap, args=(interval,), daemon=True)
+        self._reaper.start()
+
+    def close(self) -> None:
+        """Stop the scale-to-zero thread (models are released with the manager)."""
+        self._stop.set()
 
     # --- management --------------------------------------------------------------------------
 
@@ -191,6 +425,7 @@ class EndpointManager:
         if not name or not all(c.isalnum() or c in "-_" for c in name):
             raise BadInputError(f"Endpoint name {name!r}: use letters, digits, '-' and '_'.")
         config = normalize_config(body.get("config"))
+        gateway = normalize_ai_gateway(body["ai_gateway"]) if body.get("ai_gateway") else None
         with self._lock:
             if name in self._endpoints:
                 raise AlreadyExistsError(f"Endpoint {name} already exists.")
@@ -200,6 +435,7 @@ class EndpointManager:
                 creator=creator,
                 creation_timestamp=int(time.time() * 1000),
                 config=config,
+                ai_gateway=gateway,
             )
             self._endpoints[name] = endpoint
             self.store.save(endpoint)
@@ -227,15 +463,25 @@ class EndpointManager:
         self._start_loading(endpoint, config)
         return self.get(name)
 
+    def put_ai_gateway(self, name: str, body: Any) -> dict[str, Any]:
+        """Store the AI gateway config; its rate limits apply from the next request."""
+        gateway = normalize_ai_gateway(body)
+        with self._lock:
+            endpoint = self.require(name)
+            endpoint.ai_gateway = gateway
+            endpoint.last_updated_timestamp = int(time.time() * 1000)
+            self.store.save(endpoint)
+        return gateway
+
     def get(self, name: str) -> dict[str, Any]:
         endpoint = self.require(name)
-        loaded = {entity: "DEPLOYMENT_READY" for entity in self._models.get(name, {})}
+        with self._lock:
+            states = {n: r.state() for n, r in self._replicas.get(name, {}).items()}
         if endpoint.config_update == UPDATE_FAILED:
-            loaded = {
-                e["name"]: loaded.get(e["name"], "DEPLOYMENT_FAILED")
-                for e in endpoint.config["served_entities"]
-            }
-        return endpoint.to_api(loaded)
+            reason = endpoint.logs[-1] if endpoint.logs else ""
+            for entity in endpoint.config["served_entities"]:
+                states.setdefault(entity["name"], ("DEPLOYMENT_FAILED", reason))
+        return endpoint.to_api(states)
 
     def list(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -246,26 +492,53 @@ class EndpointManager:
         with self._lock:
             self.require(name)
             del self._endpoints[name]
-            self._models.pop(name, None)
+            self._replicas.pop(name, None)
             self.store.delete(name)
+        _release_memory()
 
     def logs(self, name: str) -> str:
         return "\n".join(self.require(name).logs)
 
+    def replicas(self) -> dict[str, dict[str, Replica]]:
+        """A snapshot of every endpoint's replicas (for metrics)."""
+        with self._lock:
+            return {name: dict(replicas) for name, replicas in self._replicas.items()}
+
     # --- invocations -------------------------------------------------------------------------
+
+    def route(self, name: str, entity: str | None = None, caller: str = "") -> Replica:
+        """Pick the served entity for one request, after the endpoint's rate limits."""
+        endpoint = self.require(name)
+        with self._lock:
+            replicas = self._replicas.get(name, {})
+        if endpoint.ready != READY or not replicas:
+            raise NotReadyError(f"Endpoint {name} is not ready yet; retry shortly.", 5)
+        limits = (endpoint.ai_gateway or {}).get("rate_limits")
+        if limits:
+            self.rate_limiter.check(name, limits, caller)
+        target = entity or self._route(endpoint)
+        if target not in replicas:
+            raise NotFoundError(
+                f"Endpoint {name} has no served entity {target!r}; "
+                f"it serves {', '.join(sorted(replicas))}."
+            )
+        return replicas[target]
+
+    def predict(self, replica: Replica, frame: Any, params: dict[str, Any] | None) -> Any:
+        """Run one request on ``replica`` within its concurrency limit (blocking)."""
+        replica.acquire(self.limits.queue_timeout_s)
+        try:
+            model = replica.ready_model(self.limits.cold_start_wait_s)
+            return model.predict(frame, params=params or None)
+        finally:
+            replica.release()
 
     def invoke(
         self, name: str, frame: Any, params: dict[str, Any] | None, entity: str | None = None
     ) -> tuple[Any, str]:
-        """Route a request; returns (predictions DataFrame, served entity name)."""
-        endpoint = self.require(name)
-        models = self._models.get(name, {})
-        if endpoint.ready != READY or not models:
-            raise NotReadyError(f"Endpoint {name} is not ready yet; retry shortly.")
-        target = entity or self._route(endpoint)
-        if target not in models:
-            raise NotFoundError(f"Endpoint {name} has no served entity {target!r}.")
-        return models[target].predict(frame, params=params or None), target
+        """Route and run a request; returns (predictions DataFrame, served entity name)."""
+        replica = self.route(name, entity)
+        return self.predict(replica, frame, params), replica.name
 
     def _route(self, endpoint: Endpoint) -> str:
         """Smooth weighted round-robin: exact percentages over every 100 requests, interleaved.
@@ -285,7 +558,7 @@ class EndpointManager:
             credit[best] -= 100
         return best
 
-    # --- loading -----------------------------------------------------------------------------
+    # --- loading and scale-to-zero -----------------------------------------------------------
 
     def require(self, name: str) -> Endpoint:
         """The endpoint called ``name``, or a 404-style error that says how to list them."""
@@ -297,26 +570,35 @@ class EndpointManager:
             )
         return endpoint
 
-    def _start_loading(self, endpoint: Endpoint, config: dict[str, Any] | None = None) -> None:
+    def _start_loading(
+        self, endpoint: Endpoint, config: dict[str, Any] | None = None, restart: bool = False
+    ) -> None:
         target = config if config is not None else endpoint.config
-        thread = threading.Thread(target=self._load, args=(endpoint, target), daemon=True)
+        thread = threading.Thread(target=self._load, args=(endpoint, target, restart), daemon=True)
         thread.start()
 
-    def _load(self, endpoint: Endpoint, config: dict[str, Any]) -> None:
-        current = self._models.get(endpoint.name, {})
-        loaded: dict[str, Any] = {}
+    def _load(self, endpoint: Endpoint, config: dict[str, Any], restart: bool) -> None:
+        """Build the replicas of ``config``, reusing loaded models of the same version.
+
+        At a restart, scale-to-zero entities start unloaded (they load on the first request).
+        """
+        with self._lock:
+            current = dict(self._replicas.get(endpoint.name, {}))
+        replicas: dict[str, Replica] = {}
         try:
             for entity in config["served_entities"]:
-                reuse = next((m for n, m in current.items() if n == entity["name"]), None)
-                if reuse is not None:
-                    loaded[entity["name"]] = reuse
+                old = current.get(entity["name"])
+                if old is not None and old.same_model(entity) and old.model is not None:
+                    replicas[entity["name"]] = Replica(entity, self.loader, old.model)
+                    continue
+                if restart and entity.get("scale_to_zero_enabled"):
+                    replicas[entity["name"]] = Replica(entity, self.loader)
                     continue
                 endpoint.logs.append(
                     f"loading {entity['entity_name']} version {entity['entity_version']}"
                 )
-                loaded[entity["name"]] = self.loader(
-                    entity["entity_name"], entity["entity_version"]
-                )
+                model = self.loader(entity["entity_name"], entity["entity_version"])
+                replicas[entity["name"]] = Replica(entity, self.loader, model)
         except Exception as exc:  # a failed load is reported on the endpoint, not raised
             endpoint.logs.append(f"load failed: {type(exc).__name__}: {exc}")
             with self._lock:
@@ -328,7 +610,7 @@ class EndpointManager:
         with self._lock:
             if self._endpoints.get(endpoint.name) is not endpoint:
                 return  # deleted while loading
-            self._models[endpoint.name] = loaded  # the swap: one assignment under the lock
+            self._replicas[endpoint.name] = replicas  # the swap: one assignment under the lock
             self._credit.pop(endpoint.name, None)
             endpoint.config = config
             endpoint.pending_config = None
@@ -336,3 +618,18 @@ class EndpointManager:
             endpoint.last_updated_timestamp = int(time.time() * 1000)
             endpoint.logs.append(f"ready (config version {config.get('config_version', 1)})")
             self.store.save(endpoint)
+        if current:
+            _release_memory()
+
+    def _reap(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            for name, replicas in self.replicas().items():
+                for replica in replicas.values():
+                    if replica.unload_if_idle(self.limits.scale_to_zero_idle_s):
+                        self._log(name, f"{replica.name}: scaled to zero after idling")
+
+    def _log(self, name: str, line: str) -> None:
+        with self._lock:
+            endpoint = self._endpoints.get(name)
+            if endpoint is not None:
+                endpoint.logs.append(line)

@@ -1,0 +1,128 @@
+"""Live serving counters in the Prometheus text format (``GET /metrics``).
+
+Counters and the latency histogram are recorded by the server once per invocation, whatever
+its outcome; gauges (in flight, queued, loaded, cold starts) are read from the replicas when
+scraped. Labels: ``endpoint``, ``served_entity`` and, on the request counter, ``status``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import threading
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gcn_rag.serving import EndpointManager
+
+BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
+
+
+class _Histogram:
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS_S) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(BUCKETS_S, seconds)] += 1
+        self.total += seconds
+
+
+class Metrics:
+    """Request counts by status and latency histograms, per endpoint and served entity."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: dict[tuple[str, str, int], int] = defaultdict(int)
+        self._latency: dict[tuple[str, str], _Histogram] = defaultdict(_Histogram)
+
+    def record(self, endpoint: str, entity: str, status: int, seconds: float) -> None:
+        with self._lock:
+            self._requests[(endpoint, entity, status)] += 1
+            self._latency[(endpoint, entity)].observe(seconds)
+
+    def render(self, manager: EndpointManager, endpoint: str | None = None) -> str:
+        """The Prometheus exposition text, for one endpoint or all of them."""
+        out: list[str] = []
+
+        def family(name: str, kind: str, help_text: str) -> None:
+            out.append(f"# HELP {name} {help_text}")
+            out.append(f"# TYPE {name} {kind}")
+
+        def keep(name: str) -> bool:
+            return endpoint is None or name == endpoint
+
+        with self._lock:
+            requests = sorted(self._requests.items())
+            latency = sorted((k, list(h.counts), h.total) for k, h in self._latency.items())
+        family("gcn_rag_requests_total", "counter", "Invocations by HTTP status.")
+        for (ep, entity, status), n in requests:
+            if keep(ep):
+                out.append(f'gcn_rag_requests_total{{{_labels(ep, entity)},status="{status}"}} {n}')
+        family("gcn_rag_request_duration_seconds", "histogram", "Invocation latency.")
+        for (ep, entity), counts, total in latency:
+            if not keep(ep):
+                continue
+            labels, cumulative = _labels(ep, entity), 0
+            for bound, count in zip((*BUCKETS_S, float("inf")), counts, strict=True):
+                cumulative += count
+                le = "+Inf" if bound == float("inf") else f"{bound:g}"
+                out.append(
+                    f'gcn_rag_request_duration_seconds_bucket{{{labels},le="{le}"}} {cumulative}'
+                )
+            out.append(f"gcn_rag_request_duration_seconds_sum{{{labels}}} {total:.6f}")
+            out.append(f"gcn_rag_request_duration_seconds_count{{{labels}}} {cumulative}")
+        replicas = [
+            (ep, r)
+            for ep, rs in sorted(manager.replicas().items())
+            if keep(ep)
+            for r in rs.values()
+        ]
+        gauges = (
+            ("gcn_rag_in_flight", "gauge", "Requests being answered.", lambda r: r.in_flight),
+            ("gcn_rag_queued", "gauge", "Requests waiting for a slot.", lambda r: r.queued),
+            ("gcn_rag_concurrency_limit", "gauge", "Slots (workload size).", lambda r: r.limit),
+            (
+                "gcn_rag_model_loaded",
+                "gauge",
+                "1 if loaded, 0 if scaled to zero.",
+                lambda r: int(r.model is not None),
+            ),
+            (
+                "gcn_rag_cold_starts_total",
+                "counter",
+                "Loads after scale-to-zero.",
+                lambda r: r.cold_starts,
+            ),
+            (
+                "gcn_rag_last_cold_start_seconds",
+                "gauge",
+                "Duration of the last cold start.",
+                lambda r: r.last_cold_start_s or 0.0,
+            ),
+        )
+        for name, kind, help_text, value in gauges:
+            family(name, kind, help_text)
+            for ep, replica in replicas:
+                out.append(f"{name}{{{_labels(ep, replica.name)}}} {value(replica):g}")
+        family("process_resident_memory_bytes", "gauge", "Resident memory of the server.")
+        out.append(f"process_resident_memory_bytes {resident_bytes()}")
+        return "\n".join(out) + "\n"
+
+
+def _labels(endpoint: str, entity: str) -> str:
+    return f'endpoint="{_escape(endpoint)}",served_entity="{_escape(entity)}"'
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def resident_bytes() -> int:
+    """This process's resident set size (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
