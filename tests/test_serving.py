@@ -16,7 +16,7 @@ import requests
 from gcn_rag import registry
 from gcn_rag.auth import TokenStore
 from gcn_rag.server import create_app
-from gcn_rag.serving import EndpointManager, EndpointStore, mlflow_loader
+from gcn_rag.serving import EndpointManager
 from gcn_rag.settings import Settings
 
 ENDPOINT = "nasa-gcn-rag-assistant"
@@ -45,10 +45,7 @@ def server(
     tokens: dict[str, str],
     serve_app: Callable[[Any], AbstractContextManager[str]],
 ) -> Iterator[str]:
-    manager = EndpointManager(
-        EndpointStore(fixture_workspace.home / "serving.db"),
-        mlflow_loader(registry.tracking_uri(fixture_workspace)),
-    )
+    manager = EndpointManager.for_settings(fixture_workspace)
     with serve_app(create_app(manager, TokenStore(fixture_workspace.home / "serving.db"))) as url:
         yield url
     manager.close()
@@ -394,3 +391,44 @@ def test_delete(workspace_client: Any, endpoint: str) -> None:
     workspace_client.serving_endpoints.delete(endpoint)
     with pytest.raises(ResourceDoesNotExist):
         workspace_client.serving_endpoints.get(endpoint)
+
+
+def test_endpoints_cli(
+    server: str, tokens: dict[str, str], champion: dict[str, Any], fixture_workspace: Settings
+) -> None:
+    """`gcn-rag endpoints ...` drives the same API over HTTP; aliases resolve server-side."""
+    from typer.testing import CliRunner
+
+    from gcn_rag.cli import app
+
+    def cli(*args: str, token: str = tokens["CAN_MANAGE"]) -> Any:
+        common = ["--url", server, "--token", token, "--home", str(fixture_workspace.home)]
+        return CliRunner().invoke(app, ["endpoints", *args, *common])
+
+    created = cli("create", "cli-made", "--version", "champion", "--no-scale-to-zero", "--json")
+    assert created.exit_code == 0, created.output
+    body = json.loads(created.stdout)
+    assert body["state"] == {"ready": "READY", "config_update": "NOT_UPDATING"}
+    assert body["config"]["served_entities"][0]["entity_version"] == champion["version"]
+    listed = cli("list")
+    assert listed.exit_code == 0 and "cli-made" in listed.stdout and "READY" in listed.stdout
+    updated = cli(
+        "update",
+        "cli-made",
+        "--version",
+        champion["version"],
+        "--workload-size",
+        "Medium",
+        "--json",
+    )
+    assert updated.exit_code == 0, updated.output
+    assert json.loads(updated.stdout)["config"]["served_entities"][0]["workload_size"] == "Medium"
+    refused = cli("delete", "cli-made", token=tokens["CAN_VIEW"])
+    assert refused.exit_code == 1 and "needs CAN_MANAGE" in refused.output
+    bad = cli("create", "cli-bad", "--version", "no-such-alias")
+    assert bad.exit_code == 1 and "no version or alias 'no-such-alias'" in bad.output
+    assert cli("delete", "cli-made").exit_code == 0
+    gone = cli("get", "cli-made")
+    assert gone.exit_code == 1 and "does not exist" in gone.output
+    nowhere = CliRunner().invoke(app, ["endpoints", "list", "--url", "http://127.0.0.1:9"])
+    assert nowhere.exit_code == 1 and "No serving API answers" in nowhere.output

@@ -8,6 +8,7 @@ so the server's limits can be driven exactly.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -294,3 +295,12 @@ def test_metrics_and_openapi_through_the_sdk(
     assert spec["openapi"].startswith("3.")
     assert f"/serving-endpoints/{sleepy}/invocations" in spec["paths"]
     assert requests.get(f"{server}/metrics", timeout=10).status_code == 401
+
+
+def test_one_server_per_workspace(server: str, state: Path, tmp_path: Path) -> None:
+    """A second server on the same state fails at start, naming the first one's pid."""
+    from gcn_rag.errors import AlreadyExistsError
+
+    with pytest.raises(AlreadyExistsError, match=rf"pid {os.getpid()}\) is serving"):
+        EndpointStore(state)
+    EndpointStore(tmp_path / "serving.db").close()  # another workspace is free

@@ -435,60 +435,15 @@ def _print_json(result: pa.Table) -> None:
         sys.stdout.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
 
 
-@app.command()
-@friendly
-def serve(
-    host: str = typer.Option("127.0.0.1", "--host", help="Bind address."),
-    port: int = typer.Option(8080, "--port", help="TCP port."),
-    no_auth: bool = typer.Option(
-        False, "--no-auth", help="Accept requests without a token (loopback only)."
-    ),
-    home: Path | None = HomeOption,
-) -> None:
-    """Serve endpoints with the Databricks Model Serving API (bearer tokens required)."""
-    import uvicorn
-
-    from gcn_rag.auth import TokenStore
-    from gcn_rag.errors import BadInputError
-    from gcn_rag.registry import tracking_uri
-    from gcn_rag.server import create_app
-    from gcn_rag.serving import EndpointManager, EndpointStore, mlflow_loader
-
-    if no_auth and host not in ("127.0.0.1", "localhost", "::1"):
-        raise BadInputError("--no-auth is only allowed on a loopback address (127.0.0.1).")
-    settings = settings_for(home)
-    tokens = None if no_auth else TokenStore(settings.home / "serving.db")
-    manager = EndpointManager(
-        EndpointStore(settings.home / "serving.db"), mlflow_loader(tracking_uri(settings))
-    )
-    make_console().print(f"Serving on http://{host}:{port} (Ctrl-C to stop).")
-    uvicorn.run(create_app(manager, tokens), host=host, port=port, log_level="warning")
-
-
-tokens_app = typer.Typer(help="Bearer tokens for the serving API.", no_args_is_help=True)
-app.add_typer(tokens_app, name="tokens")
-
-
-@tokens_app.command("create")
-@friendly
-def tokens_create(
-    permission: str = typer.Option(
-        "CAN_QUERY", "--permission", help="CAN_VIEW, CAN_QUERY or CAN_MANAGE."
-    ),
-    comment: str = typer.Option("", "--comment", help="What the token is for."),
-    home: Path | None = HomeOption,
-) -> None:
-    """Create a bearer token for the serving API (shown once; stored hashed)."""
-    from gcn_rag.auth import TokenStore
-
-    token = TokenStore(settings_for(home).home / "serving.db").create(permission, comment)
-    make_console().print(token)
-
-
 def _add_subcommands() -> None:
+    from gcn_rag import cli_serving
     from gcn_rag.cli_model import model_app
 
     app.add_typer(model_app, name="model")
+    app.command()(cli_serving.up)
+    app.command()(friendly(cli_serving.serve))
+    app.add_typer(cli_serving.tokens_app, name="tokens")
+    app.add_typer(cli_serving.endpoints_app, name="endpoints")
 
 
 _add_subcommands()

@@ -56,7 +56,9 @@ class NASAGCNRagModel(PythonModel):  # type: ignore[misc, unused-ignore]
 
     # No type hints on predict: MLflow would read them as an input schema (the signature set
     # at logging time is the schema).
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def, unused-ignore]
+    # ``pd.DataFrame`` as the hint: MLflow then neither infers a schema from it nor warns on
+    # every load; the contract is the explicit signature (registry.signature()).
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # type: ignore[no-untyped-def, unused-ignore]
         settings = {**DEFAULT_PARAMS, **(self.config.get("defaults") or {}), **(params or {})}
         try:
             filters = _filters(settings)

@@ -28,9 +28,11 @@ import collections
 import contextlib
 import ctypes
 import dataclasses
+import fcntl
 import gc
 import json
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -56,6 +58,7 @@ NOT_UPDATING, IN_PROGRESS, UPDATE_FAILED = "NOT_UPDATING", "IN_PROGRESS", "UPDAT
 
 
 Loader = Callable[[str, str], Any]  # (entity_name, entity_version) -> object with .predict
+Resolver = Callable[[str, str], str]  # (entity_name, alias) -> version number
 
 
 def mlflow_loader(tracking_uri: str) -> Loader:
@@ -69,6 +72,24 @@ def mlflow_loader(tracking_uri: str) -> Loader:
         return mlflow.pyfunc.load_model(f"models:/{name}/{version}")
 
     return load
+
+
+def mlflow_resolver(tracking_uri: str) -> Resolver:
+    """Resolve a registered model alias (``champion``) to its version number."""
+
+    def resolve(name: str, alias: str) -> str:
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        try:
+            return str(client.get_model_version_by_alias(name, alias.lstrip("@")).version)
+        except MlflowException as exc:
+            raise NotFoundError(
+                f"{name} has no version or alias {alias!r}; see `gcn-rag model list`."
+            ) from exc
+
+    return resolve
 
 
 @dataclasses.dataclass
@@ -112,8 +133,12 @@ class Endpoint:
         return api
 
 
-def normalize_config(raw: Any) -> dict[str, Any]:
-    """Validate a create request's ``config`` and fill Databricks' defaults."""
+def normalize_config(raw: Any, resolve: Resolver | None = None) -> dict[str, Any]:
+    """Validate a create request's ``config`` and fill Databricks' defaults.
+
+    With ``resolve``, an ``entity_version`` that names an alias (``champion``) is pinned to
+    the version it points at now.
+    """
     if not isinstance(raw, dict) or not raw.get("served_entities"):
         raise BadInputError("config.served_entities must list at least one served entity.")
     entities = []
@@ -121,9 +146,12 @@ def normalize_config(raw: Any) -> dict[str, Any]:
         if not isinstance(item, dict) or not item.get("entity_name"):
             raise BadInputError("Each served entity needs an entity_name.")
         version = str(item.get("entity_version") or "")
+        if version and not version.isdigit() and resolve is not None:
+            version = resolve(str(item["entity_name"]), version)
         if not version.isdigit():
             raise BadInputError(
-                f"entity_version must be a version number, got {item.get('entity_version')!r}."
+                "entity_version must be a version number (or an alias such as champion), "
+                f"got {item.get('entity_version')!r}."
             )
         size = item.get("workload_size") or "Small"
         if size not in WORKLOAD_SIZES:
@@ -171,19 +199,49 @@ def open_state(path: Path, schema: str) -> tuple[sqlite3.Connection, threading.L
 
 
 class EndpointStore:
-    """Endpoint definitions in SQLite, so they survive a restart."""
+    """Endpoint definitions in SQLite, so they survive a restart.
+
+    One server owns a workspace's endpoints at a time: the store holds an exclusive lock on
+    ``serving.lock`` beside the database until :meth:`close` (or the process ends), so a
+    second server on the same workspace fails at start instead of overwriting the first's
+    state.
+    """
 
     def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._owner = open(path.with_name("serving.lock"), "a+", encoding="utf-8")  # noqa: SIM115
+        try:
+            fcntl.flock(self._owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._owner.seek(0)
+            pid = self._owner.read().strip() or "unknown"
+            self._owner.close()
+            raise AlreadyExistsError(
+                f"Another gcn-rag server (pid {pid}) is serving the endpoints of "
+                f"{path.parent}; stop it first, or give this one another GCN_RAG_HOME."
+            ) from None
+        self._owner.truncate(0)
+        self._owner.write(str(os.getpid()))
+        self._owner.flush()
         self._db, self._lock = open_state(
             path, "CREATE TABLE IF NOT EXISTS endpoints (name TEXT PRIMARY KEY, body TEXT NOT NULL)"
         )
 
+    def close(self) -> None:
+        """Release the workspace for another server."""
+        with self._lock:
+            self._owner.close()
+            self._db.close()
+
     def save(self, endpoint: Endpoint) -> None:
         body = json.dumps(dataclasses.asdict(endpoint))
-        with self._lock, self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO endpoints VALUES (?, ?)", (endpoint.name, body)
-            )
+        with self._lock:
+            if self._owner.closed:
+                return  # closed: a late background save must not resurrect state
+            with self._db:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO endpoints VALUES (?, ?)", (endpoint.name, body)
+                )
 
     def delete(self, name: str) -> None:
         with self._lock, self._db:
@@ -396,9 +454,16 @@ class Replica:
 class EndpointManager:
     """Endpoints, their served entities (replicas), request routing and admission."""
 
-    def __init__(self, store: EndpointStore, loader: Loader, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        store: EndpointStore,
+        loader: Loader,
+        limits: Limits | None = None,
+        resolve: Resolver | None = None,
+    ) -> None:
         self.store = store
         self.loader = loader
+        self.resolve = resolve
         self.limits = limits or Limits()
         self.rate_limiter = RateLimiter()
         self._lock = threading.RLock()
@@ -412,9 +477,24 @@ class EndpointManager:
         self._reaper = threading.Thread(target=self._reap, args=(interval,), daemon=True)
         self._reaper.start()
 
+    @classmethod
+    def for_settings(cls, settings: Settings) -> EndpointManager:
+        """The workspace's endpoints (``<home>/serving.db``) over its MLflow registry."""
+        from gcn_rag.registry import tracking_uri
+
+        uri = tracking_uri(settings)
+        return cls(
+            EndpointStore(settings.home / "serving.db"),
+            mlflow_loader(uri),
+            Limits.from_settings(settings),
+            mlflow_resolver(uri),
+        )
+
     def close(self) -> None:
-        """Stop the scale-to-zero thread (models are released with the manager)."""
+        """Stop the scale-to-zero thread and release the workspace's endpoint state."""
         self._stop.set()
+        with self._lock:
+            self.store.close()
 
     # --- management --------------------------------------------------------------------------
 
@@ -424,7 +504,7 @@ class EndpointManager:
         name = body["name"]
         if not name or not all(c.isalnum() or c in "-_" for c in name):
             raise BadInputError(f"Endpoint name {name!r}: use letters, digits, '-' and '_'.")
-        config = normalize_config(body.get("config"))
+        config = normalize_config(body.get("config"), self.resolve)
         gateway = normalize_ai_gateway(body["ai_gateway"]) if body.get("ai_gateway") else None
         with self._lock:
             if name in self._endpoints:
@@ -449,7 +529,7 @@ class EndpointManager:
         the old config keeps serving, ``config_update`` is ``UPDATE_FAILED`` and the logs
         say why.
         """
-        config = normalize_config(body)
+        config = normalize_config(body, self.resolve)
         with self._lock:
             endpoint = self.require(name)
             if endpoint.config_update == IN_PROGRESS:

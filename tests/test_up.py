@@ -1,0 +1,115 @@
+"""`gcn-rag up`, the README's main command, as a real process: deploy, answer, serve, stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from gcn_rag import registry
+from gcn_rag.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def workspace(fixture_workspace: Settings, tmp_path: Path) -> Settings:
+    """A copy of the indexed fixture workspace with no model registered yet."""
+    home = tmp_path / "workspace"
+    home.mkdir()
+    for part in ("warehouse", "index"):
+        shutil.copytree(fixture_workspace.home / part, home / part)
+    (home / "cache").symlink_to(fixture_workspace.cache.resolve(), target_is_directory=True)
+    return Settings.load(environ={}, home=home)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _gcn_rag(*args: str, home: Path) -> list[str]:
+    return [sys.executable, "-m", "gcn_rag", *args, "--home", str(home)]
+
+
+def test_up_deploys_once_then_serves_until_interrupted(workspace: Settings) -> None:
+    env = {**os.environ, "COLUMNS": "200"}
+    port = str(_free_port())
+    first = subprocess.run(
+        _gcn_rag("up", "--check", "--port", port, home=workspace.home),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Alias champion -> version 1." in first.stdout
+    assert "creating nasa-gcn-rag-assistant (version 1)" in first.stdout
+    assert "A: The redshift of GRB 221009A is z = 0.15" in first.stdout
+    assert "Checked; stopping." in first.stdout
+
+    # Second run: nothing to redo; serves until Ctrl-C. The printed curl works as printed.
+    server = subprocess.Popen(
+        _gcn_rag("up", "--port", port, home=workspace.home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        for line in server.stdout or []:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        output: list[str] = []
+        deadline = time.monotonic() + 300
+        while not output or "Serving until Ctrl-C" not in output[-1]:
+            assert server.poll() is None, "".join(output)
+            assert time.monotonic() < deadline, "".join(output)
+            try:
+                output.append(lines.get(timeout=1))
+            except queue.Empty:
+                continue
+        text = "".join(output)
+        assert "champion is version 1, up to date" in text
+        assert "nasa-gcn-rag-assistant already serves version 1" in text
+        curl = text[text.index("curl -X POST") :].split("\nServing until")[0]
+        answered = subprocess.run(
+            ["bash", "-c", curl], capture_output=True, text=True, timeout=60, check=True
+        )
+        (prediction,) = json.loads(answered.stdout)["predictions"]
+        assert prediction["num_docs"] > 0
+        # `gcn-rag endpoints` finds the token `up` saved in the workspace
+        listed = subprocess.run(
+            _gcn_rag("endpoints", "list", "--url", f"http://127.0.0.1:{port}", home=workspace.home),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert "nasa-gcn-rag-assistant" in listed.stdout and "READY" in listed.stdout
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
+    assert [v.version for v in registry.versions(workspace)] == ["1"]
+    assert (workspace.home / "cli-token").stat().st_mode & 0o077 == 0
