@@ -1,4 +1,4 @@
-# Two commands on a fresh machine:  `make run` (the main job) and `make test`.
+# Two commands on a fresh machine:  `make run` (the main job: `gcn-rag up`) and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -13,8 +13,8 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-run: install  ## ingest + chunk the whole corpus, print a summary
-	$(BIN)/gcn-rag run
+run: install  ## ingest, index, register, serve; prints URL, token and curl (Ctrl-C stops)
+	$(BIN)/gcn-rag up $(ARGS)
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -131,6 +131,23 @@ def test_the_labs_curl_without_content_type(
     assert set(prediction) == {"answer", "sources", "num_docs", "citations"}
 
 
+def test_headers_name_the_entity_and_time_the_model(
+    server: str, endpoint: str, session: requests.Session, champion: dict[str, Any]
+) -> None:
+    response = session.post(
+        f"{server}/serving-endpoints/{endpoint}/invocations",
+        json={"inputs": ["What is a GRB?", "What is the redshift of GRB 221009A?"]},
+        timeout=60,
+    )
+    assert response.headers["served-model-name"] == f"gcn_rag_assistant-{champion['version']}"
+    timing = dict(
+        part.strip().split(";dur=") for part in response.headers["server-timing"].split(",")
+    )
+    assert 0 < float(timing["model"]) <= float(timing["total"])
+    assert len(response.json()["predictions"]) == 2
+    assert all(isinstance(p["num_docs"], int) for p in response.json()["predictions"])
+
+
 def test_the_labs_client(server: str, endpoint: str, tokens: dict[str, str]) -> None:
     class NASAGCNRagClient:  # verbatim from the lab's README
         def __init__(self, endpoint_url: str, token: str):
