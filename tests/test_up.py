@@ -18,6 +18,7 @@ import pytest
 
 from gcn_rag import registry
 from gcn_rag.settings import Settings
+from gcn_rag.tables import Catalog
 
 pytestmark = pytest.mark.slow
 
@@ -58,6 +59,13 @@ def test_up_deploys_once_then_serves_until_interrupted(workspace: Settings) -> N
     assert "creating nasa-gcn-rag-assistant (version 1)" in first.stdout
     assert "A: The redshift of GRB 221009A is z = 0.15" in first.stdout
     assert "Checked; stopping." in first.stdout
+    catalog = Catalog(workspace.warehouse)
+    rows = catalog.sql("SELECT key, value FROM rag_endpoint_info").to_pylist()
+    info = {row["key"]: row["value"] for row in rows}
+    assert info["endpoint_name"] == "nasa-gcn-rag-assistant" and info["model_version"] == "1"
+    assert info["inference_table"] == "sandbox.nasa_gcn_dev.rag_inference_payload"
+    captured = catalog.sql("SELECT status_code, request FROM rag_inference_payload").to_pylist()
+    assert [row["status_code"] for row in captured] == [200]  # the sample question, flushed
 
     # Second run: nothing to redo; serves until Ctrl-C. The printed curl works as printed.
     server = subprocess.Popen(

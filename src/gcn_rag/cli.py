@@ -444,6 +444,7 @@ def _add_subcommands() -> None:
     app.command()(friendly(cli_serving.serve))
     app.add_typer(cli_serving.tokens_app, name="tokens")
     app.add_typer(cli_serving.endpoints_app, name="endpoints")
+    app.command()(cli_serving.logs)
 
 
 _add_subcommands()

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shlex
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from gcn_rag.client import ServingClient
+    from gcn_rag.serving import EndpointManager
     from gcn_rag.settings import Settings
 
 ENDPOINT = "nasa-gcn-rag-assistant"
@@ -33,8 +35,10 @@ SAMPLE = "What is the redshift of GRB 221009A?"
 TOKEN_FILE = "cli-token"
 
 
-def _server(settings: Settings, host: str, port: int, no_auth: bool) -> uvicorn.Server:
-    """A uvicorn server for the workspace's endpoints (not started)."""
+def _server(
+    settings: Settings, host: str, port: int, no_auth: bool
+) -> tuple[uvicorn.Server, EndpointManager]:
+    """A uvicorn server for the workspace's endpoints (not started), and their manager."""
     import uvicorn
 
     from gcn_rag.auth import TokenStore
@@ -45,8 +49,10 @@ def _server(settings: Settings, host: str, port: int, no_auth: bool) -> uvicorn.
     if no_auth and host not in LOOPBACK:
         raise BadInputError("--no-auth is only allowed on a loopback address (127.0.0.1).")
     tokens = None if no_auth else TokenStore(settings.home / "serving.db")
-    app = create_app(EndpointManager.for_settings(settings), tokens)
-    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    manager = EndpointManager.for_settings(settings)
+    app = create_app(manager, tokens)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning")
+    return uvicorn.Server(config), manager
 
 
 def serve(
@@ -58,16 +64,27 @@ def serve(
     home: Path | None = HomeOption,
 ) -> None:
     """Serve endpoints with the Databricks Model Serving API (bearer tokens required)."""
-    server = _server(settings_for(home), host, port, no_auth)
+    server, manager = _server(settings_for(home), host, port, no_auth)
     make_console().print(f"Serving on http://{host}:{port} (Ctrl-C to stop).")
-    _run(server)
+    _run(server, manager)
 
 
-def _run(server: uvicorn.Server) -> None:
-    """Serve until Ctrl-C or SIGTERM; a stop by signal is a clean exit, not an error."""
-    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises a captured SIGINT
-        server.run()
+def _run(server: uvicorn.Server, manager: EndpointManager) -> None:
+    """Serve until Ctrl-C or SIGTERM, then flush captured requests: a clean stop loses none."""
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal with the
+    # previous handler; make that an exception here, so the flush below runs for both.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        manager.close()
     make_console().print("Stopped.")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 tokens_app = typer.Typer(help="Bearer tokens for the serving API.", no_args_is_help=True)
@@ -122,24 +139,35 @@ def _config(
     workload_size: str,
     scale_to_zero: bool,
     config_file: Path | None,
+    capture_prefix: str | None,
+    home: Path | None,
 ) -> dict[str, Any]:
     from gcn_rag.errors import BadInputError
 
     if config_file is not None:
         try:
-            config = json.loads(config_file.read_text())
+            loaded = json.loads(config_file.read_text())
         except (OSError, ValueError) as exc:
             raise BadInputError(f"Cannot read {config_file} as JSON ({exc}).") from exc
-        if not isinstance(config, dict):
+        if not isinstance(loaded, dict):
             raise BadInputError(f"{config_file} must hold a JSON object (an endpoint config).")
-        return config
+        return dict(loaded)
     entity = {
         "entity_name": model,
         "entity_version": version,
         "workload_size": workload_size,
         "scale_to_zero_enabled": scale_to_zero,
     }
-    return {"served_entities": [entity]}
+    config: dict[str, Any] = {"served_entities": [entity]}
+    if capture_prefix:
+        settings = settings_for(home)
+        config["auto_capture_config"] = {
+            "catalog_name": settings.catalog,
+            "schema_name": settings.schema,
+            "table_name_prefix": capture_prefix,
+            "enabled": True,
+        }
+    return config
 
 
 ModelOption = typer.Option(
@@ -156,6 +184,12 @@ ConfigOption = typer.Option(
     None, "--config", help="A JSON endpoint config (served_entities, traffic_config) instead."
 )
 WaitOption = typer.Option(True, "--wait/--no-wait", help="Wait until the endpoint is READY.")
+CAPTURE = "rag_inference"
+CaptureOption = typer.Option(
+    CAPTURE,
+    "--capture",
+    help="Capture requests into <catalog>.<schema>.<PREFIX>_payload ('' to turn it off).",
+)
 
 
 def _print_endpoints(console: Console, endpoints: list[dict[str, Any]]) -> None:
@@ -231,6 +265,7 @@ def endpoints_create(
     workload_size: str = SizeOption,
     scale_to_zero: bool = ZeroOption,
     config_file: Path | None = ConfigOption,
+    capture: str = CaptureOption,
     wait: bool = WaitOption,
     url: str | None = UrlOption,
     token: str | None = TokenOption,
@@ -239,7 +274,9 @@ def endpoints_create(
 ) -> None:
     """Create an endpoint serving a registered model version (needs CAN_MANAGE)."""
     client = _client(url, token, home)
-    config = _config(model, version, workload_size, scale_to_zero, config_file)
+    config = _config(
+        model, version, workload_size, scale_to_zero, config_file, capture or None, home
+    )
     endpoint = client.create(name, config)
     _show(_wait(client, name) if wait else endpoint, as_json)
 
@@ -253,6 +290,7 @@ def endpoints_update(
     workload_size: str = SizeOption,
     scale_to_zero: bool = ZeroOption,
     config_file: Path | None = ConfigOption,
+    capture: str = CaptureOption,
     wait: bool = WaitOption,
     url: str | None = UrlOption,
     token: str | None = TokenOption,
@@ -261,7 +299,9 @@ def endpoints_update(
 ) -> None:
     """Replace the served entities; the old ones serve until the new ones are loaded."""
     client = _client(url, token, home)
-    config = _config(model, version, workload_size, scale_to_zero, config_file)
+    config = _config(
+        model, version, workload_size, scale_to_zero, config_file, capture or None, home
+    )
     endpoint = client.update_config(name, config)
     _show(_wait(client, name) if wait else endpoint, as_json)
 
@@ -312,13 +352,15 @@ def up(
     """
     from gcn_rag.client import ServingClient
     from gcn_rag.errors import GcnRagError
+    from gcn_rag.registry import MODEL_NAME
 
     settings = settings_for(home)
     console = make_console()
     _prepare_corpus_and_index(settings, console, offline, home)
     version = _champion(settings, console, home)
     token = _manage_token(settings)
-    server = _server(settings, host, port, no_auth=False)
+    config = _config(MODEL_NAME, version, workload_size, scale_to_zero, None, CAPTURE, home)
+    server, manager = _server(settings, host, port, no_auth=False)
     url = f"http://{host}:{port}"
     failures: list[GcnRagError] = []
 
@@ -327,7 +369,8 @@ def up(
             while not server.started and not server.should_exit:
                 threading.Event().wait(0.05)
             client = ServingClient(url, token, timeout=120)
-            _deploy(client, console, endpoint, version, workload_size, scale_to_zero)
+            _deploy(client, console, endpoint, config)
+            _write_endpoint_info(settings, url, client.get(endpoint))
             answer = client.query(endpoint, [SAMPLE])[0]
             _print_ready(console, url, endpoint, token, answer, check)
         except GcnRagError as exc:
@@ -338,7 +381,7 @@ def up(
 
     threading.Thread(target=deploy, daemon=True).start()
     console.print(f"Starting the server on {url} …")
-    _run(server)
+    _run(server, manager)
     if failures:
         raise failures[0]
     if not server.started:
@@ -406,34 +449,60 @@ def _manage_token(settings: Settings) -> str:
     return token
 
 
-def _deploy(
-    client: ServingClient,
-    console: Console,
-    name: str,
-    version: str,
-    workload_size: str,
-    scale_to_zero: bool,
-) -> None:
+def _deploy(client: ServingClient, console: Console, name: str, config: dict[str, Any]) -> None:
+    """Create the endpoint, or update it if it serves something else; wait until READY."""
     from gcn_rag.errors import NotFoundError
-    from gcn_rag.registry import MODEL_NAME
 
-    config = _config(MODEL_NAME, version, workload_size, scale_to_zero, None)
+    (entity,) = config["served_entities"]
+    version = entity["entity_version"]
     try:
         existing = client.get(name)
     except NotFoundError:
         console.print(f"[bold]Endpoint[/]: creating {name} (version {version}).")
         client.create(name, config)
     else:
-        served = [
-            (e["entity_version"], e["workload_size"], e["scale_to_zero_enabled"])
-            for e in existing["config"]["served_entities"]
-        ]
-        if served == [(version, workload_size, scale_to_zero)]:
+        keys = ("entity_name", "entity_version", "workload_size", "scale_to_zero_enabled")
+        served = [tuple(e[k] for k in keys) for e in existing["config"]["served_entities"]]
+        capture = existing["config"].get("auto_capture_config") or {}
+        wanted = config["auto_capture_config"]
+        same_capture = all(capture.get(k) == v for k, v in wanted.items())
+        if served == [tuple(entity[k] for k in keys)] and same_capture:
             console.print(f"[bold]Endpoint[/]: {name} already serves version {version}.")
         else:
             console.print(f"[bold]Endpoint[/]: updating {name} to version {version}.")
             client.update_config(name, config)
     client.wait(name)
+
+
+def _write_endpoint_info(settings: Settings, url: str, endpoint: dict[str, Any]) -> None:
+    """The lab's ``rag_endpoint_info (key, value)`` table for the deployed endpoint."""
+    import socket
+
+    import pyarrow as pa
+
+    from gcn_rag.tables import Catalog
+
+    (entity,) = endpoint["config"]["served_entities"]
+    capture = endpoint["config"].get("auto_capture_config") or {}
+    table = capture.get("state", {}).get("payload_table", {}).get("name", "")
+    rows = {
+        "endpoint_name": endpoint["name"],
+        "endpoint_url": f"{url}/serving-endpoints/{endpoint['name']}/invocations",
+        "model_name": entity["entity_name"],
+        "model_version": entity["entity_version"],
+        "workload_size": entity["workload_size"],
+        "scale_to_zero_enabled": str(entity["scale_to_zero_enabled"]).lower(),
+        "inference_table": f"{capture['catalog_name']}.{capture['schema_name']}.{table}"
+        if table
+        else "",
+        "host": socket.gethostname(),
+        "created_by": "gcn-rag up",
+    }
+    Catalog(settings.warehouse, settings.catalog, settings.schema).overwrite(
+        "rag_endpoint_info",
+        pa.table({"key": list(rows), "value": list(rows.values())}),
+        description="the deployed serving endpoint (key, value)",
+    )
 
 
 def _print_ready(
@@ -454,3 +523,155 @@ def _print_ready(
     console.print(f"export DATABRICKS_HOST={url} DATABRICKS_TOKEN={token}", soft_wrap=True)
     console.print(curl, soft_wrap=True, markup=False)
     console.print("Checked; stopping." if check else "Serving until Ctrl-C.")
+
+
+# --- logs --------------------------------------------------------------------------------------
+
+
+def logs(
+    endpoint: str | None = typer.Argument(None, help="Only this endpoint's requests."),
+    since: str | None = typer.Option(
+        None, "--since", help="Only requests since: 30m, 2h, 7d, or an ISO date/time (UTC)."
+    ),
+    status: int | None = typer.Option(None, "--status", help="Only this HTTP status."),
+    limit: int = typer.Option(20, "--limit", help="Newest rows to show."),
+    table: str = typer.Option(
+        "rag_inference_payload", "--table", help="The payload table (catalog.schema.name)."
+    ),
+    as_json: bool = JsonOption,
+    home: Path | None = HomeOption,
+) -> None:
+    """Captured requests, newest first: question, answer head, status, latency, entity."""
+    _logs(endpoint, since, status, limit, table, as_json, home)
+
+
+@friendly
+def _logs(
+    endpoint: str | None,
+    since: str | None,
+    status: int | None,
+    limit: int,
+    table: str,
+    as_json: bool,
+    home: Path | None,
+) -> None:
+    from rich.table import Table
+
+    from gcn_rag.cli_common import catalog_for
+    from gcn_rag.errors import BadInputError, NotFoundError
+
+    catalog = catalog_for(settings_for(home))
+    name = catalog.name(table)
+    if not catalog.exists(name):
+        raise NotFoundError(
+            f"No captured requests yet: {name} does not exist (endpoints capture into it "
+            "once they serve a request with auto_capture_config enabled)."
+        )
+    where = []
+    if endpoint is not None:
+        if not all(c.isalnum() or c in "-_" for c in endpoint):
+            raise BadInputError(f"{endpoint!r} is not an endpoint name.")
+        where.append(f"endpoint_name = '{endpoint}'")
+    if since is not None:
+        where.append(f"timestamp_ms >= {_since_ms(since)}")
+    if status is not None:
+        where.append(f"status_code = {int(status)}")
+    if limit < 1:
+        raise BadInputError("--limit must be at least 1.")
+    query = (
+        "SELECT timestamp, endpoint_name, served_entity_id, status_code, execution_duration_ms, "
+        f"requester, request, response FROM {name} "
+        f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+        f"ORDER BY timestamp_ms DESC LIMIT {int(limit)}"
+    )
+    rows = []
+    for row in catalog.sql(query).to_pylist():
+        rows.append(
+            {
+                "time": row["timestamp"].isoformat(timespec="seconds"),
+                "endpoint": row["endpoint_name"],
+                "served_entity": row["served_entity_id"],
+                "status": row["status_code"],
+                "latency_ms": row["execution_duration_ms"],
+                "requester": row["requester"],
+                "question": question_of(row["request"]),
+                "answer": answer_of(row["response"]),
+            }
+        )
+    if as_json:
+        for row in rows:
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return
+    view = Table(
+        "time (UTC)", "endpoint / entity", "status", "ms", "requester", "question", "answer"
+    )
+    for row in rows:
+        view.add_row(
+            row["time"][:19].replace("T", " "),
+            f"{row['endpoint']}\n{row['served_entity']}",
+            str(row["status"]),
+            str(row["latency_ms"]),
+            row["requester"],
+            row["question"][:60],
+            row["answer"][:80],
+        )
+    console = make_console()
+    console.print(view)
+    console.print(f"{len(rows)} request(s) from {name}")
+
+
+def _since_ms(value: str) -> int:
+    """``30m`` / ``2h`` / ``7d`` ago, or an ISO date/time (UTC), as epoch milliseconds."""
+    import time
+    from datetime import UTC, datetime
+
+    from gcn_rag.errors import BadInputError
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value[-1:] in units and value[:-1].isdigit():
+        return int((time.time() - int(value[:-1]) * units[value[-1]]) * 1000)
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadInputError(
+            f"--since {value!r}: use 30m, 2h, 7d or an ISO date such as 2026-11-27T10:00."
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
+def question_of(request: str | None) -> str:
+    """The first question of a captured request body (any of the four formats)."""
+    try:
+        body = json.loads(request or "")
+    except ValueError:
+        return (request or "")[:200]
+    if not isinstance(body, dict):
+        return ""
+    for key in ("dataframe_split", "dataframe_records", "instances", "inputs"):
+        data = body.get(key)
+        if key == "dataframe_split" and isinstance(data, dict):
+            data = [row[0] for row in data.get("data") or [] if isinstance(row, list) and row]
+        if isinstance(data, dict):
+            data = data.get("question")
+        if isinstance(data, list) and data:
+            first = data[0]
+            return str(first.get("question", "") if isinstance(first, dict) else first)
+        if isinstance(data, str):
+            return data
+    return ""
+
+
+def answer_of(response: str | None) -> str:
+    """The first answer of a captured response, or the error message."""
+    try:
+        body = json.loads(response or "")
+    except ValueError:
+        return (response or "")[:200]
+    if isinstance(body, dict) and body.get("predictions"):
+        first = body["predictions"][0]
+        return str(first.get("answer", first) if isinstance(first, dict) else first)
+    if isinstance(body, dict) and "message" in body:
+        return f"{body.get('error_code', 'ERROR')}: {body['message']}"
+    return ""

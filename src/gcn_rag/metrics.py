@@ -106,6 +106,36 @@ class Metrics:
             family(name, kind, help_text)
             for ep, replica in replicas:
                 out.append(f"{name}{{{_labels(ep, replica.name)}}} {value(replica):g}")
+        if manager.capture is not None:
+            stats = manager.capture.stats()
+            for name, kind, help_text, value in (
+                (
+                    "gcn_rag_capture_backlog_rows",
+                    "gauge",
+                    "Captured rows not yet in Delta.",
+                    stats["backlog_rows"],
+                ),
+                (
+                    "gcn_rag_capture_flushed_rows_total",
+                    "counter",
+                    "Captured rows in Delta.",
+                    stats["flushed_rows"],
+                ),
+                (
+                    "gcn_rag_capture_write_errors_total",
+                    "counter",
+                    "Rows the spool lost.",
+                    stats["write_errors"],
+                ),
+                (
+                    "gcn_rag_capture_last_flush_timestamp_seconds",
+                    "gauge",
+                    "Last flush.",
+                    stats["last_flush_timestamp"] / 1000,
+                ),
+            ):
+                family(name, kind, help_text)
+                out.append(f"{name} {value:g}")
         family("process_resident_memory_bytes", "gauge", "Resident memory of the server.")
         out.append(f"process_resident_memory_bytes {resident_bytes()}")
         return "\n".join(out) + "\n"

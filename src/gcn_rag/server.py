@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any
 
 import anyio
@@ -58,11 +59,17 @@ def create_app(manager: EndpointManager, tokens: TokenStore | None = None) -> Fa
 
     @app.exception_handler(GcnRagError)
     async def _known(request: Request, exc: GcnRagError) -> JSONResponse:
+        headers = {}
         retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            headers["Retry-After"] = str(retry_after)
+        request_id = getattr(request.state, "request_id", None)
+        if request_id:
+            headers["x-request-id"] = request_id
         return JSONResponse(
             {"error_code": exc.error_code, "message": exc.message},
             status_code=exc.status_code,
-            headers={"Retry-After": str(retry_after)} if retry_after else None,
+            headers=headers,
         )
 
     @app.exception_handler(Exception)
@@ -135,10 +142,15 @@ def create_app(manager: EndpointManager, tokens: TokenStore | None = None) -> Fa
 
     async def _invoke(request: Request, name: str, entity: str | None) -> JSONResponse:
         started, status, served = time.perf_counter(), 500, entity or ""
+        caller, body, model_ms = "unauthenticated", None, 0.0
+        request_id = request.state.request_id = uuid.uuid4().hex
+        response: JSONResponse | None = None
+        error: dict[str, str] = {}
         try:
             caller = allow(request, "CAN_QUERY")
             manager.require(name)  # an unknown endpoint is a 404 whatever the body
-            frame, params = parse_invocation(await _json(request))
+            body = await _json(request)
+            frame, params = parse_invocation(body)
             replica = manager.route(name, entity, caller)
             served = replica.name
             if not workers:
@@ -163,21 +175,52 @@ def create_app(manager: EndpointManager, tokens: TokenStore | None = None) -> Fa
                 raise
             except Exception as exc:  # the model's own failure: a 500 with its message
                 raise GcnRagError(f"{type(exc).__name__}: {exc}") from exc
-            model_ms = (time.perf_counter() - model_started) * 1000
+            finally:
+                model_ms = (time.perf_counter() - model_started) * 1000
             predictions = records(result)
             status = 200
             total_ms = (time.perf_counter() - started) * 1000
             timing = f"model;dur={model_ms:.2f}, total;dur={total_ms:.2f}"
-            return JSONResponse(
+            response = JSONResponse(
                 {"predictions": predictions},
-                headers={"served-model-name": served, "server-timing": timing},
+                headers={
+                    "served-model-name": served,
+                    "server-timing": timing,
+                    "x-request-id": request_id,
+                },
             )
+            return response
         except GcnRagError as exc:
-            status = exc.status_code
+            status, error = exc.status_code, {"error_code": exc.error_code, "message": exc.message}
+            raise
+        except Exception as exc:
+            error = {"error_code": "INTERNAL_ERROR", "message": f"{type(exc).__name__}: {exc}"}
             raise
         finally:
             known = status != 404 or bool(served)
             metrics.record(name if known else "", served, status, time.perf_counter() - started)
+            target = manager.capture_target(name) if manager.capture is not None else None
+            if target is not None and manager.capture is not None:
+                raw = await request.body()
+                manager.capture.record(
+                    target,
+                    {
+                        "databricks_request_id": request_id,
+                        "client_request_id": _client_request_id(body),
+                        "timestamp_ms": int(time.time() * 1000),
+                        "status_code": status,
+                        "execution_duration_ms": round(model_ms),
+                        "request": raw.decode("utf-8", errors="replace"),
+                        "response": (
+                            bytes(response.body).decode()
+                            if response is not None
+                            else json.dumps(error, ensure_ascii=False)
+                        ),
+                        "served_entity_id": served,
+                        "endpoint_name": name,
+                        "requester": caller,
+                    },
+                )
 
     @app.post("/serving-endpoints/{name}/invocations")
     async def _invocations(name: str, request: Request) -> JSONResponse:
@@ -312,6 +355,11 @@ def parse_invocation(body: Any) -> tuple[Any, dict[str, Any] | None]:
     if "question" not in frame.columns and len(frame.columns) != 1:
         raise BadInputError(f"The input needs a 'question' column; got {list(frame.columns)}.")
     return frame, params
+
+
+def _client_request_id(body: Any) -> str | None:
+    value = body.get("client_request_id") if isinstance(body, dict) else None
+    return value[:256] if isinstance(value, str) else None
 
 
 def _one_column(columns: Any, rows: Any) -> bool:

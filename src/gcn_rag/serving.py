@@ -44,6 +44,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from gcn_rag.settings import Settings
 
+from gcn_rag.capture import (
+    CaptureTarget,
+    InferenceCapture,
+    capture_target,
+    normalize_capture_config,
+    payload_table,
+)
 from gcn_rag.errors import (
     AlreadyExistsError,
     BadInputError,
@@ -184,7 +191,7 @@ def normalize_config(raw: Any, resolve: Resolver | None = None) -> dict[str, Any
         "config_version": 1,
     }
     if raw.get("auto_capture_config"):
-        config["auto_capture_config"] = raw["auto_capture_config"]
+        config["auto_capture_config"] = normalize_capture_config(raw["auto_capture_config"])
     return config
 
 
@@ -270,6 +277,10 @@ def normalize_ai_gateway(raw: Any) -> dict[str, Any]:
     if unknown:
         raise BadInputError(
             f"Unknown AI gateway field(s) {unknown}; known: {', '.join(AI_GATEWAY_FIELDS)}."
+        )
+    if raw.get("inference_table_config"):
+        raw["inference_table_config"] = normalize_capture_config(
+            raw["inference_table_config"], "inference_table_config"
         )
     limits = raw.get("rate_limits") or []
     if not isinstance(limits, list):
@@ -460,10 +471,12 @@ class EndpointManager:
         loader: Loader,
         limits: Limits | None = None,
         resolve: Resolver | None = None,
+        capture: InferenceCapture | None = None,
     ) -> None:
         self.store = store
         self.loader = loader
         self.resolve = resolve
+        self.capture = capture
         self.limits = limits or Limits()
         self.rate_limiter = RateLimiter()
         self._lock = threading.RLock()
@@ -481,20 +494,39 @@ class EndpointManager:
     def for_settings(cls, settings: Settings) -> EndpointManager:
         """The workspace's endpoints (``<home>/serving.db``) over its MLflow registry."""
         from gcn_rag.registry import tracking_uri
+        from gcn_rag.tables import Catalog
 
         uri = tracking_uri(settings)
+        store = EndpointStore(settings.home / "serving.db")  # first: it owns the workspace
+        capture = InferenceCapture(
+            settings.home / "capture",
+            Catalog(settings.warehouse, settings.catalog, settings.schema),
+            flush_interval_s=settings.capture_flush_interval_s,
+        )
+        capture.start()  # replays what a crashed server left, before serving anything
         return cls(
-            EndpointStore(settings.home / "serving.db"),
+            store,
             mlflow_loader(uri),
             Limits.from_settings(settings),
             mlflow_resolver(uri),
+            capture,
         )
 
     def close(self) -> None:
-        """Stop the scale-to-zero thread and release the workspace's endpoint state."""
+        """Flush captured requests, stop the scale-to-zero thread, release the workspace."""
         self._stop.set()
+        if self.capture is not None:
+            self.capture.close()
         with self._lock:
             self.store.close()
+
+    def capture_target(self, name: str) -> CaptureTarget | None:
+        """Where ``name``'s requests are captured (None: not captured, or no such endpoint)."""
+        with self._lock:
+            endpoint = self._endpoints.get(name)
+        if endpoint is None or self.capture is None:
+            return None
+        return capture_target(name, endpoint.config, endpoint.ai_gateway)
 
     # --- management --------------------------------------------------------------------------
 
@@ -532,6 +564,8 @@ class EndpointManager:
         config = normalize_config(body, self.resolve)
         with self._lock:
             endpoint = self.require(name)
+            if "auto_capture_config" not in config and "auto_capture_config" in endpoint.config:
+                config["auto_capture_config"] = endpoint.config["auto_capture_config"]
             if endpoint.config_update == IN_PROGRESS:
                 raise AlreadyExistsError(
                     f"Endpoint {name} is already being updated; wait for it to finish."
@@ -561,7 +595,17 @@ class EndpointManager:
             reason = endpoint.logs[-1] if endpoint.logs else ""
             for entity in endpoint.config["served_entities"]:
                 states.setdefault(entity["name"], ("DEPLOYMENT_FAILED", reason))
-        return endpoint.to_api(states)
+        api = endpoint.to_api(states)
+        capture = api["config"].get("auto_capture_config")
+        if capture and capture.get("enabled"):
+            table = payload_table(name, capture)
+            api["config"]["auto_capture_config"] = {
+                **capture,
+                "state": {"payload_table": {"name": table.rsplit(".", 1)[-1]}},
+            }
+        if self.capture is not None and self.capture_target(name) is not None:
+            api["state"]["capture"] = self.capture.stats()
+        return api
 
     def list(self) -> list[dict[str, Any]]:
         with self._lock:

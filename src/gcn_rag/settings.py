@@ -43,6 +43,7 @@ class Settings:
     queue_timeout_s: float = 2.0
     scale_to_zero_idle_s: float = 1800.0
     cold_start_wait_s: float = 30.0
+    capture_flush_interval_s: float = 2.0
 
     @property
     def warehouse(self) -> Path:

@@ -1,0 +1,354 @@
+"""Inference tables: every request and its response into Delta, off the request path, lossless.
+
+The request path only appends one JSON line to a local *spool* segment (one ``os.write`` on
+an ``O_APPEND`` descriptor, a few microseconds) before the response is sent, so a row exists
+on disk for every response a client saw, even if the process is killed the next instant. A
+background thread fsyncs the open segment every ``fsync_interval_s`` (group commit), and every
+``flush_interval_s`` (or sooner at ``batch_rows`` rows) rotates the segment and appends its
+rows to their Delta tables (one commit per table), then deletes it. Every
+``compact_every`` commits a table's small files are compacted.
+
+Exactly once: a segment is deleted only after all its rows are committed; segments left by a
+crashed process are replayed at the next start with a MERGE on ``databricks_request_id``, so
+rows committed just before the crash are not written twice. A clean stop flushes everything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gcn_rag.errors import BadInputError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from gcn_rag.tables import Catalog
+
+MAX_PAYLOAD_BYTES = 1024 * 1024
+REQUEST_TOO_LARGE = "MAX_REQUEST_SIZE_EXCEEDED"
+RESPONSE_TOO_LARGE = "MAX_RESPONSE_SIZE_EXCEEDED"
+
+
+def payload_schema() -> pa.Schema:
+    """The payload table's columns (DESIGN.md, plus ``timestamp`` and ``endpoint_name``)."""
+    import pyarrow as pa
+
+    utc = pa.timestamp("ms", tz="UTC")
+    return pa.schema(
+        [
+            ("databricks_request_id", pa.string()),
+            ("client_request_id", pa.string()),
+            ("request_date", pa.date32()),
+            ("request_time", utc),
+            ("timestamp", utc),
+            ("timestamp_ms", pa.int64()),
+            ("status_code", pa.int32()),
+            ("execution_duration_ms", pa.int64()),
+            ("request", pa.string()),
+            ("response", pa.string()),
+            ("served_entity_id", pa.string()),
+            ("endpoint_name", pa.string()),
+            ("requester", pa.string()),
+            ("sampling_fraction", pa.float64()),
+            ("logging_error_codes", pa.list_(pa.string())),
+        ]
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptureTarget:
+    """Where an endpoint's requests go, and which fraction of them."""
+
+    table: str  # catalog.schema.table
+    sampling_fraction: float = 1.0
+
+
+def normalize_capture_config(raw: Any, field: str = "auto_capture_config") -> dict[str, Any]:
+    """Validate an ``auto_capture_config`` / ``inference_table_config`` and fill defaults."""
+    if not isinstance(raw, dict):
+        raise BadInputError(f"{field} must be a JSON object.")
+    config = dict(raw)
+    config.setdefault("enabled", True)
+    for key in ("catalog_name", "schema_name", "table_name_prefix"):
+        value = config.get(key)
+        if value is not None and not (
+            isinstance(value, str) and value.replace("_", "a").replace("-", "a").isalnum()
+        ):
+            raise BadInputError(f"{field}.{key} must use letters, digits and underscores.")
+    fraction = config.get("sampling_fraction", 1.0)
+    if not isinstance(fraction, int | float) or not 0 < float(fraction) <= 1:
+        raise BadInputError(f"{field}.sampling_fraction must be in (0, 1].")
+    if config["enabled"] and not (config.get("catalog_name") and config.get("schema_name")):
+        raise BadInputError(f"{field} needs catalog_name and schema_name.")
+    return config
+
+
+def payload_table(endpoint: str, config: dict[str, Any]) -> str:
+    """``<catalog>.<schema>.<prefix>_payload``; the prefix defaults to the endpoint name."""
+    prefix = str(config.get("table_name_prefix") or endpoint).replace("-", "_").rstrip("_")
+    return f"{config['catalog_name']}.{config['schema_name']}.{prefix}_payload"
+
+
+def capture_target(
+    endpoint: str, config: dict[str, Any], ai_gateway: dict[str, Any] | None
+) -> CaptureTarget | None:
+    """The AI gateway's inference table if enabled, else ``auto_capture_config``'s, else None."""
+    for source in (
+        (ai_gateway or {}).get("inference_table_config"),
+        config.get("auto_capture_config"),
+    ):
+        if source and source.get("enabled", True):
+            return CaptureTarget(
+                payload_table(endpoint, source), float(source.get("sampling_fraction", 1.0))
+            )
+    return None
+
+
+def sampled(request_id: str, fraction: float) -> bool:
+    """A deterministic draw from the request id (so a replay decides the same way)."""
+    if fraction >= 1:
+        return True
+    draw = int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:8], "big") / 2**64
+    return draw < fraction
+
+
+def clip(text: str, code: str, codes: list[str], limit: int = MAX_PAYLOAD_BYTES) -> str:
+    """``text`` cut to ``limit`` UTF-8 bytes, with ``code`` noted when it had to be cut."""
+    raw = text.encode("utf-8")
+    if len(raw) <= limit:
+        return text
+    codes.append(code)
+    return raw[:limit].decode("utf-8", errors="ignore")
+
+
+class Spool:
+    """Append-only JSON-lines segments in one directory; only one process uses it at a time."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self._lock = threading.Lock()
+        existing = [int(p.stem.split("-")[1]) for p in directory.glob("seg-*.jsonl")]
+        self._numbers = itertools.count(max(existing, default=0) + 1)
+        self.leftovers = sorted(directory.glob("seg-*.jsonl"))  # from a previous process
+        self._path, self._fd = self._open()
+        self.rows = 0  # rows in the open segment
+
+    def _open(self) -> tuple[Path, int]:
+        path = self.directory / f"seg-{next(self._numbers):09d}.jsonl"
+        return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    @property
+    def current(self) -> Path:
+        """The open segment."""
+        return self._path
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        with self._lock:
+            os.write(self._fd, line)
+            self.rows += 1
+
+    def sync(self) -> None:
+        with self._lock:
+            if self.rows:
+                os.fsync(self._fd)
+
+    def rotate(self) -> Path | None:
+        """Close the open segment (if it has rows) and start a new one; returns the closed."""
+        with self._lock:
+            if not self.rows:
+                return None
+            os.fsync(self._fd)
+            os.close(self._fd)
+            closed = self._path
+            self._path, self._fd = self._open()
+            self.rows = 0
+        return closed
+
+    def close(self) -> None:
+        with self._lock:
+            os.close(self._fd)
+            if not self.rows:
+                self._path.unlink(missing_ok=True)
+
+
+def read_segment(path: Path) -> list[dict[str, Any]]:
+    """The records of a segment; a torn last line (a crash mid-write) is skipped."""
+    records = []
+    with path.open("rb") as lines:
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return records
+
+
+def to_arrow(rows: list[dict[str, Any]]) -> pa.Table:
+    import datetime as dt
+
+    import pyarrow as pa
+
+    full = []
+    for row in rows:
+        when = dt.datetime.fromtimestamp(row["timestamp_ms"] / 1000, tz=dt.UTC)
+        full.append({**row, "request_date": when.date(), "request_time": when, "timestamp": when})
+    return pa.Table.from_pylist(full, schema=payload_schema())
+
+
+class InferenceCapture:
+    """The spool, the flusher thread, and their counters (for metrics and endpoint state)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        catalog: Catalog,
+        *,
+        flush_interval_s: float = 2.0,
+        fsync_interval_s: float = 0.1,
+        batch_rows: int = 5000,
+        compact_every: int = 50,
+        max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+    ) -> None:
+        self.catalog = catalog
+        self.flush_interval_s = flush_interval_s
+        self.fsync_interval_s = fsync_interval_s
+        self.batch_rows = batch_rows
+        self.compact_every = compact_every
+        self.max_payload_bytes = max_payload_bytes
+        self.spool = Spool(directory)
+        self._replay = set(self.spool.leftovers)  # merged on request id, not appended
+        self._count_lock = threading.Lock()
+        self.pending_rows = sum(len(read_segment(p)) for p in self._replay)
+        self.flushed_rows = 0
+        self.write_errors = 0
+        self.flushes = 0
+        self.last_flush_ms = 0
+        self.last_flush_rows_per_s = 0.0
+        self.last_error = ""
+        self._commits: dict[str, int] = {}  # table -> commits since its last compaction
+        self._done: dict[Path, set[str]] = {}  # a segment's tables already committed
+        self._flush_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- request path ------------------------------------------------------------------------
+
+    def record(self, target: CaptureTarget, row: dict[str, Any]) -> None:
+        """Spool one request's row (sampled, payloads clipped) before its response is sent."""
+        if not sampled(row["databricks_request_id"], target.sampling_fraction):
+            return
+        codes: list[str] = []
+        row["request"] = clip(row["request"], REQUEST_TOO_LARGE, codes, self.max_payload_bytes)
+        row["response"] = clip(row["response"], RESPONSE_TOO_LARGE, codes, self.max_payload_bytes)
+        row["logging_error_codes"] = codes
+        row["sampling_fraction"] = target.sampling_fraction
+        try:
+            self.spool.write({"table": target.table, "row": row})
+        except OSError as exc:  # a full disk must not fail the request; it is counted
+            self.write_errors += 1
+            self.last_error = f"spool write failed: {exc}"
+            return
+        with self._count_lock:
+            self.pending_rows += 1
+
+    # --- background --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Replay what a previous process left (exactly once), then flush in the background."""
+        try:
+            self.flush()
+        except Exception as exc:  # kept in the spool; retried by the flusher
+            self.last_error = f"{type(exc).__name__}: {exc}"
+        self._thread = threading.Thread(target=self._run, name="capture-flusher", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        last_flush = time.monotonic()
+        while not self._stop.wait(self.fsync_interval_s):
+            try:
+                self.spool.sync()
+                due = time.monotonic() - last_flush >= self.flush_interval_s
+                if due or self.spool.rows >= self.batch_rows:
+                    self.flush()
+                    last_flush = time.monotonic()
+            except Exception as exc:  # keep capturing; the spool keeps the rows
+                self.last_error = f"{type(exc).__name__}: {exc}"
+
+    def flush(self) -> int:
+        """Rotate the spool and commit every closed segment; returns the rows committed."""
+        with self._flush_lock:
+            self.spool.rotate()
+            written = 0
+            for path in sorted(self.spool.directory.glob("seg-*.jsonl")):
+                if path != self.spool.current:
+                    written += self._flush_segment(path, replay=path in self._replay)
+            return written
+
+    def _flush_segment(self, path: Path, replay: bool = False) -> int:
+        records = read_segment(path)
+        by_table: dict[str, list[dict[str, Any]]] = {}
+        for record in records:
+            by_table.setdefault(record["table"], []).append(record["row"])
+        done = self._done.setdefault(path, set())
+        started = time.perf_counter()
+        try:
+            for table, rows in sorted(by_table.items()):
+                if table in done:
+                    continue
+                data = to_arrow(rows)
+                if replay:
+                    self.catalog.upsert(table, data, key="databricks_request_id")
+                else:
+                    self.catalog.append(table, data)
+                done.add(table)
+                self._maybe_compact(table)
+        except Exception as exc:
+            self.last_error = f"flush of {path.name} failed: {type(exc).__name__}: {exc}"
+            raise
+        path.unlink()
+        del self._done[path]
+        self._replay.discard(path)
+        elapsed = time.perf_counter() - started
+        with self._count_lock:
+            self.pending_rows -= len(records)
+        self.flushed_rows += len(records)
+        self.flushes += 1
+        self.last_flush_ms = int(time.time() * 1000)
+        self.last_flush_rows_per_s = len(records) / elapsed if elapsed > 0 else 0.0
+        self.last_error = ""
+        return len(records)
+
+    def _maybe_compact(self, table: str) -> None:
+        from deltalake import DeltaTable
+
+        self._commits[table] = self._commits.get(table, 0) + 1
+        if self._commits[table] >= self.compact_every:
+            DeltaTable(str(self.catalog.path(table))).optimize.compact()
+            self._commits[table] = 0
+
+    def close(self) -> None:
+        """Stop the thread and flush everything (a clean stop loses nothing)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+        self.flush()
+        self.spool.close()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "backlog_rows": self.pending_rows,
+            "flushed_rows": self.flushed_rows,
+            "write_errors": self.write_errors,
+            "last_flush_timestamp": self.last_flush_ms,
+            "last_error": self.last_error,
+        }
