@@ -367,3 +367,32 @@ def test_stopped_or_killed_mid_load_every_answered_request_is_there_once(
     assert len(ids) == len(set(ids)), "a request was written twice"
     assert set(answered) <= set(ids), f"{len(set(answered) - set(ids))} answered rows lost"
     shutil.rmtree(process_home / "capture", ignore_errors=True)
+
+
+def test_small_files_are_compacted(tmp_path: Path) -> None:
+    from deltalake import DeltaTable
+
+    catalog = Catalog(tmp_path / "warehouse")
+    capture = InferenceCapture(tmp_path / "spool", catalog, compact_every=3)
+    target = CaptureTarget("sandbox.nasa_gcn_dev.small_payload")
+    for flush in range(4):
+        capture.record(
+            target,
+            {
+                "databricks_request_id": f"r{flush}",
+                "client_request_id": None,
+                "timestamp_ms": 1_790_000_000_000,
+                "status_code": 200,
+                "execution_duration_ms": 1,
+                "request": "{}",
+                "response": "{}",
+                "served_entity_id": "m-1",
+                "endpoint_name": "e",
+                "requester": "t",
+            },
+        )
+        assert capture.flush() == 1
+    capture.close()
+    table = DeltaTable(str(catalog.path(target.table)))
+    assert len(table.file_uris()) == 2  # flushes 1-3 compacted into one file, then flush 4
+    assert catalog.count(target.table) == 4
