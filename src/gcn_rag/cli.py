@@ -436,15 +436,19 @@ def _print_json(result: pa.Table) -> None:
 
 
 def _add_subcommands() -> None:
-    from gcn_rag import cli_serving
+    from gcn_rag import cli_monitor, cli_serving
     from gcn_rag.cli_model import model_app
 
     app.add_typer(model_app, name="model")
     app.command()(cli_serving.up)
     app.command()(friendly(cli_serving.serve))
     app.add_typer(cli_serving.tokens_app, name="tokens")
+    cli_serving.endpoints_app.command("test")(cli_monitor.endpoint_test)
     app.add_typer(cli_serving.endpoints_app, name="endpoints")
+    app.add_typer(cli_serving.endpoints_app, name="endpoint", hidden=True)  # the name
     app.command()(cli_serving.logs)
+    app.command()(cli_monitor.loadtest)
+    app.command()(cli_monitor.monitor)
 
 
 _add_subcommands()

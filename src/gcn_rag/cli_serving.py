@@ -124,13 +124,18 @@ TokenOption = typer.Option(
 JsonOption = typer.Option(False, "--json", help="Print the API's JSON.")
 
 
-def _client(url: str | None, token: str | None, home: Path | None) -> ServingClient:
-    from gcn_rag.client import DEFAULT_URL, ServingClient
-
+def token_for(token: str | None, home: Path | None) -> str | None:
+    """``token``, else the one `gcn-rag up` saved in the workspace, else None."""
     if token is None:
         saved = settings_for(home).home / TOKEN_FILE
         token = saved.read_text().strip() if saved.exists() else None
-    return ServingClient(url or DEFAULT_URL, token)
+    return token
+
+
+def _client(url: str | None, token: str | None, home: Path | None) -> ServingClient:
+    from gcn_rag.client import DEFAULT_URL, ServingClient
+
+    return ServingClient(url or DEFAULT_URL, token_for(token, home))
 
 
 def _config(
@@ -602,20 +607,24 @@ def _logs(
         for row in rows:
             sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
         return
-    view = Table(
-        "time (UTC)", "endpoint / entity", "status", "ms", "requester", "question", "answer"
-    )
+    console = make_console()
+    text_width = max(24, console.width - 60)  # what the fixed columns leave
+    view = Table()
+    view.add_column("time (UTC)", no_wrap=True, min_width=14)
+    view.add_column("served entity", no_wrap=True, overflow="ellipsis", min_width=12)
+    view.add_column("status", no_wrap=True, min_width=3)
+    view.add_column("ms", no_wrap=True, min_width=4, justify="right")
+    view.add_column("question", no_wrap=True, overflow="ellipsis", max_width=text_width // 3)
+    view.add_column("answer", no_wrap=True, overflow="ellipsis", max_width=text_width * 2 // 3)
     for row in rows:
         view.add_row(
-            row["time"][:19].replace("T", " "),
-            f"{row['endpoint']}\n{row['served_entity']}",
+            row["time"][5:19].replace("T", " "),
+            row["served_entity"] or row["endpoint"],
             str(row["status"]),
             str(row["latency_ms"]),
-            row["requester"],
-            row["question"][:60],
-            row["answer"][:80],
+            " ".join(row["question"].split())[:200],
+            " ".join(row["answer"].split())[:300],
         )
-    console = make_console()
     console.print(view)
     console.print(f"{len(rows)} request(s) from {name}")
 

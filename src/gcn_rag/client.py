@@ -128,3 +128,82 @@ class ServingClient:
                     f"Endpoint {name} was not ready after {timeout:g} s; see its logs."
                 )
             time.sleep(0.2)
+
+
+class NASAGCNRagClient:
+    """The lab's client, with timeouts, retries and clear errors.
+
+    ``NASAGCNRagClient(url, token).ask(question)`` posts the lab's ``dataframe_split`` body to
+    the invocation URL (``…/serving-endpoints/<name>/invocations``, here or on Databricks)
+    and returns the first prediction (``answer``, ``sources``, ``num_docs``, …). A 429 or 503
+    is retried up to ``max_retries`` times after the server's ``Retry-After`` (at most
+    ``max_retry_wait_s``; 1 s, 2 s, 4 s… without one); other failures raise the matching
+    :class:`GcnRagError` with the server's message.
+    """
+
+    def __init__(
+        self,
+        endpoint_url: str,
+        token: str,
+        *,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        max_retry_wait_s: float = 30.0,
+    ) -> None:
+        self.endpoint_url = endpoint_url
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.max_retry_wait_s = max_retry_wait_s
+        self.session = requests.Session()
+        self.retries = 0  # retries made so far, for callers that report them
+
+    def ask(self, question: str) -> dict[str, Any]:
+        """The answer to one question: the endpoint's first prediction."""
+        answer = self.ask_many([question])[0]
+        return dict(answer) if isinstance(answer, dict) else {"answer": answer}
+
+    def ask_many(self, questions: builtins.list[str], batch_size: int = 16) -> builtins.list[Any]:
+        """Answers in order, ``batch_size`` questions per request."""
+        answers: builtins.list[Any] = []
+        for start in range(0, len(questions), batch_size):
+            batch = questions[start : start + batch_size]
+            body = {"dataframe_split": {"columns": ["question"], "data": [[q] for q in batch]}}
+            response = self.post(body)
+            raise_for_response(response)
+            predictions = response.json().get("predictions")
+            if not isinstance(predictions, builtins.list) or len(predictions) != len(batch):
+                raise GcnRagError(
+                    f"The endpoint answered {len(batch)} question(s) with {predictions!r:.200}."
+                )
+            answers.extend(predictions)
+        return answers
+
+    def post(self, body: Any) -> requests.Response:
+        """POST ``body``, retrying 429/503 as the server asks; the last response is returned."""
+        attempt = 0
+        while True:
+            try:
+                response = self.session.post(
+                    self.endpoint_url, headers=self.headers, json=body, timeout=self.timeout
+                )
+            except requests.Timeout:
+                raise DeadlineExceededError(
+                    f"{self.endpoint_url} did not answer within {self.timeout:g} s."
+                ) from None
+            except requests.ConnectionError:
+                raise SourceUnavailableError(
+                    f"Cannot reach {self.endpoint_url}; is the server running?"
+                ) from None
+            if response.status_code not in (429, 503) or attempt >= self.max_retries:
+                return response
+            time.sleep(self._wait(response, attempt))
+            attempt += 1
+            self.retries += 1
+
+    def _wait(self, response: requests.Response, attempt: int) -> float:
+        try:
+            asked = float(response.headers.get("Retry-After", ""))
+        except ValueError:
+            asked = float(2**attempt)
+        return max(0.0, min(asked, self.max_retry_wait_s))

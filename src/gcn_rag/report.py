@@ -1,0 +1,147 @@
+"""Pictures of load tests and monitoring: PNG plots and a self-contained HTML page."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gcn_rag.loadtest import Summary
+    from gcn_rag.monitor import Bucket
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def loadtest_png(summaries: Sequence[Summary], path: Path, title: str) -> Path:
+    """Latency percentiles and throughput against concurrency, side by side."""
+    plt = _pyplot()
+    levels = [s.concurrency for s in summaries]
+    fig, (latency, throughput) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    for label, values, style in (
+        ("p50", [s.latency_p50 for s in summaries], "o-"),
+        ("p95", [s.latency_p95 for s in summaries], "s--"),
+        ("p99", [s.latency_p99 for s in summaries], "^:"),
+    ):
+        latency.plot(levels, values, style, label=label)
+    latency.set_xlabel("concurrency (clients)")
+    latency.set_ylabel("latency (ms)")
+    latency.set_title("Latency of successful requests")
+    latency.legend(title="percentile")
+    throughput.plot(levels, [s.throughput for s in summaries], "o-", color="tab:green")
+    throughput.set_xlabel("concurrency (clients)")
+    throughput.set_ylabel("throughput (successful requests/s)")
+    throughput.set_title("Throughput")
+    for s in summaries:
+        if s.success_rate < 1:
+            throughput.annotate(
+                f"{s.success_rate:.0%} ok", (s.concurrency, s.throughput), fontsize=8
+            )
+    for axis in (latency, throughput):
+        if len(levels) > 2 and max(levels) / min(levels) >= 4:
+            axis.set_xscale("log", base=2)
+        axis.set_xticks(levels, [str(level) for level in levels])
+        axis.set_ylim(bottom=0)
+        axis.grid(True, alpha=0.3)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def loadtest_html(
+    summaries: Sequence[Summary], png: Path, path: Path, title: str, facts: dict[str, str]
+) -> Path:
+    """One page with the facts, the summary table and the plot (embedded)."""
+    image = base64.b64encode(png.read_bytes()).decode()
+    head = (
+        "concurrency requests successes success&nbsp;rate req/s mean&nbsp;ms p50&nbsp;ms "
+        "p95&nbsp;ms p99&nbsp;ms max&nbsp;ms errors"
+    ).split()
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{cell}</td>"
+            for cell in (
+                s.concurrency,
+                s.requests,
+                s.successes,
+                f"{s.success_rate:.1%}",
+                _num(s.throughput),
+                _num(s.latency_mean),
+                _num(s.latency_p50),
+                _num(s.latency_p95),
+                _num(s.latency_p99),
+                _num(s.latency_max),
+                html.escape(", ".join(f"{k}: {v}" for k, v in s.errors.items()) or "none"),
+            )
+        )
+        + "</tr>"
+        for s in summaries
+    )
+    fact_rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts.items()
+    )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+td, th {{ border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }}
+th {{ background: #f4f4f4; text-align: left; }}
+img {{ max-width: 100%; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<table>{fact_rows}</table>
+<table><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr>{rows}</table>
+<p>Closed loop: each client sends its next request when the previous one is answered.
+Latency percentiles are over successful requests.</p>
+<img alt="latency and throughput against concurrency" src="data:image/png;base64,{image}">
+</body></html>
+"""
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def monitor_png(buckets: Sequence[Bucket], path: Path, title: str) -> Path:
+    """Per served entity: requests per bucket (bars) and p50/p95 latency (lines) over time."""
+    plt = _pyplot()
+    entities = sorted({b.served_entity for b in buckets})
+    fig, (volume, latency) = plt.subplots(
+        2, 1, figsize=(10, 6), sharex=True, constrained_layout=True
+    )
+    for entity in entities:
+        mine = [b for b in buckets if b.served_entity == entity]
+        times = [b.start for b in mine]
+        volume.plot(times, [b.requests for b in mine], "o-", label=entity)
+        latency.plot(times, [b.latency_p50 for b in mine], "o-", label=f"{entity} p50")
+        latency.plot(times, [b.latency_p95 for b in mine], "s--", label=f"{entity} p95")
+    volume.set_ylabel("requests per bucket")
+    volume.set_title("Traffic")
+    volume.legend(title="served entity")
+    latency.set_ylabel("latency in the model (ms)")
+    latency.set_xlabel("time (UTC)")
+    latency.set_title("Latency of successful requests")
+    latency.legend()
+    for axis in (volume, latency):
+        axis.grid(True, alpha=0.3)
+        axis.set_ylim(bottom=0)
+    fig.suptitle(title)
+    fig.autofmt_xdate()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _num(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:,.1f}"
