@@ -402,6 +402,39 @@ def test_tokens_are_stored_hashed(fixture_workspace: Settings, tokens: dict[str,
     assert all(token.encode() not in raw for token in tokens.values())
 
 
+def test_concurrent_requests_are_batched_with_the_same_answers(
+    server: str, endpoint: str, session: requests.Session
+) -> None:
+    """A row-wise model gets concurrent requests coalesced into batches; answers unchanged."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    questions = [
+        "What is the redshift of GRB 221009A?",
+        "What is a GRB?",
+        "What X-ray afterglows were detected by Swift XRT?",
+        "What is the T90 of GRB 221009A?",
+    ] * 6
+    url = f"{server}/serving-endpoints/{endpoint}/invocations"
+
+    def ask(question: str) -> Any:
+        response = session.post(url, json={"inputs": [question]}, timeout=60)
+        assert response.status_code == 200, response.text
+        return response.json()["predictions"][0]
+
+    alone = {q: ask(q) for q in set(questions)}
+    with ThreadPoolExecutor(8) as pool:  # Small: 4 slots and 4 queued, so none is refused
+        together = list(pool.map(ask, questions))
+    assert together == [alone[q] for q in questions]
+    metrics = session.get(f"{server}/metrics", timeout=10).text
+    batches = rows = 0.0
+    for line in metrics.splitlines():
+        if line.startswith("gcn_rag_batches_total{") and f'endpoint="{endpoint}"' in line:
+            batches = float(line.split()[-1])
+        if line.startswith("gcn_rag_batched_rows_total{") and f'endpoint="{endpoint}"' in line:
+            rows = float(line.split()[-1])
+    assert batches > 0 and rows > batches  # some predict calls answered several requests
+
+
 def test_delete(workspace_client: Any, endpoint: str) -> None:
     from databricks.sdk.errors import ResourceDoesNotExist
 
@@ -425,7 +458,10 @@ def test_endpoints_cli(
     created = cli("create", "cli-made", "--version", "champion", "--no-scale-to-zero", "--json")
     assert created.exit_code == 0, created.output
     body = json.loads(created.stdout)
-    assert body["state"] == {"ready": "READY", "config_update": "NOT_UPDATING"}
+    assert (body["state"]["ready"], body["state"]["config_update"]) == ("READY", "NOT_UPDATING")
+    assert body["config"]["auto_capture_config"]["state"]["payload_table"]["name"] == (
+        "rag_inference_payload"
+    )
     assert body["config"]["served_entities"][0]["entity_version"] == champion["version"]
     listed = cli("list")
     assert listed.exit_code == 0 and "cli-made" in listed.stdout and "READY" in listed.stdout

@@ -424,6 +424,7 @@ def _champion(settings: Settings, console: Console, home: Path | None) -> str:
     wanted = {
         "index_manifest_hash": hashlib.sha256(manifest.encode()).hexdigest()[:16],
         "gcn_rag_version": gcn_rag.__version__,
+        "gcn_rag_code_hash": registry.code_hash(),  # the model carries the code
     }
     try:
         current = registry.resolve(settings, "champion")

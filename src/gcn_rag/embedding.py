@@ -76,6 +76,7 @@ class Embedder:
         self.model_id = f"all-MiniLM-L6-v2/onnx-int8@{self.model_sha256[:12]}/max{max_tokens}"
         self._tokenizer = _load_tokenizer(tokenizer_path, max_tokens)
         self._session = _open_session(model_path, threads)
+        self._primed: dict[str, Vectors] = {}  # query vectors embedded ahead, in one batch
 
     @classmethod
     def from_settings(
@@ -116,8 +117,22 @@ class Embedder:
         return out
 
     def embed_query(self, text: str) -> Vectors:
-        """One vector ``[384]``, for a search query."""
+        """One vector ``[384]``, for a search query (from :meth:`prime` if it was primed)."""
+        primed = self._primed.get(text)
+        if primed is not None:
+            return primed
         return self.embed([text]).reshape(DIM)
+
+    def prime(self, texts: Sequence[str]) -> None:
+        """Embed the queries about to be asked in one batch (about half the cost each)."""
+        todo = sorted({t for t in texts if isinstance(t, str) and t and t not in self._primed})
+        if len(todo) > 1:
+            self._primed.update(zip(todo, self.embed(todo, batch_size=len(todo)), strict=True))
+
+    def forget(self, texts: Sequence[str]) -> None:
+        """Drop primed vectors (after their questions are answered)."""
+        for text in texts:
+            self._primed.pop(text, None)
 
     def _embed_batch(self, texts: list[str]) -> Vectors:
         encode = getattr(self._tokenizer, "encode_batch_fast", self._tokenizer.encode_batch)

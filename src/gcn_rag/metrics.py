@@ -101,6 +101,18 @@ class Metrics:
                 "Duration of the last cold start.",
                 lambda r: r.last_cold_start_s or 0.0,
             ),
+            (
+                "gcn_rag_batches_total",
+                "counter",
+                "predict calls made by the batcher (row-wise models).",
+                lambda r: r.batcher.batches,
+            ),
+            (
+                "gcn_rag_batched_rows_total",
+                "counter",
+                "Rows those predict calls answered (rows / batches = mean batch size).",
+                lambda r: r.batcher.rows,
+            ),
         )
         for name, kind, help_text, value in gauges:
             family(name, kind, help_text)

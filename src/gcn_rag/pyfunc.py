@@ -15,6 +15,7 @@ in ``answer`` with ``num_docs = 0``; the other rows are answered.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,8 +68,25 @@ class NASAGCNRagModel(PythonModel):  # type: ignore[misc, unused-ignore]
                 raise BadInputError(f"mode must be hybrid, lexical or dense, got {mode!r}.")
         except (BadInputError, ValueError) as exc:
             raise mlflow.exceptions.MlflowException.invalid_parameter_value(str(exc)) from exc
+        from gcn_rag.assistant import clean_question
+
+        questions = questions_of(model_input)
+        texts = []
+        for question in questions:
+            with contextlib.suppress(BadInputError):  # reported per row by _predict
+                texts.append(clean_question(question))
+        embedder = self.assistant.embedder
+        if embedder is not None and mode != "lexical":
+            embedder.prime(texts)  # one ONNX call for the batch instead of one per question
+        try:
+            return self._predict(questions, k, mode, filters)
+        finally:
+            if embedder is not None:
+                embedder.forget(texts)
+
+    def _predict(self, questions: list[Any], k: int, mode: Any, filters: Any) -> pd.DataFrame:
         rows = []
-        for question in questions_of(model_input):
+        for question in questions:
             record = self.assistant.predict_row(
                 {"question": question},
                 k=k,

@@ -116,8 +116,18 @@ def pinned_requirements() -> list[str]:
     return pins
 
 
+def code_hash() -> str:
+    """A digest of the ``gcn_rag`` sources that travel with the model."""
+    digest = hashlib.sha256()
+    package = Path(gcn_rag.__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def code_version() -> dict[str, str]:
-    version = {"gcn_rag_version": gcn_rag.__version__}
+    version = {"gcn_rag_version": gcn_rag.__version__, "gcn_rag_code_hash": code_hash()}
     root = Path(gcn_rag.__file__).resolve().parents[2]
     try:
         commit = subprocess.run(
@@ -211,7 +221,8 @@ def log_assistant(
                 signature=signature(),
                 input_example=_input_example(),
                 pip_requirements=pinned_requirements(),
-                metadata={"lineage": lineage},
+                # row_wise: output row i answers input row i, so a server may batch requests
+                metadata={"lineage": lineage, "row_wise": True},
             )
     local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=None))
     size = sum(f.stat().st_size for f in local.rglob("*") if f.is_file())

@@ -357,6 +357,110 @@ def _release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def batchable(model: Any) -> bool:
+    """Whether a loaded PyFunc model says its output rows match its input rows one to one."""
+    metadata = getattr(getattr(model, "metadata", None), "metadata", None) or {}
+    return bool(metadata.get("row_wise"))
+
+
+@dataclasses.dataclass
+class _Request:
+    frame: Any
+    params: dict[str, Any] | None
+    key: str
+    result: Any = None
+    error: BaseException | None = None
+    taken: bool = False  # in a batch (its own or another request's)
+    done: bool = False
+
+
+class Batcher:
+    """Coalesce concurrent requests to a row-wise model into one ``predict`` per batch.
+
+    Opportunistic: a request that finds a free runner slot runs at once, taking with it every
+    request already waiting with the same params (up to ``max_rows`` rows); nothing waits
+    for a batch to fill, so a lone request pays nothing. At most ``parallel`` batches run at
+    a time (one per core). If a batch fails, its requests are retried one by one, so one
+    bad request cannot fail the others.
+    """
+
+    def __init__(self, max_rows: int = 16, parallel: int = 2) -> None:
+        self.max_rows = max_rows
+        self.parallel = parallel
+        self.batches = 0
+        self.rows = 0
+        self._pending: list[_Request] = []
+        self._running = 0
+        self._cond = threading.Condition()
+
+    def predict(self, model: Any, frame: Any, params: dict[str, Any] | None) -> Any:
+        key = json.dumps(params or {}, sort_keys=True, default=str)
+        mine = _Request(frame, params, key)
+        with self._cond:
+            self._pending.append(mine)
+            while not mine.taken and self._running >= self.parallel:
+                self._cond.wait()
+            batch = None if mine.taken else self._take(mine)
+            if batch is None:  # another runner took it along
+                while not mine.done:
+                    self._cond.wait()
+            else:
+                self._running += 1
+        if batch is not None:
+            try:
+                self._run(model, batch)
+            finally:
+                with self._cond:
+                    self._running -= 1
+                    self._cond.notify_all()
+        if mine.error is not None:
+            raise mine.error
+        return mine.result
+
+    def _take(self, first: _Request) -> list[_Request]:
+        batch, rows = [first], len(first.frame)
+        for request in self._pending:
+            if request is not first and request.key == first.key:
+                if rows + len(request.frame) > self.max_rows:
+                    break
+                batch.append(request)
+                rows += len(request.frame)
+        for request in batch:
+            request.taken = True
+        self._pending = [r for r in self._pending if not r.taken]
+        return batch
+
+    def _run(self, model: Any, batch: list[_Request]) -> None:
+        import pandas as pd
+
+        try:
+            if len(batch) == 1:
+                batch[0].result = model.predict(batch[0].frame, params=batch[0].params)
+            else:
+                frames = [r.frame for r in batch]
+                merged = pd.concat(frames, ignore_index=True)
+                out = model.predict(merged, params=batch[0].params)
+                if len(out) != len(merged):
+                    raise ValueError("the model's output rows do not match its input rows")
+                start = 0
+                for request in batch:
+                    end = start + len(request.frame)
+                    request.result = out.iloc[start:end].reset_index(drop=True)
+                    start = end
+        except Exception as exc:
+            if len(batch) > 1:
+                for request in batch:
+                    self._run(model, [request])
+                return
+            batch[0].error = exc
+        with self._cond:
+            self.batches += 1
+            self.rows += sum(len(r.frame) for r in batch)
+            for request in batch:
+                request.done = True
+            self._cond.notify_all()
+
+
 class Replica:
     """One served entity: its model, concurrency slots, queue and scale-to-zero state."""
 
@@ -371,6 +475,7 @@ class Replica:
         self.cold_starts = 0
         self.last_cold_start_s: float | None = None
         self.last_used = time.monotonic()
+        self.batcher = Batcher()
         self._loader = loader
         self._loading = False
         self._load_error = ""
@@ -653,6 +758,8 @@ class EndpointManager:
         replica.acquire(self.limits.queue_timeout_s)
         try:
             model = replica.ready_model(self.limits.cold_start_wait_s)
+            if batchable(model):
+                return replica.batcher.predict(model, frame, params or None)
             return model.predict(frame, params=params or None)
         finally:
             replica.release()
