@@ -16,11 +16,14 @@ order); both servers are queried by the same HTTP client, over 127.0.0.1 only.
 3. `mlflow models serve --env-manager local` in a subprocess with its default worker count,
    then `POST /invocations`.
 
-For each: cold start (process start to first answer), latency at concurrency 1 (--requests
-calls after a warm-up) and throughput and latency at concurrency C (2 x --requests calls
-from C threads, each with its own keep-alive connection). Every answer must be HTTP 200 with
-one prediction per question; failures are counted and printed. Ratios: each server's p50
-minus the in-process p50 (the serving overhead), and gcn-rag serve / mlflow models serve.
+All three are started first (cold start: process start to first answer), then measured in
+--rounds alternating rounds (A B C, C B A, ...), each round giving every target the same
+share of the calls: latency at concurrency 1 (--requests calls in all, after a warm-up) and
+throughput and latency at concurrency C (2 x --requests calls from C threads, each with its
+own keep-alive connection), so the machine's drift falls on all alike. Every answer must be
+HTTP 200 with one prediction per question; failures are counted and printed. Ratios: each
+server's p50 minus the in-process p50 (the serving overhead), and gcn-rag serve / mlflow
+models serve; our overhead is also split per request with the `server-timing` header.
 Every request and every wait has a timeout, and both servers are stopped on the way out.
 """
 
@@ -31,7 +34,6 @@ import collections
 import contextlib
 import dataclasses
 import functools
-import gc
 import http.client
 import json
 import os
@@ -232,22 +234,59 @@ def run_phase(
     return Phase(latencies, wall, failures)
 
 
-def measure(name: str, cold_s: float, make_ask: Callable[[], Ask], args: argparse.Namespace) -> Row:
-    """Warm up, then concurrency 1, then concurrency C, on the same question cycle."""
-    cycle = args.question_list
-    asked = [cycle[i % len(cycle)] for i in range(2 * args.requests)]
-    warm = run_phase(make_ask, asked[: args.warmup], 1, args.phase_timeout)
-    sequential = run_phase(make_ask, asked[: args.requests], 1, args.phase_timeout)
-    concurrent = run_phase(make_ask, asked, args.concurrency, args.phase_timeout)
-    row = Row(name, cold_s, sequential, concurrent)
-    print(
-        f"{name}: c=1 p50 {sequential.p(0.5):.1f} ms, p95 {sequential.p(0.95):.1f} ms, "
-        f"mean {statistics.fmean(sequential.latencies_ms or [float('nan')]):.1f} ms; "
-        f"c={args.concurrency} {concurrent.throughput:.1f} req/s, p50 "
-        f"{concurrent.p(0.5):.1f} ms, p95 {concurrent.p(0.95):.1f} ms"
+@dataclasses.dataclass
+class Target:
+    """One way of answering: its cold start, how to ask it, and what to report after."""
+
+    name: str
+    cold_s: float
+    make_ask: Callable[[], Ask]
+    after: Callable[[], None] = lambda: None
+
+
+def merge(phases: list[Phase]) -> Phase:
+    failures: collections.Counter[str] = collections.Counter()
+    for phase in phases:
+        failures += phase.failures
+    return Phase(
+        [ms for phase in phases for ms in phase.latencies_ms],
+        sum(phase.wall_s for phase in phases),
+        failures,
     )
-    report_failures(warm.failures + sequential.failures + concurrent.failures)
-    return row
+
+
+def measure_all(targets: list[Target], args: argparse.Namespace) -> list[Row]:
+    """Warm-up, then rounds in alternating order (A B C, C B A, ...): each round gives every
+    target the same share of the c=1 and c=C calls, so drift in the machine's speed (several
+    ms over a minute here) falls on all targets alike."""
+    cycle = args.question_list
+    for target in targets:
+        run_phase(target.make_ask, cycle[: args.warmup], 1, args.phase_timeout)
+    per_round = max(1, args.requests // args.rounds)
+    seq: dict[str, list[Phase]] = {t.name: [] for t in targets}
+    conc: dict[str, list[Phase]] = {t.name: [] for t in targets}
+    for r in range(args.rounds):
+        start = r * 3 * per_round
+        asked = [cycle[(start + i) % len(cycle)] for i in range(2 * per_round)]
+        for target in targets if r % 2 == 0 else targets[::-1]:
+            seq[target.name].append(
+                run_phase(target.make_ask, asked[:per_round], 1, args.phase_timeout)
+            )
+            conc[target.name].append(
+                run_phase(target.make_ask, asked, args.concurrency, args.phase_timeout)
+            )
+    rows = []
+    for target in targets:
+        sequential, concurrent = merge(seq[target.name]), merge(conc[target.name])
+        print(
+            f"{target.name}: c=1 p50 {sequential.p(0.5):.1f} ms, p95 {sequential.p(0.95):.1f} ms, "
+            f"mean {statistics.fmean(sequential.latencies_ms or [float('nan')]):.1f} ms; "
+            f"c={args.concurrency} {concurrent.throughput:.1f} req/s, p50 "
+            f"{concurrent.p(0.5):.1f} ms, p95 {concurrent.p(0.95):.1f} ms"
+        )
+        report_failures(sequential.failures + concurrent.failures)
+        rows.append(Row(target.name, target.cold_s, sequential, concurrent))
+    return rows
 
 
 def report_failures(failures: collections.Counter[str]) -> None:
@@ -348,7 +387,9 @@ def describe_group(name: str, process: subprocess.Popen[bytes]) -> None:
         print(f"    pid {pid} {rss:,.0f} MB: {cmd[:160]}")
 
 
-def bench_gcn_rag(settings: Settings, version: str, args: argparse.Namespace) -> Row:
+def start_gcn_rag(
+    stack: contextlib.ExitStack, settings: Settings, version: str, args: argparse.Namespace
+) -> Target:
     port = free_port()
     env = {
         **os.environ,
@@ -361,35 +402,32 @@ def bench_gcn_rag(settings: Settings, version: str, args: argparse.Namespace) ->
     entity = {"entity_name": registry.MODEL_NAME, "entity_version": version}
     create = {"name": name, "config": {"served_entities": [{**entity, "workload_size": "Large"}]}}
     start = time.perf_counter()
-    with server_process(argv, env, args.scratch / "gcn-rag-serve.log") as process:
-        client = Client(port, args.timeout)
-        created = False
-        try:
-            wait_until("GET /health", lambda: ok(client, "/health"), process, args.start_timeout)
-            up = time.perf_counter() - start
-            status, body = client.call("POST", "/api/2.0/serving-endpoints", create)
-            if status != 200:
-                raise RuntimeError(f"creating the endpoint failed: HTTP {status} {body}")
-            created = True
-            ready_check = functools.partial(endpoint_ready, client, name)
-            wait_until("endpoint READY", ready_check, process, args.start_timeout)
-            ready = time.perf_counter() - start
-            answer_once(InvocationAsk(port, path, args.timeout), args.question_list[0])
-            cold = time.perf_counter() - start
-            print(
-                f"gcn-rag serve: cold start {cold:.1f} s (GET /health 200 at {up:.1f} s, "
-                f"endpoint READY at {ready:.1f} s, first answer at {cold:.1f} s)"
-            )
-            row = measure("gcn-rag serve", cold, ask_factory(port, path, args), args)
-            floor(port, "/health", args)
-            describe_group("gcn-rag serve", process)
-            split_overhead(port, path, args)
-            scale_to_zero(port, process, entity, args)
-            return row
-        finally:
-            client.close()
-            if created:
-                delete_endpoint(port, name, args.timeout)
+    process = stack.enter_context(server_process(argv, env, args.scratch / "gcn-rag-serve.log"))
+    client = Client(port, args.timeout)
+    stack.callback(client.close)
+    wait_until("GET /health", lambda: ok(client, "/health"), process, args.start_timeout)
+    up = time.perf_counter() - start
+    status, body = client.call("POST", "/api/2.0/serving-endpoints", create)
+    if status != 200:
+        raise RuntimeError(f"creating the endpoint failed: HTTP {status} {body}")
+    stack.callback(delete_endpoint, port, name, args.timeout)
+    ready_check = functools.partial(endpoint_ready, client, name)
+    wait_until("endpoint READY", ready_check, process, args.start_timeout)
+    ready = time.perf_counter() - start
+    answer_once(InvocationAsk(port, path, args.timeout), args.question_list[0])
+    cold = time.perf_counter() - start
+    print(
+        f"gcn-rag serve: cold start {cold:.1f} s (GET /health 200 at {up:.1f} s, "
+        f"endpoint READY at {ready:.1f} s, first answer at {cold:.1f} s)"
+    )
+
+    def after() -> None:
+        floor(port, "/health", args)
+        describe_group("gcn-rag serve", process)
+        split_overhead(port, path, args)
+        scale_to_zero(port, process, entity, args)
+
+    return Target("gcn-rag serve", cold, ask_factory(port, path, args), after)
 
 
 def split_overhead(port: int, path: str, args: argparse.Namespace) -> None:
@@ -517,7 +555,9 @@ def endpoint_ready(client: Client, name: str) -> bool:
     return bool(body["state"].get("ready") == "READY")
 
 
-def bench_mlflow(settings: Settings, version: str, args: argparse.Namespace) -> Row:
+def start_mlflow(
+    stack: contextlib.ExitStack, settings: Settings, version: str, args: argparse.Namespace
+) -> Target:
     port = free_port()
     uri = registry.tracking_uri(settings)
     env = {
@@ -531,23 +571,26 @@ def bench_mlflow(settings: Settings, version: str, args: argparse.Namespace) -> 
     argv = [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local"]
     argv += ["-h", "127.0.0.1", "-p", str(port)]
     start = time.perf_counter()
-    with server_process(argv, env, args.scratch / "mlflow-models-serve.log") as process:
-        client = Client(port, args.timeout)
-        try:
-            wait_until("GET /ping", lambda: ok(client, "/ping"), process, args.start_timeout)
-        finally:
-            client.close()
-        up = time.perf_counter() - start
-        answer_once(InvocationAsk(port, "/invocations", args.timeout), args.question_list[0])
-        cold = time.perf_counter() - start
-        print(
-            f"mlflow models serve: cold start {cold:.1f} s (GET /ping 200 at {up:.1f} s, "
-            f"first answer at {cold:.1f} s)"
-        )
-        row = measure("mlflow models serve", cold, ask_factory(port, "/invocations", args), args)
+    log = args.scratch / "mlflow-models-serve.log"
+    process = stack.enter_context(server_process(argv, env, log))
+    client = Client(port, args.timeout)
+    try:
+        wait_until("GET /ping", lambda: ok(client, "/ping"), process, args.start_timeout)
+    finally:
+        client.close()
+    up = time.perf_counter() - start
+    answer_once(InvocationAsk(port, "/invocations", args.timeout), args.question_list[0])
+    cold = time.perf_counter() - start
+    print(
+        f"mlflow models serve: cold start {cold:.1f} s (GET /ping 200 at {up:.1f} s, "
+        f"first answer at {cold:.1f} s)"
+    )
+
+    def after() -> None:
         floor(port, "/ping", args)
         describe_group("mlflow models serve", process)
-        return row
+
+    return Target("mlflow models serve", cold, ask_factory(port, "/invocations", args), after)
 
 
 def floor(port: int, path: str, args: argparse.Namespace) -> None:
@@ -570,7 +613,7 @@ def mlflow_workers_default() -> str:
 # --- baseline and report ---------------------------------------------------------------------
 
 
-def bench_in_process(version: str, args: argparse.Namespace) -> Row:
+def start_in_process(version: str, args: argparse.Namespace) -> Target:
     import mlflow
 
     start = time.perf_counter()
@@ -582,7 +625,7 @@ def bench_in_process(version: str, args: argparse.Namespace) -> Row:
         f"in-process predict: cold start {cold:.1f} s (load_model {loaded:.1f} s, mlflow "
         f"already imported; first answer {cold - loaded:.2f} s)"
     )
-    return measure("in-process predict", cold, lambda: PredictAsk(model), args)
+    return Target("in-process predict", cold, lambda: PredictAsk(model))
 
 
 def print_table(rows: list[Row], concurrency: int) -> None:
@@ -628,6 +671,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--version", help="registered version (default: the newest)")
     parser.add_argument("--skip-mlflow", action="store_true")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds")
+    parser.add_argument("--plot", type=Path, help="also write the figures as a PNG here")
     parser.add_argument("--timeout", type=float, default=60.0, help="per request, seconds")
     parser.add_argument("--start-timeout", type=float, default=300.0, help="server start, s")
     parser.add_argument("--phase-timeout", type=float, default=900.0, help="per load run, s")
@@ -650,21 +695,79 @@ def main() -> None:
         f"cycled; c=1: {args.warmup} warm-up + {args.requests} calls; "
         f"c={args.concurrency}: {2 * args.requests} calls"
     )
-    rows = [bench_in_process(version, args)]
-    gc.collect()  # let the in-process model go before the servers load theirs
-    with tempfile.TemporaryDirectory(prefix="gcn-rag-bench-serving-") as scratch:
+    with (
+        tempfile.TemporaryDirectory(prefix="gcn-rag-bench-serving-") as scratch,
+        contextlib.ExitStack() as stack,
+    ):
         args.scratch = Path(scratch)
         try:
-            rows.append(bench_gcn_rag(settings, version, args))
+            targets = [start_in_process(version, args)]
+            targets.append(start_gcn_rag(stack, settings, version, args))
             if not args.skip_mlflow:
                 print(f"mlflow models serve: {mlflow_workers_default()}")
-                rows.append(bench_mlflow(settings, version, args))
+                targets.append(start_mlflow(stack, settings, version, args))
+            rows = measure_all(targets, args)
+            for target in targets:
+                target.after()
         except Exception:
             for log in sorted(args.scratch.glob("*.log")):
                 tail = log.read_text(errors="replace").splitlines()[-30:]
                 print(f"--- last lines of {log.name}:", *tail, sep="\n", file=sys.stderr)
             raise
     print_table(rows, args.concurrency)
+    if args.plot is not None:
+        plot(rows, args.concurrency, args.plot)
+        print(f"plot: {args.plot}")
+
+
+def plot(rows: list[Row], concurrency: int, path: Path) -> None:
+    """Three panels: p50/p95 at concurrency 1, throughput at C, cold start; one bar per target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [row.name for row in rows]
+    colors = ["tab:gray", "tab:blue", "tab:orange"][: len(rows)]
+    fig, (lat, tput, cold) = plt.subplots(1, 3, figsize=(13, 4.2), constrained_layout=True)
+    x = range(len(rows))
+    width = 0.38
+    lat.bar(
+        [i - width / 2 for i in x],
+        [r.sequential.p(0.5) for r in rows],
+        width,
+        label="p50",
+        color=colors,
+    )
+    lat.bar(
+        [i + width / 2 for i in x],
+        [r.sequential.p(0.95) for r in rows],
+        width,
+        label="p95",
+        color=colors,
+        alpha=0.5,
+    )
+    lat.set_title("Latency, concurrency 1 (lower is better)")
+    lat.set_ylabel("ms per request")
+    from matplotlib.patches import Patch
+
+    lat.legend(
+        handles=[Patch(color="0.35", label="p50"), Patch(color="0.35", alpha=0.5, label="p95")]
+    )
+    tput.bar(x, [r.concurrent.throughput for r in rows], color=colors)
+    tput.set_title(f"Throughput, concurrency {concurrency} (higher is better)")
+    tput.set_ylabel("requests/s")
+    cold.bar(x, [r.cold_s for r in rows], color=colors)
+    cold.set_title("Cold start to first answer (in-process: mlflow imported)")
+    cold.set_ylabel("seconds")
+    for axis in (lat, tput, cold):
+        axis.set_xticks(list(x), names, rotation=12)
+        axis.grid(True, axis="y", alpha=0.3)
+    fig.suptitle(
+        "Serving the same registered model: in-process vs gcn-rag serve vs mlflow models serve"
+    )
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
