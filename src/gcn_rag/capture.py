@@ -112,6 +112,36 @@ def capture_target(
     return None
 
 
+def payload_query(
+    catalog: Catalog,
+    table: str,
+    columns: str,
+    *,
+    endpoint: str | None = None,
+    since_ms: int | None = None,
+    status: int | None = None,
+) -> str:
+    """``SELECT columns FROM <payload table> WHERE …`` for the given filters (validated)."""
+    from gcn_rag.errors import NotFoundError
+
+    name = catalog.name(table)
+    if not catalog.exists(name):
+        raise NotFoundError(
+            f"No captured requests yet: {name} does not exist (endpoints capture into it "
+            "once they serve a request with auto_capture_config enabled)."
+        )
+    where = []
+    if endpoint is not None:
+        if not all(c.isalnum() or c in "-_" for c in endpoint):
+            raise BadInputError(f"{endpoint!r} is not an endpoint name.")
+        where.append(f"endpoint_name = '{endpoint}'")
+    if since_ms is not None:
+        where.append(f"timestamp_ms >= {int(since_ms)}")
+    if status is not None:
+        where.append(f"status_code = {int(status)}")
+    return f"SELECT {columns} FROM {name} {'WHERE ' + ' AND '.join(where) if where else ''}"
+
+
 def sampled(request_id: str, fraction: float) -> bool:
     """A deterministic draw from the request id (so a replay decides the same way)."""
     if fraction >= 1:

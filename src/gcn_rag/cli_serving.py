@@ -563,33 +563,24 @@ def _logs(
 ) -> None:
     from rich.table import Table
 
+    from gcn_rag.capture import payload_query
     from gcn_rag.cli_common import catalog_for
-    from gcn_rag.errors import BadInputError, NotFoundError
+    from gcn_rag.errors import BadInputError
 
     catalog = catalog_for(settings_for(home))
-    name = catalog.name(table)
-    if not catalog.exists(name):
-        raise NotFoundError(
-            f"No captured requests yet: {name} does not exist (endpoints capture into it "
-            "once they serve a request with auto_capture_config enabled)."
-        )
-    where = []
-    if endpoint is not None:
-        if not all(c.isalnum() or c in "-_" for c in endpoint):
-            raise BadInputError(f"{endpoint!r} is not an endpoint name.")
-        where.append(f"endpoint_name = '{endpoint}'")
-    if since is not None:
-        where.append(f"timestamp_ms >= {_since_ms(since)}")
-    if status is not None:
-        where.append(f"status_code = {int(status)}")
     if limit < 1:
         raise BadInputError("--limit must be at least 1.")
-    query = (
-        "SELECT timestamp, endpoint_name, served_entity_id, status_code, execution_duration_ms, "
-        f"requester, request, response FROM {name} "
-        f"{'WHERE ' + ' AND '.join(where) if where else ''} "
-        f"ORDER BY timestamp_ms DESC LIMIT {int(limit)}"
+    query = payload_query(
+        catalog,
+        table,
+        "timestamp, endpoint_name, served_entity_id, status_code, execution_duration_ms, "
+        "requester, request, response",
+        endpoint=endpoint,
+        since_ms=_since_ms(since) if since is not None else None,
+        status=status,
     )
+    query += f" ORDER BY timestamp_ms DESC LIMIT {int(limit)}"
+    name = catalog.name(table)
     rows = []
     for row in catalog.sql(query).to_pylist():
         rows.append(

@@ -10,7 +10,8 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from gcn_rag.errors import BadInputError, NotFoundError
+from gcn_rag.capture import payload_query
+from gcn_rag.errors import BadInputError
 from gcn_rag.loadtest import percentile
 
 if TYPE_CHECKING:
@@ -40,22 +41,10 @@ def buckets(
     bucket_s: int = 60,
 ) -> list[Bucket]:
     """Requests, success rate and latency percentiles per served entity and bucket."""
-    name = catalog.name(table)
-    if not catalog.exists(name):
-        raise NotFoundError(f"No inference table {name} yet; capture some requests first.")
     if bucket_s < 1:
         raise BadInputError("The bucket must be at least one second.")
-    where = []
-    if endpoint is not None:
-        if not all(c.isalnum() or c in "-_" for c in endpoint):
-            raise BadInputError(f"{endpoint!r} is not an endpoint name.")
-        where.append(f"endpoint_name = '{endpoint}'")
-    if since_ms is not None:
-        where.append(f"timestamp_ms >= {int(since_ms)}")
-    query = (
-        "SELECT served_entity_id, timestamp_ms, status_code, execution_duration_ms "
-        f"FROM {name} {'WHERE ' + ' AND '.join(where) if where else ''}"
-    )
+    columns = "served_entity_id, timestamp_ms, status_code, execution_duration_ms"
+    query = payload_query(catalog, table, columns, endpoint=endpoint, since_ms=since_ms)
     groups: dict[tuple[str, int], list[tuple[int, float]]] = {}
     for row in catalog.sql(query).to_pylist():
         key = (row["served_entity_id"] or "(none)", row["timestamp_ms"] // (bucket_s * 1000))
