@@ -81,7 +81,8 @@ def test_predict_shapes_params_and_bad_rows(champion: dict[str, Any]) -> None:
     os.environ["MLFLOW_TRACKING_URI"] = champion["env"]["MLFLOW_TRACKING_URI"]
     model = mlflow.pyfunc.load_model(CHAMPION)
     frame = model.predict(pd.DataFrame({"question": ["What is the redshift of GRB 221009A?"]}))
-    assert list(frame.columns) == ["answer", "sources", "num_docs", "citations"]
+    columns = ["answer", "sources", "num_docs", "citations", "generator_fallback"]
+    assert list(frame.columns) == columns
     assert model.predict(["What is a GRB?", "What is the redshift of GRB 221009A?"]).shape[0] == 2
     assert model.predict("What is a GRB?").shape[0] == 1
     assert model.predict({"question": "What is a GRB?"}).shape[0] == 1
@@ -154,7 +155,13 @@ def test_mlflow_models_serve_answers_the_labs_curl(
         with urllib.request.urlopen(request, timeout=60) as response:
             payload = json.loads(response.read())
         (prediction,) = payload["predictions"]
-        assert set(prediction) == {"answer", "sources", "num_docs", "citations"}
+        assert set(prediction) == {
+            "answer",
+            "sources",
+            "num_docs",
+            "citations",
+            "generator_fallback",
+        }
         assert prediction["num_docs"] > 0 and prediction["answer"]
     finally:
         server.terminate()

@@ -5,6 +5,13 @@ redshift of GRB 221009A?") it reads the value from sentences of the retrieved ci
 leads with it, and cites the circulars that state it; when circulars disagree it says so and
 cites each side. For a broad question it quotes the most relevant sentence of each of the top
 circulars. When the question names an event that no circular mentions it abstains.
+
+With a *generator* (an LLM, see ``gcn_rag.generation``) the extractive answer is still made
+first: it is the evidence check and the fallback. The LLM writes from the top passages; its
+answer is kept only if every number and event id in it is in those passages and, for a value
+question, it leads with the value the circulars state (the extractive one). Otherwise the
+extractive answer stands and ``generator_fallback`` says why. Citations always come from
+retrieval, never from the LLM's text; an abstention is never handed to the LLM.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from gcn_rag.retrieval import Filters, Hit, Mode, Retriever, SearchIndex
 
 if TYPE_CHECKING:
     from gcn_rag.embedding import Embedder
+    from gcn_rag.generation import Generator
     from gcn_rag.settings import Settings
 
 ABSTAIN = "I don't have sufficient information in the available GCN Circulars"
@@ -74,6 +82,9 @@ class Answer:
     num_docs: int
     citations: list[Citation]
     timings_ms: dict[str, float] = dataclasses.field(default_factory=dict)
+    generator: str = "extractive"  # who wrote ``answer``
+    generator_fallback: str = ""  # why an LLM's answer was replaced by the extractive one
+    generated: str = ""  # the LLM's own text, kept or not (for logs and evaluation)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,7 +94,32 @@ class Answer:
             "num_docs": self.num_docs,
             "citations": [c.to_dict() for c in self.citations],
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+            "generator": self.generator,
+            "generator_fallback": self.generator_fallback,
+            "generated": self.generated,
         }
+
+
+def generator_config(settings: Settings, kind: str | None = None) -> dict[str, Any]:
+    """The generator's kind and options from the settings (no secrets: keys stay in env)."""
+    chosen = (kind or settings.generator).strip().lower()
+    if chosen == "local":
+        return {
+            "kind": "local",
+            "n_threads": settings.llm_threads,
+            "max_tokens": settings.llm_max_tokens,
+            "max_context_tokens": settings.llm_context_tokens,
+        }
+    if chosen == "openai":
+        return {
+            "kind": "openai",
+            "base_url": settings.openai_base_url,
+            "model": settings.openai_model,
+            "api_key_env": settings.openai_api_key_env,
+            "max_tokens": settings.llm_max_tokens,
+            "max_context_tokens": max(settings.llm_context_tokens, 1500),
+        }
+    return {"kind": chosen}
 
 
 def clean_question(question: str) -> str:
@@ -105,19 +141,41 @@ def clean_question(question: str) -> str:
 class Assistant:
     """Retrieval + extractive answering over one loaded index."""
 
-    def __init__(self, index: SearchIndex, embedder: Embedder | None) -> None:
+    def __init__(
+        self,
+        index: SearchIndex,
+        embedder: Embedder | None,
+        generator: Generator | None = None,
+        *,
+        grounding_check: bool = True,
+    ) -> None:
         self.index = index
         self.embedder = embedder
         self.retriever = Retriever(index, embedder)
+        self.generator = generator
+        self.grounding_check = grounding_check
 
     @classmethod
-    def load(cls, settings: Settings, path: Path | None = None) -> Assistant:
+    def load(
+        cls, settings: Settings, path: Path | None = None, *, generator: str | None = None
+    ) -> Assistant:
+        """The workspace's index; ``generator`` (default: the setting) picks who writes."""
         from gcn_rag.embedding import Embedder
+        from gcn_rag.generation import make_generator
         from gcn_rag.index import DENSE_MAX_TOKENS, default_path
 
         embedder = Embedder.from_settings(settings, max_tokens=DENSE_MAX_TOKENS, threads=1)
         index = SearchIndex.load(path or default_path(settings), model_id=embedder.model_id)
-        return cls(index, embedder)
+        config = generator_config(settings, generator)
+        kind = config.pop("kind")
+        if kind == "local":
+            config["cache"] = settings.cache
+        return cls(index, embedder, make_generator(kind, config))
+
+    def close(self) -> None:
+        """Stop the generator's server, if any."""
+        if self.generator is not None:
+            self.generator.close()
 
     def ask(
         self,
@@ -127,6 +185,7 @@ class Assistant:
         filters: Filters | None = None,
         mode: Mode = "hybrid",
         event_aware: bool = True,
+        use_generator: bool = True,
     ) -> Answer:
         """Answer ``question`` from the top ``k`` circulars (after ``filters``).
 
@@ -159,6 +218,10 @@ class Assistant:
         else:
             answer = self._broad_answer(text, result.hits[:k])
         timings["answer"] = time.perf_counter() - clock
+        if self.generator is not None and use_generator and answer.citations:
+            clock = time.perf_counter()
+            answer = self._generate(text, intent, answer, result.hits[:k])
+            timings["generate"] = time.perf_counter() - clock
         timings["total"] = time.perf_counter() - start
         return dataclasses.replace(
             answer, timings_ms={name: 1000 * s for name, s in timings.items()}
@@ -172,6 +235,7 @@ class Assistant:
         mode: Mode = "hybrid",
         filters: Filters | None = None,
         event_aware: bool = True,
+        use_generator: bool = True,
     ) -> dict[str, Any]:
         """One prediction record for a ``{"id", "question"}`` row; a bad row gets its error.
 
@@ -183,7 +247,12 @@ class Assistant:
             if not isinstance(row, dict) or "question" not in row:
                 raise BadInputError('Each row must be a JSON object with a "question" field.')
             answer = self.ask(
-                row["question"], k=k, mode=mode, filters=filters, event_aware=event_aware
+                row["question"],
+                k=k,
+                mode=mode,
+                filters=filters,
+                event_aware=event_aware,
+                use_generator=use_generator,
             ).to_dict()
         except BadInputError as exc:
             return {
@@ -196,10 +265,64 @@ class Assistant:
             }
         return {
             "id": row_id,
-            **{key: answer[key] for key in ("answer", "sources", "num_docs", "citations")},
+            **{
+                key: answer[key]
+                for key in ("answer", "sources", "num_docs", "citations", "generator_fallback")
+            },
         }
 
     # --- answer kinds ------------------------------------------------------------------------
+
+    def _generate(self, question: str, intent: str, extractive: Answer, hits: list[Hit]) -> Answer:
+        """The LLM's answer if it passes the grounding check, else the extractive one, marked."""
+        from gcn_rag.errors import GcnRagError
+        from gcn_rag.evaluation import first_value
+        from gcn_rag.generation import Context, grounding_problems
+
+        assert self.generator is not None
+        name = getattr(self.generator, "name", type(self.generator).__name__)
+        # the sentences the extractive answer cites come first (they state the value), then
+        # the best passage of each other top circular
+        cited = {c.circular_id for c in extractive.citations}
+        contexts = [
+            Context(c.circular_id, c.event_id, c.subject, c.quote) for c in extractive.citations
+        ] + [
+            Context(h.circular_id, h.event_id, h.subject, self._passage(h))
+            for h in hits
+            if h.circular_id not in cited
+        ]
+        try:
+            text = self.generator.generate(question, contexts).strip()
+        except GcnRagError as exc:
+            return dataclasses.replace(
+                extractive, generator=name, generator_fallback=f"generator failed: {exc.message}"
+            )
+        problems = grounding_problems(text, contexts) if self.grounding_check else []
+        if self.grounding_check and intent != GENERAL:
+            wanted, got = first_value(extractive.answer), first_value(text)
+            # within half the tolerance two reports may differ by (extraction.tolerance), so
+            # an answer kept here is right whenever the extractive one is
+            if wanted is not None and (
+                got is None or abs(got - wanted) > tolerance(intent, wanted) / 2
+            ):
+                problems.append(f"does not lead with the stated value {wanted:g}")
+        if not text:
+            problems.append("empty answer")
+        if problems:
+            reason = "; ".join(problems)
+            return dataclasses.replace(
+                extractive, generator=name, generator_fallback=reason[:500], generated=text
+            )
+        return dataclasses.replace(extractive, answer=text, generator=name, generated=text)
+
+    def _passage(self, hit: Hit) -> str:
+        """The text the LLM reads for a hit: its best chunk, else the circular's first text."""
+        if hit.best_chunk >= 0:
+            return self.index.chunk_text(hit.best_chunk)
+        for row in self.index.chunk_rows_of(hit.row):
+            if self.index.chunks["kind"][row].as_py() != "header":
+                return self.index.chunk_text(row)
+        return hit.subject
 
     def _abstain(self, question: str, events: list[str], num_docs: int) -> Answer:
         """Nothing in the corpus names the event: say so, cite nothing."""

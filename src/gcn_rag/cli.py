@@ -188,6 +188,14 @@ def index(
     )
 
 
+GeneratorOption = typer.Option(
+    None,
+    "--generator",
+    help="Who writes the answer: extractive (default), local (SmolLM2 via llama.cpp) or openai "
+    "(settings openai_base_url, openai_model; key in $OPENAI_API_KEY).",
+)
+
+
 @app.command()
 @friendly
 def ask(
@@ -199,6 +207,7 @@ def ask(
     since: datetime | None = typer.Option(None, "--since", help="Circulars from this date."),
     until: datetime | None = typer.Option(None, "--until", help="Circulars up to this date."),
     mode: str = ModeOption,
+    generator: str | None = GeneratorOption,
     as_json: bool = typer.Option(False, "--json", help="Print the Answer as JSON."),
     home: Path | None = HomeOption,
 ) -> None:
@@ -208,9 +217,12 @@ def ask(
     from gcn_rag.assistant import Assistant
     from gcn_rag.retrieval import Filters
 
-    assistant = Assistant.load(settings_for(home))
+    assistant = Assistant.load(settings_for(home), generator=generator)
     filters = Filters(event=event, since=_since(since), until=_since(until))
-    answer = assistant.ask(question, k=k, filters=filters, mode=_mode(mode))
+    try:
+        answer = assistant.ask(question, k=k, filters=filters, mode=_mode(mode))
+    finally:
+        assistant.close()
     if as_json:
         sys.stdout.write(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2) + "\n")
         return
@@ -415,6 +427,12 @@ def _print_answer(console: Console, answer: Answer) -> None:
     from rich.table import Table
 
     console.print(escape(answer.answer), soft_wrap=True)
+    if answer.generator_fallback:
+        console.print(
+            f"[dim]({answer.generator}'s answer was not used: "
+            f"{escape(answer.generator_fallback)})[/]",
+            soft_wrap=True,
+        )
     if not answer.citations:
         return
     view = Table("#", "circular", "event", "quote", show_lines=False)

@@ -42,31 +42,48 @@ def log(
     register: bool = typer.Option(False, "--register", help="Also register a new version."),
     alias: str | None = typer.Option(None, "--alias", help="With --register: set this alias."),
     k: int = typer.Option(5, "--k", help="Default number of circulars per answer."),
+    generator: str | None = typer.Option(
+        None,
+        "--generator",
+        help="extractive, local (ships the SmolLM2 GGUF in the model) or openai "
+        "(default: the generator setting).",
+    ),
     home: Path | None = HomeOption,
 ) -> None:
     """Log the assistant (current index) as a PyFunc model in experiment nasa_gcn_rag_model."""
     from gcn_rag import registry
-    from gcn_rag.assistant import Assistant
+    from gcn_rag.assistant import Assistant, generator_config
+    from gcn_rag.errors import BadInputError
     from gcn_rag.evaluation import flat_metrics, load_items, predict_items, score, scores_table
+    from gcn_rag.generation import KINDS
     from gcn_rag.index import default_path
 
     settings = settings_for(home)
+    config = generator_config(settings, generator)
+    if config["kind"] not in KINDS:
+        raise BadInputError(f"--generator must be one of {', '.join(KINDS)}.")
     console = make_console()
     metrics: dict[str, float] = {}
     path = questions or (DEFAULT_QUESTIONS if DEFAULT_QUESTIONS.exists() else None)
     if path is not None and not no_eval:
         items = load_items(path)
-        assistant = Assistant.load(settings)
+        assistant = Assistant.load(settings, generator=generator)
         with progress_reporter(console) as reporter:
             task = reporter.task(f"Evaluating on {path.name}", len(items))
-            scores = score(items, predict_items(assistant, items, k=k, on_each=task.advance))
+            try:
+                predictions = predict_items(assistant, items, k=k, on_each=task.advance)
+            finally:
+                assistant.close()
+            scores = score(items, predictions)
             task.close()
         print_rows(console, f"{path.name} - hybrid", scores_table(scores))
         metrics = flat_metrics(scores)
     elif not no_eval:
         console.print("No question file found; logging without eval metrics.")
     catalog = catalog_for(settings)
-    logged = registry.log_assistant(settings, catalog, default_path(settings), metrics=metrics, k=k)
+    logged = registry.log_assistant(
+        settings, catalog, default_path(settings), metrics=metrics, k=k, generator=config
+    )
     console.print(
         f"Logged run {logged.run_id}: {logged.model_uri} "
         f"({logged.artifact_bytes / 1e6:,.1f} MB of artifacts)."

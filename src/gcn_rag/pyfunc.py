@@ -27,13 +27,14 @@ from mlflow.pyfunc import PythonModel  # type: ignore[attr-defined]
 
 from gcn_rag.errors import BadInputError
 
-OUTPUT_COLUMNS = ("answer", "sources", "num_docs", "citations")
+OUTPUT_COLUMNS = ("answer", "sources", "num_docs", "citations", "generator_fallback")
 DEFAULT_PARAMS: dict[str, Any] = {
     "k": 5,
     "event_filter": "",
     "since": "",
     "until": "",
     "mode": "hybrid",
+    "generator": "",  # "" = the model's own; "extractive" skips its LLM for this request
 }
 
 
@@ -43,6 +44,7 @@ class NASAGCNRagModel(PythonModel):  # type: ignore[misc, unused-ignore]
     def load_context(self, context: Any) -> None:
         from gcn_rag.assistant import Assistant
         from gcn_rag.embedding import Embedder, packaged_model_path
+        from gcn_rag.generation import make_generator
         from gcn_rag.retrieval import SearchIndex
 
         self.config: dict[str, Any] = json.loads(Path(context.artifacts["config"]).read_text())
@@ -53,7 +55,11 @@ class NASAGCNRagModel(PythonModel):  # type: ignore[misc, unused-ignore]
             threads=1,
         )
         index = SearchIndex.load(Path(context.artifacts["index"]), model_id=embedder.model_id)
-        self.assistant = Assistant(index, embedder)
+        options = dict(self.config.get("generator") or {"kind": "extractive"})
+        kind = str(options.pop("kind", "extractive"))
+        if kind == "local":
+            options["gguf"] = context.artifacts["gguf"]  # shipped with the model: offline
+        self.assistant = Assistant(index, embedder, make_generator(kind, options))
 
     # No type hints on predict: MLflow would read them as an input schema (the signature set
     # at logging time is the schema).
@@ -66,6 +72,12 @@ class NASAGCNRagModel(PythonModel):  # type: ignore[misc, unused-ignore]
             k, mode = int(settings["k"]), settings["mode"]
             if mode not in ("hybrid", "lexical", "dense"):
                 raise BadInputError(f"mode must be hybrid, lexical or dense, got {mode!r}.")
+            own = str((self.config.get("generator") or {}).get("kind", "extractive"))
+            wanted = str(settings.get("generator") or own)
+            if wanted not in (own, "extractive"):
+                raise BadInputError(
+                    f"generator must be {own!r} (this model's) or 'extractive', got {wanted!r}."
+                )
         except (BadInputError, ValueError) as exc:
             raise mlflow.exceptions.MlflowException.invalid_parameter_value(str(exc)) from exc
         from gcn_rag.assistant import clean_question
@@ -79,12 +91,14 @@ class NASAGCNRagModel(PythonModel):  # type: ignore[misc, unused-ignore]
         if embedder is not None and mode != "lexical":
             embedder.prime(texts)  # one ONNX call for the batch instead of one per question
         try:
-            return self._predict(questions, k, mode, filters)
+            return self._predict(questions, k, mode, filters, wanted != "extractive")
         finally:
             if embedder is not None:
                 embedder.forget(texts)
 
-    def _predict(self, questions: list[Any], k: int, mode: Any, filters: Any) -> pd.DataFrame:
+    def _predict(
+        self, questions: list[Any], k: int, mode: Any, filters: Any, use_generator: bool
+    ) -> pd.DataFrame:
         rows = []
         for question in questions:
             record = self.assistant.predict_row(
@@ -92,6 +106,7 @@ class NASAGCNRagModel(PythonModel):  # type: ignore[misc, unused-ignore]
                 k=k,
                 mode=mode,
                 filters=filters,
+                use_generator=use_generator,
             )
             rows.append(
                 {
@@ -99,6 +114,7 @@ class NASAGCNRagModel(PythonModel):  # type: ignore[misc, unused-ignore]
                     "sources": json.dumps(record["sources"]),
                     "num_docs": int(record["num_docs"]),
                     "citations": json.dumps(record["citations"], ensure_ascii=False),
+                    "generator_fallback": str(record.get("generator_fallback", "")),
                 }
             )
         return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))

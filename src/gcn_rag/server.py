@@ -263,6 +263,7 @@ def openapi_spec(endpoint: dict[str, Any]) -> dict[str, Any]:
                 "properties": {
                     "k": {"type": "integer", "description": "Circulars to retrieve."},
                     "event_filter": {"type": "string", "description": "SQL LIKE on event ids."},
+                    "generator": {"type": "string", "description": "'extractive' skips the LLM."},
                 },
             },
             "client_request_id": {"type": "string"},
@@ -275,6 +276,10 @@ def openapi_spec(endpoint: dict[str, Any]) -> dict[str, Any]:
             "sources": {"type": "string", "description": "JSON array of event ids."},
             "num_docs": {"type": "integer", "description": "Circulars retrieved."},
             "citations": {"type": "string", "description": "JSON array of citations."},
+            "generator_fallback": {
+                "type": "string",
+                "description": "Why an LLM answer was replaced by the extractive one ('' if not).",
+            },
         },
     }
     operation = {

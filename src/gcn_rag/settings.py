@@ -44,6 +44,14 @@ class Settings:
     scale_to_zero_idle_s: float = 1800.0
     cold_start_wait_s: float = 30.0
     capture_flush_interval_s: float = 2.0
+    # answer generation: see gcn_rag.generation (extractive | local | openai)
+    generator: str = "extractive"
+    llm_threads: int = 2
+    llm_max_tokens: int = 256
+    llm_context_tokens: int = 600  # a 135M model reads ~150 tokens/s on 2 cores
+    openai_base_url: str = ""
+    openai_model: str = ""
+    openai_api_key_env: str = "OPENAI_API_KEY"
 
     @property
     def warehouse(self) -> Path:
