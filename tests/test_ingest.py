@@ -55,6 +55,7 @@ def test_lab_tables_are_seeded(settings: Settings) -> None:
     )
     assert config["chunk_max_tokens"] == "256"
     assert config["source_table"] == "sandbox.nasa_gcn_dev.gcn_circulars"
+    assert config["generator"] == "extractive" and config["llm_temperature"] == "0.1"
     questions = catalog.sql("SELECT question, event_type FROM rag_test_questions").to_pylist()
     assert len(questions) == len(TEST_QUESTIONS) == 10
     assert questions[0]["question"].startswith("What observations were made")

@@ -88,6 +88,7 @@ def run(
         since=None,
         until=None,
         mode="hybrid",
+        generator=None,
         as_json=False,
         home=home,
     )

