@@ -255,23 +255,74 @@ def merge(phases: list[Phase]) -> Phase:
     )
 
 
+def run_interleaved(
+    targets: list[Target], questions: list[str], deadline_s: float
+) -> tuple[dict[str, Phase], list[dict[str, float]]]:
+    """Concurrency 1, one question at a time to every target in turn (the order rotates).
+
+    The machine's speed drifts by several ms within a minute here; asking the same question
+    of every target back to back puts that drift on all of them alike, and gives per-question
+    pairs (returned: target -> latency, one dict per question answered by all).
+    """
+    asks = [(target.name, target.make_ask()) for target in targets]
+    latencies: dict[str, list[float]] = {name: [] for name, _ in asks}
+    failures: dict[str, collections.Counter[str]] = {
+        name: collections.Counter() for name, _ in asks
+    }
+    pairs: list[dict[str, float]] = []
+    stop_at = time.monotonic() + deadline_s
+    try:
+        for i, question in enumerate(questions):
+            if time.monotonic() > stop_at:
+                for name, _ in asks:
+                    failures[name]["not sent before the phase deadline"] += len(questions) - i
+                break
+            answered: dict[str, float] = {}
+            shift = i % len(asks)
+            for name, ask in asks[shift:] + asks[:shift]:
+                start = time.perf_counter()
+                try:
+                    error = ask(question)
+                except Exception as exc:  # a failed call is counted, not fatal
+                    error = f"{type(exc).__name__}: {exc}"
+                elapsed_ms = (time.perf_counter() - start) * 1000
+                if error is None:
+                    latencies[name].append(elapsed_ms)
+                    answered[name] = elapsed_ms
+                else:
+                    failures[name][error] += 1
+            if len(answered) == len(asks):
+                pairs.append(answered)
+    finally:
+        for _, ask in asks:
+            ask.close()
+    phases = {
+        name: Phase(latencies[name], sum(latencies[name]) / 1000, failures[name])
+        for name, _ in asks
+    }
+    return phases, pairs
+
+
 def measure_all(targets: list[Target], args: argparse.Namespace) -> list[Row]:
     """Warm-up, then rounds in alternating order (A B C, C B A, ...): each round gives every
-    target the same share of the c=1 and c=C calls, so drift in the machine's speed (several
-    ms over a minute here) falls on all targets alike."""
+    target the same share of the c=C calls, so drift in the machine's speed (several ms over
+    a minute here) falls on all targets alike; c=1 calls are interleaved question by question
+    (:func:`run_interleaved`)."""
     cycle = args.question_list
     for target in targets:
         run_phase(target.make_ask, cycle[: args.warmup], 1, args.phase_timeout)
     per_round = max(1, args.requests // args.rounds)
     seq: dict[str, list[Phase]] = {t.name: [] for t in targets}
     conc: dict[str, list[Phase]] = {t.name: [] for t in targets}
+    pairs: list[dict[str, float]] = []
     for r in range(args.rounds):
         start = r * 3 * per_round
         asked = [cycle[(start + i) % len(cycle)] for i in range(2 * per_round)]
+        phases, round_pairs = run_interleaved(targets, asked[:per_round], args.phase_timeout)
+        pairs += round_pairs
+        for target in targets:
+            seq[target.name].append(phases[target.name])
         for target in targets if r % 2 == 0 else targets[::-1]:
-            seq[target.name].append(
-                run_phase(target.make_ask, asked[:per_round], 1, args.phase_timeout)
-            )
             conc[target.name].append(
                 run_phase(target.make_ask, asked, args.concurrency, args.phase_timeout)
             )
@@ -286,6 +337,13 @@ def measure_all(targets: list[Target], args: argparse.Namespace) -> list[Row]:
         )
         report_failures(sequential.failures + concurrent.failures)
         rows.append(Row(target.name, target.cold_s, sequential, concurrent))
+    base = targets[0].name
+    for target in targets[1:]:
+        paired = [pair[target.name] - pair[base] for pair in pairs]
+        print(
+            f"{target.name} minus {base}, same question back to back, c=1: median "
+            f"{percentile(paired, 0.5):+.2f} ms over {len(paired)} questions"
+        )
     return rows
 
 

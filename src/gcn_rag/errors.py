@@ -26,6 +26,13 @@ class BadInputError(GcnRagError):
     error_code = "INVALID_PARAMETER_VALUE"
 
 
+class MethodNotAllowedError(GcnRagError):
+    """An HTTP method a route does not take."""
+
+    status_code = 405
+    error_code = "METHOD_NOT_ALLOWED"
+
+
 class NotFoundError(GcnRagError):
     """A named resource (table, archive, model, endpoint) does not exist."""
 

@@ -117,7 +117,9 @@ class NASAGCNRagModel(PythonModel):  # type: ignore[misc, unused-ignore]
                     "generator_fallback": str(record.get("generator_fallback", "")),
                 }
             )
-        return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
+        # Plain Python values (dtype object): pandas 3 would infer Arrow-backed strings, which
+        # cost more to build here and more to read back (the server turns rows into JSON).
+        return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS), dtype=object)
 
 
 def questions_of(model_input: Any) -> list[Any]:

@@ -16,9 +16,10 @@ Routes (the subset `databricks-sdk`, the lab's `curl` and the lab's client use):
     GET    /metrics                                   Prometheus text for every endpoint
     GET    /.well-known/databricks-config             {}
 
-Invocations run in worker threads within their served entity's concurrency limit; a request
-that waits too long for a slot gets 429, one that outlives ``request_timeout_s`` gets 504 (its
-slot stays taken until the model returns), and 429/503 carry ``Retry-After``.
+Invocations take a lean ASGI path of their own (:mod:`gcn_rag.invocations`) and run in worker
+threads within their served entity's concurrency limit; a request that waits too long for a
+slot gets 429, one that outlives ``request_timeout_s`` gets 504 (its slot stays taken until the
+model returns), and 429/503 carry ``Retry-After``. The rest are FastAPI routes.
 
 Errors are ``{"error_code", "message"}`` with the matching HTTP status, never a stack trace.
 With a :class:`TokenStore`, every route but ``/.well-known/databricks-config`` needs a bearer
@@ -27,24 +28,26 @@ token: ``CAN_VIEW`` to read, ``CAN_QUERY`` to invoke, ``CAN_MANAGE`` to change e
 
 from __future__ import annotations
 
-import json
-import time
-import uuid
 from typing import Any
 
-import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from gcn_rag.auth import TokenStore
-from gcn_rag.errors import BadInputError, DeadlineExceededError, GcnRagError
+from gcn_rag.errors import GcnRagError
+from gcn_rag.invocations import (
+    Invocations,
+    Receive,
+    Scope,
+    Send,
+    decode_json,
+    invocation_target,
+)
 from gcn_rag.metrics import Metrics
 from gcn_rag.serving import EndpointManager
 
-MAX_BODY_BYTES = 16 * 1024 * 1024
 
-
-def create_app(manager: EndpointManager, tokens: TokenStore | None = None) -> FastAPI:
+def create_app(manager: EndpointManager, tokens: TokenStore | None = None) -> ServingApp:
     """The ASGI app serving ``manager``'s endpoints; ``tokens=None`` turns auth off."""
 
     def allow(request: Request, needed: str) -> str:
@@ -55,7 +58,6 @@ def create_app(manager: EndpointManager, tokens: TokenStore | None = None) -> Fa
 
     app = FastAPI(title="gcn-rag serving", docs_url=None, redoc_url=None, openapi_url=None)
     metrics = Metrics()
-    workers: list[anyio.CapacityLimiter] = []  # created in the event loop, on first use
 
     @app.exception_handler(GcnRagError)
     async def _known(request: Request, exc: GcnRagError) -> JSONResponse:
@@ -63,9 +65,6 @@ def create_app(manager: EndpointManager, tokens: TokenStore | None = None) -> Fa
         retry_after = getattr(exc, "retry_after", None)
         if retry_after:
             headers["Retry-After"] = str(retry_after)
-        request_id = getattr(request.state, "request_id", None)
-        if request_id:
-            headers["x-request-id"] = request_id
         return JSONResponse(
             {"error_code": exc.error_code, "message": exc.message},
             status_code=exc.status_code,
@@ -140,101 +139,26 @@ def create_app(manager: EndpointManager, tokens: TokenStore | None = None) -> Fa
         allow(request, "CAN_VIEW")
         return metrics.render(manager)
 
-    async def _invoke(request: Request, name: str, entity: str | None) -> JSONResponse:
-        started, status, served = time.perf_counter(), 500, entity or ""
-        caller, body, model_ms = "unauthenticated", None, 0.0
-        request_id = request.state.request_id = uuid.uuid4().hex
-        response: JSONResponse | None = None
-        error: dict[str, str] = {}
-        try:
-            caller = allow(request, "CAN_QUERY")
-            manager.require(name)  # an unknown endpoint is a 404 whatever the body
-            body = await _json(request)
-            frame, params = parse_invocation(body)
-            replica = manager.route(name, entity, caller)
-            served = replica.name
-            if not workers:
-                workers.append(anyio.CapacityLimiter(1024))
-            timeout = manager.limits.request_timeout_s
-            model_started = time.perf_counter()
-            try:
-                with anyio.fail_after(timeout):
-                    result = await anyio.to_thread.run_sync(
-                        manager.predict,
-                        replica,
-                        frame,
-                        params,
-                        abandon_on_cancel=True,
-                        limiter=workers[0],
-                    )
-            except TimeoutError:
-                raise DeadlineExceededError(
-                    f"The model did not answer within {timeout:g} s; try a shorter request."
-                ) from None
-            except GcnRagError:
-                raise
-            except Exception as exc:  # the model's own failure: a 500 with its message
-                raise GcnRagError(f"{type(exc).__name__}: {exc}") from exc
-            finally:
-                model_ms = (time.perf_counter() - model_started) * 1000
-            predictions = records(result)
-            status = 200
-            total_ms = (time.perf_counter() - started) * 1000
-            timing = f"model;dur={model_ms:.2f}, total;dur={total_ms:.2f}"
-            response = JSONResponse(
-                {"predictions": predictions},
-                headers={
-                    "served-model-name": served,
-                    "server-timing": timing,
-                    "x-request-id": request_id,
-                },
-            )
-            return response
-        except GcnRagError as exc:
-            status, error = exc.status_code, {"error_code": exc.error_code, "message": exc.message}
-            raise
-        except Exception as exc:
-            error = {"error_code": "INTERNAL_ERROR", "message": f"{type(exc).__name__}: {exc}"}
-            raise
-        finally:
-            known = status != 404 or bool(served)
-            metrics.record(name if known else "", served, status, time.perf_counter() - started)
-            target = manager.capture_target(name) if manager.capture is not None else None
-            if target is not None and manager.capture is not None:
-                raw = await request.body()
-                manager.capture.record(
-                    target,
-                    {
-                        "databricks_request_id": request_id,
-                        "client_request_id": _client_request_id(body),
-                        "timestamp_ms": int(time.time() * 1000),
-                        "status_code": status,
-                        "execution_duration_ms": round(model_ms),
-                        "request": raw.decode("utf-8", errors="replace"),
-                        "response": (
-                            bytes(response.body).decode()
-                            if response is not None
-                            else json.dumps(error, ensure_ascii=False)
-                        ),
-                        "served_entity_id": served,
-                        "endpoint_name": name,
-                        "requester": caller,
-                    },
-                )
-
-    @app.post("/serving-endpoints/{name}/invocations")
-    async def _invocations(name: str, request: Request) -> JSONResponse:
-        return await _invoke(request, name, None)
-
-    @app.post("/serving-endpoints/{name}/served-models/{entity}/invocations")
-    async def _entity_invocations(name: str, entity: str, request: Request) -> JSONResponse:
-        return await _invoke(request, name, entity)
-
     @app.get("/health", response_class=PlainTextResponse)
     async def _health() -> str:
         return "ok"
 
-    return app
+    return ServingApp(api=app, invocations=Invocations(manager, tokens, metrics))
+
+
+class ServingApp:
+    """The ASGI app: invocations on their own lean path, everything else through FastAPI."""
+
+    def __init__(self, api: FastAPI, invocations: Invocations) -> None:
+        self.api = api
+        self.invocations = invocations
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        target = invocation_target(scope["path"]) if scope["type"] == "http" else None
+        if target is None:
+            await self.api(scope, receive, send)
+        else:
+            await self.invocations(scope, receive, send, *target)
 
 
 def openapi_spec(endpoint: dict[str, Any]) -> dict[str, Any]:
@@ -312,76 +236,4 @@ def openapi_spec(endpoint: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _json(request: Request) -> Any:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise BadInputError(f"The request body is over {MAX_BODY_BYTES // (1024 * 1024)} MB.")
-    try:
-        return json.loads(body or b"null")
-    except ValueError as exc:
-        raise BadInputError(f"The request body is not valid JSON ({exc}).") from exc
-
-
-def parse_invocation(body: Any) -> tuple[Any, dict[str, Any] | None]:
-    """A DataFrame and params from any of the four MLflow/Databricks input formats."""
-    import pandas as pd
-
-    if not isinstance(body, dict):
-        raise BadInputError(
-            "The body must be a JSON object with dataframe_split, "
-            "dataframe_records, instances or inputs."
-        )
-    params = body.get("params")
-    if params is not None and not isinstance(params, dict):
-        raise BadInputError("params must be a JSON object.")
-    keys = [k for k in ("dataframe_split", "dataframe_records", "instances", "inputs") if k in body]
-    if len(keys) != 1:
-        raise BadInputError(
-            "Send exactly one of dataframe_split, dataframe_records, instances or inputs; "
-            f"got {keys or 'none'}."
-        )
-    data = body[keys[0]]
-    try:
-        if keys[0] == "dataframe_split":
-            columns, rows = data.get("columns"), data["data"]
-            if _one_column(columns, rows):  # the lab's shape; half the cost of the general one
-                frame = pd.DataFrame({columns[0]: [row[0] for row in rows]}, copy=False)
-            else:
-                frame = pd.DataFrame(data=rows, columns=columns)
-        elif keys[0] == "dataframe_records":
-            frame = pd.DataFrame.from_records(data)
-        elif isinstance(data, dict):
-            frame = pd.DataFrame({k: v if isinstance(v, list) else [v] for k, v in data.items()})
-        elif isinstance(data, list) and data and isinstance(data[0], dict):
-            frame = pd.DataFrame.from_records(data)
-        else:
-            frame = pd.DataFrame({"question": data if isinstance(data, list) else [data]})
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BadInputError(f"{keys[0]} is malformed: {exc}") from exc
-    if "question" not in frame.columns and len(frame.columns) != 1:
-        raise BadInputError(f"The input needs a 'question' column; got {list(frame.columns)}.")
-    return frame, params
-
-
-def _client_request_id(body: Any) -> str | None:
-    value = body.get("client_request_id") if isinstance(body, dict) else None
-    return value[:256] if isinstance(value, str) else None
-
-
-def _one_column(columns: Any, rows: Any) -> bool:
-    return (
-        isinstance(columns, list)
-        and len(columns) == 1
-        and isinstance(rows, list)
-        and all(isinstance(row, list) and len(row) == 1 for row in rows)
-    )
-
-
-def records(frame: Any) -> list[dict[str, Any]]:
-    """A predictions DataFrame as JSON-ready rows (NaN -> null), without a JSON round trip."""
-    if not all(kind in "OUifb" for kind in (dtype.kind for dtype in frame.dtypes)):
-        return list(json.loads(frame.to_json(orient="records", force_ascii=False)))
-    keys = [str(column) for column in frame.columns]
-    return [
-        {k: None if isinstance(v, float) and v != v else v for k, v in zip(keys, row, strict=True)}
-        for row in frame.to_numpy(dtype=object).tolist()
-    ]
+    return decode_json(await request.body())
