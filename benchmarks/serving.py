@@ -17,13 +17,15 @@ order); both servers are queried by the same HTTP client, over 127.0.0.1 only.
    then `POST /invocations`.
 
 All three are started first (cold start: process start to first answer), then measured in
---rounds alternating rounds (A B C, C B A, ...), each round giving every target the same
-share of the calls: latency at concurrency 1 (--requests calls in all, after a warm-up) and
-throughput and latency at concurrency C (2 x --requests calls from C threads, each with its
-own keep-alive connection), so the machine's drift falls on all alike. Every answer must be
-HTTP 200 with one prediction per question; failures are counted and printed. Ratios: each
-server's p50 minus the in-process p50 (the serving overhead), and gcn-rag serve / mlflow
-models serve; our overhead is also split per request with the `server-timing` header.
+--rounds rounds, each giving every target the same share of the calls: latency at
+concurrency 1 (--requests calls in all, after a warm-up), asked question by question of every
+target in turn (A B C, B C A, ...), and throughput and latency at concurrency C (2 x
+--requests calls from C threads, each with its own keep-alive connection), target after
+target in alternating order (A B C, C B A, ...), so the machine's drift falls on all alike.
+Every answer must be HTTP 200 with one prediction per question; failures are counted and
+printed. Ratios: each server's p50 minus the in-process p50 (the serving overhead; also the
+median of the per-question differences), and gcn-rag serve / mlflow models serve; our
+overhead is also split per request with the `server-timing` header.
 Every request and every wait has a timeout, and both servers are stopped on the way out.
 """
 
@@ -779,52 +781,58 @@ def main() -> None:
 
 
 def plot(rows: list[Row], concurrency: int, path: Path) -> None:
-    """Three panels: p50/p95 at concurrency 1, throughput at C, cold start; one bar per target."""
+    """Four panels, one bar per target: latency at c=1 (p50, p95), each server's p50 overhead
+    over in-process with the 2 ms target, throughput at c=C, cold start."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     names = [row.name for row in rows]
     colors = ["tab:gray", "tab:blue", "tab:orange"][: len(rows)]
-    fig, (lat, tput, cold) = plt.subplots(1, 3, figsize=(13, 4.2), constrained_layout=True)
-    x = range(len(rows))
+    fig, (lat, over, tput, cold) = plt.subplots(1, 4, figsize=(17, 4.6), constrained_layout=True)
+    x = list(range(len(rows)))
     width = 0.38
-    lat.bar(
-        [i - width / 2 for i in x],
-        [r.sequential.p(0.5) for r in rows],
-        width,
-        label="p50",
-        color=colors,
-    )
-    lat.bar(
-        [i + width / 2 for i in x],
-        [r.sequential.p(0.95) for r in rows],
-        width,
-        label="p95",
-        color=colors,
-        alpha=0.5,
-    )
-    lat.set_title("Latency, concurrency 1 (lower is better)")
+    p50 = [r.sequential.p(0.5) for r in rows]
+    p95 = [r.sequential.p(0.95) for r in rows]
+    bars = lat.bar([i - width / 2 for i in x], p50, width, color=colors)
+    lat.bar_label(bars, fmt="%.1f", fontsize=8)
+    bars = lat.bar([i + width / 2 for i in x], p95, width, color=colors, alpha=0.5)
+    lat.bar_label(bars, fmt="%.1f", fontsize=8)
+    lat.set_title("Latency at concurrency 1 (lower is better)")
     lat.set_ylabel("ms per request")
-    from matplotlib.patches import Patch
-
     lat.legend(
-        handles=[Patch(color="0.35", label="p50"), Patch(color="0.35", alpha=0.5, label="p95")]
+        handles=[Patch(color="0.35", label="p50"), Patch(color="0.35", alpha=0.5, label="p95")],
+        loc="upper left",
     )
-    tput.bar(x, [r.concurrent.throughput for r in rows], color=colors)
-    tput.set_title(f"Throughput, concurrency {concurrency} (higher is better)")
+    lat.set_ylim(0, max(p95) * 1.25)
+    servers = rows[1:]
+    bars = over.bar(
+        range(len(servers)), [r.sequential.p(0.5) - p50[0] for r in servers], color=colors[1:]
+    )
+    over.bar_label(bars, fmt="%+.1f ms", fontsize=9)
+    over.axhline(2.0, color="tab:red", linestyle="--", linewidth=1)
+    over.text(-0.4, 2.05, "target 2 ms", color="tab:red", ha="left", va="bottom")
+    over.set_title("Serving overhead: p50 minus in-process p50")
+    over.set_ylabel("ms")
+    over.set_xticks(range(len(servers)), [r.name for r in servers], rotation=12)
+    bars = tput.bar(x, [r.concurrent.throughput for r in rows], color=colors)
+    tput.bar_label(bars, fmt="%.1f", fontsize=8)
+    tput.set_title(f"Throughput at concurrency {concurrency} (higher is better)")
     tput.set_ylabel("requests/s")
-    cold.bar(x, [r.cold_s for r in rows], color=colors)
-    cold.set_title("Cold start to first answer (in-process: mlflow imported)")
-    cold.set_ylabel("seconds")
+    bars = cold.bar(x, [r.cold_s for r in rows], color=colors)
+    cold.bar_label(bars, fmt="%.1f s", fontsize=8)
+    cold.set_title("Cold start to first answer")
+    cold.set_ylabel("seconds (in-process: MLflow already imported)")
     for axis in (lat, tput, cold):
-        axis.set_xticks(list(x), names, rotation=12)
+        axis.set_xticks(x, names, rotation=12)
+    for axis in (lat, over, tput, cold):
         axis.grid(True, axis="y", alpha=0.3)
     fig.suptitle(
         "Serving the same registered model: in-process vs gcn-rag serve vs mlflow models serve"
     )
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

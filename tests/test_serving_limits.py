@@ -24,9 +24,11 @@ import requests
 
 from gcn_rag import registry
 from gcn_rag.auth import TokenStore
+from gcn_rag.capture import InferenceCapture
 from gcn_rag.server import create_app
 from gcn_rag.serving import EndpointManager, EndpointStore, Limits, mlflow_loader
 from gcn_rag.settings import Settings
+from gcn_rag.tables import Catalog
 
 SLEEPER = "sandbox.tests.sleeper"
 Serve = Callable[[Any], AbstractContextManager[str]]
@@ -174,6 +176,63 @@ def test_timeout_is_504_and_model_errors_are_500(
     }
     assert "Traceback" not in failed.text
     assert _ask(client, server, sleepy, "fine").status_code == 200
+
+
+def test_a_request_that_times_out_is_captured_once_as_504(
+    fixture_workspace: Settings, serve_app: Serve, sleeper: str, tmp_path: Path
+) -> None:
+    """The model answers after the client got 504: that late answer is not logged as well."""
+    capture = InferenceCapture(tmp_path / "capture", Catalog(tmp_path / "warehouse"))
+    capture.start()
+    manager = EndpointManager(
+        EndpointStore(tmp_path / "serving.db"),
+        mlflow_loader(registry.tracking_uri(fixture_workspace)),
+        Limits(request_timeout_s=0.3),
+        capture=capture,
+    )
+    with serve_app(create_app(manager)) as url:
+        anonymous = requests.Session()
+        table = {"catalog_name": "sandbox", "schema_name": "t", "table_name_prefix": "slow"}
+        entity = {"entity_name": SLEEPER, "entity_version": sleeper}
+        config: dict[str, Any] = {"served_entities": [entity], "auto_capture_config": table}
+        created = anonymous.post(
+            f"{url}/api/2.0/serving-endpoints", json={"name": "late", "config": config}, timeout=10
+        )
+        assert created.status_code == 200, created.text
+        deadline = time.monotonic() + 60
+        while _ask(anonymous, url, "late", "ready?").status_code != 200:
+            assert time.monotonic() < deadline, "late never answered"
+            time.sleep(0.1)
+        late = _ask(anonymous, url, "late", "sleep:1")
+        assert late.status_code == 504
+        time.sleep(1.5)  # the model has answered by now, to nobody
+        fine = _ask(anonymous, url, "late", "fine")
+        assert fine.status_code == 200
+    manager.close()  # flushes the capture
+    rows = Catalog(tmp_path / "warehouse").sql(
+        "SELECT databricks_request_id, status_code FROM sandbox.t.slow_payload"
+    )
+    logged = sorted((r["databricks_request_id"], r["status_code"]) for r in rows.to_pylist())
+    assert (late.headers["x-request-id"], 504) in logged
+    assert (fine.headers["x-request-id"], 200) in logged
+    assert len({request_id for request_id, _ in logged}) == len(logged)  # each id once
+
+
+def test_wrong_method_and_oversized_bodies_are_clear_errors(
+    client: requests.Session, server: str, sleepy: str
+) -> None:
+    path = f"{server}/serving-endpoints/{sleepy}/invocations"
+    got = client.get(path, timeout=10)
+    assert got.status_code == 405
+    assert got.json()["error_code"] == "METHOD_NOT_ALLOWED"
+    assert "POST" in got.json()["message"]
+    huge = b'{"inputs": ["' + b"x" * (17 * 2**20) + b'"]}'
+    too_big = client.post(path, data=huge, timeout=60)
+    assert too_big.status_code == 400
+    assert "16 MB" in too_big.json()["message"]
+    assert _ask(client, server, sleepy, "still here").json() == {
+        "predictions": [{"answer": "still here"}]
+    }
 
 
 def test_rate_limit_per_user_from_the_ai_gateway(

@@ -285,8 +285,9 @@ class InferenceCapture:
         try:
             self.spool.write({"table": target.table, "row": row})
         except OSError as exc:  # a full disk must not fail the request; it is counted
-            self.write_errors += 1
-            self.last_error = f"spool write failed: {exc}"
+            with self._count_lock:  # (rows are spooled from the request worker threads)
+                self.write_errors += 1
+                self.last_error = f"spool write failed: {exc}"
             return
         with self._count_lock:
             self.pending_rows += 1
