@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ import requests
 
 from gcn_rag import registry
 from gcn_rag.auth import TokenStore
+from gcn_rag.errors import PermissionDeniedError, UnauthenticatedError
 from gcn_rag.server import create_app
 from gcn_rag.serving import EndpointManager
 from gcn_rag.settings import Settings
@@ -400,6 +402,19 @@ def test_auth(server: str, endpoint: str, tokens: dict[str, str]) -> None:
 def test_tokens_are_stored_hashed(fixture_workspace: Settings, tokens: dict[str, str]) -> None:
     raw = (fixture_workspace.home / "serving.db").read_bytes()
     assert all(token.encode() not in raw for token in tokens.values())
+
+
+def test_a_token_made_elsewhere_works_at_once_and_unknown_ones_never(tmp_path: Path) -> None:
+    """The server's store remembers tokens it has seen; new ones come from the database."""
+    serving = TokenStore(tmp_path / "serving.db")
+    assert serving.caller("dapi" + "0" * 32) is None
+    made = TokenStore(tmp_path / "serving.db").create("CAN_QUERY", "made by the CLI")
+    assert serving.authorize(f"Bearer {made}", "CAN_QUERY").name == "made by the CLI"
+    assert serving.authorize(f"Bearer {made}", "CAN_VIEW").permission == "CAN_QUERY"
+    with pytest.raises(PermissionDeniedError):
+        serving.authorize(f"Bearer {made}", "CAN_MANAGE")
+    with pytest.raises(UnauthenticatedError):
+        serving.authorize("Bearer dapi" + "0" * 32, "CAN_VIEW")
 
 
 def test_concurrent_requests_are_batched_with_the_same_answers(
