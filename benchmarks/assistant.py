@@ -28,11 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from gcn_rag.assistant import Assistant
-from gcn_rag.embedding import Embedder
-from gcn_rag.index import DENSE_MAX_TOKENS, build_index, default_path
-from gcn_rag.lab import TEST_QUESTIONS
-from gcn_rag.retrieval import Mode
+from gcn_rag.answer.assistant import Assistant
+from gcn_rag.corpus.lab_tables import TEST_QUESTIONS
+from gcn_rag.search.embedding import Embedder
+from gcn_rag.search.index import DENSE_MAX_TOKENS, build_index, default_path
+from gcn_rag.search.retrieval import Mode
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 
@@ -93,7 +93,7 @@ LOAD_PROBE = """
 import sys, time
 from pathlib import Path
 t = time.perf_counter()
-from gcn_rag.assistant import Assistant
+from gcn_rag.answer.assistant import Assistant
 from gcn_rag.settings import Settings
 a = Assistant.load(Settings.load())
 a.ask("What is the redshift of GRB 221009A?")

@@ -26,8 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from gcn_rag import registry
-from gcn_rag.capture import CaptureTarget, InferenceCapture
+from gcn_rag.model import registry
+from gcn_rag.serving.capture import CaptureTarget, InferenceCapture
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 from serving import (

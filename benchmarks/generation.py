@@ -11,7 +11,7 @@ Needs a workspace with an index (GCN_RAG_HOME). In one run, on the same question
    are not in the passages, or that does not lead with the value the circulars state, is
    replaced by the extractive one (`generator_fallback` says why).
 The LLM is asked once per question; 2 and 3 score the same generation, so their latency is
-the same (the check takes microseconds). Scoring is `score.py`'s, via `gcn_rag.evaluation`.
+the same (the check takes microseconds). Scoring is `score.py`'s, via `gcn_rag.answer.evaluation`.
 Latency is per question, retrieval included.
 """
 
@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gcn_rag.assistant import Assistant
-from gcn_rag.evaluation import load_items, score, scores_table
-from gcn_rag.generation import LocalGenerator, smollm2_gguf
-from gcn_rag.loadtest import percentile
+from gcn_rag.answer.assistant import Assistant
+from gcn_rag.answer.evaluation import load_items, score, scores_table
+from gcn_rag.answer.generators import LocalGenerator, smollm2_gguf
+from gcn_rag.ops.loadtest import percentile
 from gcn_rag.settings import Settings
 
 DEFAULT_QUESTIONS = Path(__file__).resolve().parents[2] / "shared" / "bench" / "dev.jsonl"

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from gcn_rag.assets import MINILM_TOKENIZER, fetch_packaged
-from gcn_rag.ingest import ingest, offline_source
+from gcn_rag.corpus.ingest import ingest, offline_source
 from gcn_rag.settings import Settings
 
 

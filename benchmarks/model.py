@@ -16,8 +16,8 @@ import subprocess
 import sys
 import time
 
-from gcn_rag import registry
-from gcn_rag.index import default_path
+from gcn_rag.model import registry
+from gcn_rag.search.index import default_path
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 
@@ -38,7 +38,7 @@ print(imported, loaded, time.perf_counter() - t, int(hwm.split()[1]) / 1024)
 PROBE_BASELINE = """
 import time
 t = time.perf_counter()
-from gcn_rag.assistant import Assistant
+from gcn_rag.answer.assistant import Assistant
 from gcn_rag.settings import Settings
 a = Assistant.load(Settings.load())
 loaded = time.perf_counter() - t

@@ -55,7 +55,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from gcn_rag import registry
+from gcn_rag.model import registry
 from gcn_rag.settings import Settings
 
 DEFAULT_QUESTIONS = Path(__file__).resolve().parents[2] / "shared" / "bench" / "dev.jsonl"

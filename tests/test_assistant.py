@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from gcn_rag.assistant import ABSTAIN, Answer, Assistant
+from gcn_rag.answer.assistant import ABSTAIN, Answer, Assistant
 from gcn_rag.errors import BadInputError
-from gcn_rag.retrieval import Filters
+from gcn_rag.search.retrieval import Filters
 
 
 def numbers(text: str) -> set[str]:

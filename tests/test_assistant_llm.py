@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from gcn_rag import registry
-from gcn_rag.assistant import ABSTAIN, Assistant
-from gcn_rag.evaluation import first_value
-from gcn_rag.generation import OpenAIGenerator
+from gcn_rag.answer.assistant import ABSTAIN, Assistant
+from gcn_rag.answer.evaluation import first_value
+from gcn_rag.answer.generators import OpenAIGenerator
+from gcn_rag.model import registry
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 

@@ -21,12 +21,12 @@ import pytest
 import requests
 from typer.testing import CliRunner
 
-from gcn_rag import registry
-from gcn_rag.auth import TokenStore
-from gcn_rag.capture import CaptureTarget, InferenceCapture, read_segment, sampled
 from gcn_rag.cli import app
-from gcn_rag.server import create_app
-from gcn_rag.serving import EndpointManager, EndpointStore, mlflow_loader
+from gcn_rag.model import registry
+from gcn_rag.serving.app import create_app
+from gcn_rag.serving.auth import TokenStore
+from gcn_rag.serving.capture import CaptureTarget, InferenceCapture, read_segment, sampled
+from gcn_rag.serving.manager import EndpointManager, EndpointStore, mlflow_loader
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from conftest import TXT_ARCHIVE
-from gcn_rag.chunking import (
+from gcn_rag.corpus.chunking import (
     Chunk,
     Chunker,
     ChunkerConfig,
@@ -17,7 +17,7 @@ from gcn_rag.chunking import (
     split_sentences,
     split_units,
 )
-from gcn_rag.corpus import Circular, ReadReport, read_circulars
+from gcn_rag.corpus.circulars import Circular, ReadReport, read_circulars
 
 
 @pytest.fixture(scope="module")

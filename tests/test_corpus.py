@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURE_COUNT, JSON_ARCHIVE, TXT_ARCHIVE
-from gcn_rag.corpus import (
+from gcn_rag.corpus.circulars import (
     Circular,
     MemberError,
     ReadReport,

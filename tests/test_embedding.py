@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES
-from gcn_rag.embedding import (
+from gcn_rag.errors import BadInputError, NotFoundError, SourceUnavailableError
+from gcn_rag.search.embedding import (
     DIM,
     Embedder,
     EmbeddingCache,
     embed_with_cache,
     packaged_model_path,
 )
-from gcn_rag.errors import BadInputError, NotFoundError, SourceUnavailableError
 from gcn_rag.settings import Settings
 
 REDSHIFT = "GRB 221009A: we detect absorption features at a redshift of z = 0.151."

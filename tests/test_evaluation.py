@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from gcn_rag.errors import BadInputError
-from gcn_rag.evaluation import (
+from gcn_rag.answer.evaluation import (
     BenchItem,
     CategoryScore,
     first_value,
@@ -23,6 +22,7 @@ from gcn_rag.evaluation import (
     value_ok,
     write_history,
 )
+from gcn_rag.errors import BadInputError
 from gcn_rag.tables import Catalog
 
 BENCH = Path(__file__).parents[2] / "shared" / "bench"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gcn_rag.events import (
+from gcn_rag.corpus.events import (
     event_aliases,
     event_key,
     find_event_ids,

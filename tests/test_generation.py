@@ -21,16 +21,8 @@ from typing import Any
 import pytest
 
 from conftest import TXT_ARCHIVE
-from gcn_rag.assistant import ABSTAIN
-from gcn_rag.corpus import Circular, ReadReport, read_circulars
-from gcn_rag.errors import (
-    BadInputError,
-    NotFoundError,
-    SourceUnavailableError,
-    TooManyRequestsError,
-    UnauthenticatedError,
-)
-from gcn_rag.generation import (
+from gcn_rag.answer.assistant import ABSTAIN
+from gcn_rag.answer.generators import (
     INSUFFICIENT,
     SMOLLM2_GGUF,
     SMOLLM2_GGUF_SIZE,
@@ -43,6 +35,14 @@ from gcn_rag.generation import (
     grounding_problems,
     make_generator,
     smollm2_gguf,
+)
+from gcn_rag.corpus.circulars import Circular, ReadReport, read_circulars
+from gcn_rag.errors import (
+    BadInputError,
+    NotFoundError,
+    SourceUnavailableError,
+    TooManyRequestsError,
+    UnauthenticatedError,
 )
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURE_COUNT, JSON_ARCHIVE, TXT_ARCHIVE
+from gcn_rag.corpus.ingest import CHUNKS, CIRCULARS, ingest
+from gcn_rag.corpus.lab_tables import TEST_QUESTIONS
 from gcn_rag.errors import BadInputError
-from gcn_rag.ingest import CHUNKS, CIRCULARS, ingest
-from gcn_rag.lab import TEST_QUESTIONS
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 

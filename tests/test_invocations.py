@@ -13,7 +13,13 @@ import pandas as pd
 import pytest
 
 from gcn_rag.errors import BadInputError
-from gcn_rag.invocations import Inputs, Workers, invocation_target, parse_invocation, records
+from gcn_rag.serving.invocations import (
+    Inputs,
+    Workers,
+    invocation_target,
+    parse_invocation,
+    records,
+)
 
 
 @pytest.mark.parametrize(

@@ -15,13 +15,10 @@ import pytest
 import requests
 from typer.testing import CliRunner
 
-from gcn_rag import registry
-from gcn_rag.auth import TokenStore
-from gcn_rag.capture import InferenceCapture
 from gcn_rag.cli import app
-from gcn_rag.client import NASAGCNRagClient
 from gcn_rag.errors import BadInputError, NotFoundError, NotReadyError, TooManyRequestsError
-from gcn_rag.loadtest import (
+from gcn_rag.model import registry
+from gcn_rag.ops.loadtest import (
     Outcome,
     check_target,
     parse_duration,
@@ -29,8 +26,11 @@ from gcn_rag.loadtest import (
     percentile,
     summarize,
 )
-from gcn_rag.server import create_app
-from gcn_rag.serving import EndpointManager, EndpointStore, mlflow_loader
+from gcn_rag.serving.app import create_app
+from gcn_rag.serving.auth import TokenStore
+from gcn_rag.serving.capture import InferenceCapture
+from gcn_rag.serving.client import NASAGCNRagClient
+from gcn_rag.serving.manager import EndpointManager, EndpointStore, mlflow_loader
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 

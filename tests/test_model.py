@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from gcn_rag import registry
-from gcn_rag.assistant import Assistant
+from gcn_rag.answer.assistant import Assistant
+from gcn_rag.model import registry
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from gcn_rag.assistant import Assistant
+from gcn_rag.answer.assistant import Assistant
 from gcn_rag.errors import BadInputError, NotFoundError
-from gcn_rag.retrieval import Filters, Mode, Retriever, SearchIndex
+from gcn_rag.search.retrieval import Filters, Mode, Retriever, SearchIndex
 
 MODES: list[Mode] = ["lexical", "dense", "hybrid"]
 

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import requests
 
-from gcn_rag import registry
-from gcn_rag.auth import TokenStore
 from gcn_rag.errors import PermissionDeniedError, UnauthenticatedError
-from gcn_rag.server import create_app
-from gcn_rag.serving import EndpointManager
+from gcn_rag.model import registry
+from gcn_rag.serving.app import create_app
+from gcn_rag.serving.auth import TokenStore
+from gcn_rag.serving.manager import EndpointManager
 from gcn_rag.settings import Settings
 
 ENDPOINT = "nasa-gcn-rag-assistant"

@@ -22,11 +22,11 @@ import pandas as pd
 import pytest
 import requests
 
-from gcn_rag import registry
-from gcn_rag.auth import TokenStore
-from gcn_rag.capture import InferenceCapture
-from gcn_rag.server import create_app
-from gcn_rag.serving import EndpointManager, EndpointStore, Limits, mlflow_loader
+from gcn_rag.model import registry
+from gcn_rag.serving.app import create_app
+from gcn_rag.serving.auth import TokenStore
+from gcn_rag.serving.capture import InferenceCapture
+from gcn_rag.serving.manager import EndpointManager, EndpointStore, Limits, mlflow_loader
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 

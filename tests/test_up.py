@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gcn_rag import registry
+from gcn_rag.model import registry
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 

@@ -42,10 +42,10 @@ class NASAGCNRagModel(PythonModel):  # type: ignore[misc, unused-ignore]
     """Retrieval + extractive answers over the GCN Circulars, as a PyFunc model."""
 
     def load_context(self, context: Any) -> None:
-        from gcn_rag.assistant import Assistant
-        from gcn_rag.embedding import Embedder, packaged_model_path
-        from gcn_rag.generation import make_generator
-        from gcn_rag.retrieval import SearchIndex
+        from gcn_rag.answer.assistant import Assistant
+        from gcn_rag.answer.generators import make_generator
+        from gcn_rag.search.embedding import Embedder, packaged_model_path
+        from gcn_rag.search.retrieval import SearchIndex
 
         self.config: dict[str, Any] = json.loads(Path(context.artifacts["config"]).read_text())
         embedder = Embedder(
@@ -80,7 +80,7 @@ class NASAGCNRagModel(PythonModel):  # type: ignore[misc, unused-ignore]
                 )
         except (BadInputError, ValueError) as exc:
             raise mlflow.exceptions.MlflowException.invalid_parameter_value(str(exc)) from exc
-        from gcn_rag.assistant import clean_question
+        from gcn_rag.answer.assistant import clean_question
 
         questions = questions_of(model_input)
         texts = []
@@ -150,7 +150,7 @@ def _none_if_missing(value: Any) -> Any:
 
 
 def _filters(settings: dict[str, Any]) -> Any:
-    from gcn_rag.retrieval import Filters
+    from gcn_rag.search.retrieval import Filters
 
     return Filters(
         event=str(settings["event_filter"]) or None,

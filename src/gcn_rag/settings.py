@@ -38,13 +38,13 @@ class Settings:
     download_timeout_s: float = 30.0
     chunk_max_tokens: int = 256
     chunk_overlap_sentences: int = 1
-    # serving: see gcn_rag.serving.Limits
+    # serving: see gcn_rag.serving.manager.Limits
     request_timeout_s: float = 120.0
     queue_timeout_s: float = 2.0
     scale_to_zero_idle_s: float = 1800.0
     cold_start_wait_s: float = 30.0
     capture_flush_interval_s: float = 2.0
-    # answer generation: see gcn_rag.generation (extractive | local | openai)
+    # answer generation: see gcn_rag.answer.generators (extractive | local | openai)
     generator: str = "extractive"
     llm_threads: int = 2
     llm_max_tokens: int = 256

@@ -16,8 +16,8 @@ Routes (the subset `databricks-sdk`, the lab's `curl` and the lab's client use):
     GET    /metrics                                   Prometheus text for every endpoint
     GET    /.well-known/databricks-config             {}
 
-Invocations take a lean ASGI path of their own (:mod:`gcn_rag.invocations`) and run in worker
-threads within their served entity's concurrency limit; a request that waits too long for a
+Invocations take a lean ASGI path of their own (:mod:`gcn_rag.serving.invocations`) and run in
+worker threads within their served entity's concurrency limit; a request that waits too long for a
 slot gets 429, one that outlives ``request_timeout_s`` gets 504 (its slot stays taken until the
 model returns), and 429/503 carry ``Retry-After``. The rest are FastAPI routes.
 
@@ -33,9 +33,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from gcn_rag.auth import TokenStore
 from gcn_rag.errors import GcnRagError
-from gcn_rag.invocations import (
+from gcn_rag.serving.auth import TokenStore
+from gcn_rag.serving.invocations import (
     Invocations,
     Receive,
     Scope,
@@ -43,8 +43,8 @@ from gcn_rag.invocations import (
     decode_json,
     invocation_target,
 )
-from gcn_rag.metrics import Metrics
-from gcn_rag.serving import EndpointManager
+from gcn_rag.serving.manager import EndpointManager
+from gcn_rag.serving.metrics import Metrics
 
 
 def create_app(manager: EndpointManager, tokens: TokenStore | None = None) -> ServingApp:

@@ -1,6 +1,6 @@
 """LLM answer generators kept grounded: prompts, a grounding check, and two back ends.
 
-The default answerer is extractive (see :mod:`gcn_rag.assistant`); a generator is optional.
+The default answerer is extractive (see :mod:`gcn_rag.answer.assistant`); a generator is optional.
 Two back ends share one code path, the OpenAI chat-completions wire format:
 
 - :class:`OpenAIGenerator` talks to any OpenAI-compatible endpoint (Databricks Foundation
@@ -30,7 +30,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gcn_rag.assets import PackagedFile, fetch_packaged
-from gcn_rag.corpus import format_circular_id
+from gcn_rag.corpus.circulars import format_circular_id
+from gcn_rag.corpus.events import event_aliases, event_key, find_event_ids
 from gcn_rag.errors import (
     BadInputError,
     DeadlineExceededError,
@@ -41,7 +42,6 @@ from gcn_rag.errors import (
     TooManyRequestsError,
     UnauthenticatedError,
 )
-from gcn_rag.events import event_aliases, event_key, find_event_ids
 
 if TYPE_CHECKING:
     import requests

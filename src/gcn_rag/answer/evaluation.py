@@ -32,8 +32,8 @@ from gcn_rag.errors import BadInputError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from gcn_rag.assistant import Assistant
-    from gcn_rag.retrieval import Mode
+    from gcn_rag.answer.assistant import Assistant
+    from gcn_rag.search.retrieval import Mode
     from gcn_rag.tables import Catalog
 
 HISTORY_TABLE = "rag_evaluation_history"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from gcn_rag.errors import BadInputError, PermissionDeniedError, UnauthenticatedError
-from gcn_rag.serving import open_state
+from gcn_rag.serving.manager import open_state
 
 LEVELS = {"CAN_VIEW": 1, "CAN_QUERY": 2, "CAN_MANAGE": 3}
 

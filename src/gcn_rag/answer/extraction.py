@@ -11,7 +11,7 @@ import dataclasses
 import re
 from collections.abc import Iterable
 
-from gcn_rag.chunking import split_sentences
+from gcn_rag.corpus.chunking import split_sentences
 
 REDSHIFT, T90, GENERAL = "redshift", "t90", "general"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gcn_rag.loadtest import Summary
-    from gcn_rag.monitor import Bucket
+    from gcn_rag.ops.loadtest import Summary
+    from gcn_rag.ops.monitor import Bucket
 
 
 def _pyplot() -> Any:

@@ -34,15 +34,15 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from gcn_rag.auth import TokenStore
 from gcn_rag.errors import (
     BadInputError,
     DeadlineExceededError,
     GcnRagError,
     MethodNotAllowedError,
 )
-from gcn_rag.metrics import Metrics
-from gcn_rag.serving import EndpointManager, Replica
+from gcn_rag.serving.auth import TokenStore
+from gcn_rag.serving.manager import EndpointManager, Replica
+from gcn_rag.serving.metrics import Metrics
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")

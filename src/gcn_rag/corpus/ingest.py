@@ -20,10 +20,10 @@ from gcn_rag.assets import (
     fetch_packaged,
     sha256_file,
 )
-from gcn_rag.chunking import Chunk, Chunker, ChunkerConfig, chunks_to_columns, load_tokenizer
-from gcn_rag.corpus import Circular, ReadReport, read_circulars
+from gcn_rag.corpus.chunking import Chunk, Chunker, ChunkerConfig, chunks_to_columns, load_tokenizer
+from gcn_rag.corpus.circulars import Circular, ReadReport, read_circulars
+from gcn_rag.corpus.lab_tables import write_lab_tables
 from gcn_rag.errors import BadInputError, SourceUnavailableError
-from gcn_rag.lab import write_lab_tables
 from gcn_rag.progress import SILENT, Reporter
 from gcn_rag.tables import Catalog
 

@@ -44,19 +44,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from gcn_rag.settings import Settings
 
-from gcn_rag.capture import (
-    CaptureTarget,
-    InferenceCapture,
-    capture_target,
-    normalize_capture_config,
-    payload_table,
-)
 from gcn_rag.errors import (
     AlreadyExistsError,
     BadInputError,
     NotFoundError,
     NotReadyError,
     TooManyRequestsError,
+)
+from gcn_rag.serving.capture import (
+    CaptureTarget,
+    InferenceCapture,
+    capture_target,
+    normalize_capture_config,
+    payload_table,
 )
 
 WORKLOAD_SIZES = {"Small": 4, "Medium": 16, "Large": 64}
@@ -598,7 +598,7 @@ class EndpointManager:
     @classmethod
     def for_settings(cls, settings: Settings) -> EndpointManager:
         """The workspace's endpoints (``<home>/serving.db``) over its MLflow registry."""
-        from gcn_rag.registry import tracking_uri
+        from gcn_rag.model.registry import tracking_uri
         from gcn_rag.tables import Catalog
 
         uri = tracking_uri(settings)

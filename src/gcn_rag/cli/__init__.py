@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from gcn_rag.cli_common import (
+from gcn_rag.cli.common import (
     HomeOption,
     catalog_for,
     friendly,
@@ -22,15 +22,15 @@ from gcn_rag.cli_common import (
     progress_reporter,
     settings_for,
 )
-from gcn_rag.corpus import format_circular_id
+from gcn_rag.corpus.circulars import format_circular_id
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from rich.console import Console
 
-    from gcn_rag.assistant import Answer
-    from gcn_rag.ingest import IngestReport
-    from gcn_rag.retrieval import Mode
+    from gcn_rag.answer.assistant import Answer
+    from gcn_rag.corpus.ingest import IngestReport
+    from gcn_rag.search.retrieval import Mode
     from gcn_rag.tables import Catalog
 
 app = typer.Typer(
@@ -61,7 +61,7 @@ def ingest(
     home: Path | None = HomeOption,
 ) -> None:
     """Ingest the GCN Circulars into sandbox.nasa_gcn_dev.gcn_circulars (incremental)."""
-    from gcn_rag.ingest import ingest as run_ingest
+    from gcn_rag.corpus.ingest import ingest as run_ingest
 
     settings = settings_for(home)
     console = make_console()
@@ -101,7 +101,7 @@ def chunk(
     home: Path | None = HomeOption,
 ) -> None:
     """(Re)build sandbox.nasa_gcn_dev.gcn_circulars_chunks from the circulars table."""
-    from gcn_rag.ingest import update_chunks
+    from gcn_rag.corpus.ingest import update_chunks
 
     settings = settings_for(home)
     console = make_console()
@@ -166,8 +166,8 @@ def index(
     Incremental: an index already built from the current chunks table is left alone, and
     vectors are cached by text, so a rebuild embeds only new or changed circulars.
     """
-    from gcn_rag.embedding import Embedder
-    from gcn_rag.index import DENSE_MAX_TOKENS, build_index
+    from gcn_rag.search.embedding import Embedder
+    from gcn_rag.search.index import DENSE_MAX_TOKENS, build_index
 
     settings = settings_for(home)
     console = make_console()
@@ -215,8 +215,8 @@ def ask(
     """Answer a question with citations, e.g. gcn-rag ask "What is the redshift of GRB 221009A?"."""
     import json
 
-    from gcn_rag.assistant import Assistant
-    from gcn_rag.retrieval import Filters
+    from gcn_rag.answer.assistant import Assistant
+    from gcn_rag.search.retrieval import Filters
 
     assistant = Assistant.load(settings_for(home), generator=generator)
     filters = Filters(event=event, since=_since(since), until=_since(until))
@@ -240,7 +240,7 @@ def predict(
     home: Path | None = HomeOption,
 ) -> None:
     """Answer every question of a JSONL file; one prediction line per input line."""
-    from gcn_rag.assistant import Assistant
+    from gcn_rag.answer.assistant import Assistant
 
     rows = _read_jsonl(input_path)
     assistant = Assistant.load(settings_for(home))
@@ -276,9 +276,15 @@ def evaluate(
     """Score the assistant on a question file (accuracy, recall@5, MRR@10 per category)."""
     import uuid
 
-    from gcn_rag.assistant import Assistant
-    from gcn_rag.evaluation import load_items, predict_items, score, scores_table, write_history
-    from gcn_rag.lab import config_rows
+    from gcn_rag.answer.assistant import Assistant
+    from gcn_rag.answer.evaluation import (
+        load_items,
+        predict_items,
+        score,
+        scores_table,
+        write_history,
+    )
+    from gcn_rag.corpus.lab_tables import config_rows
 
     settings = settings_for(home)
     items = load_items(questions)
@@ -455,19 +461,19 @@ def _print_json(result: pa.Table) -> None:
 
 
 def _add_subcommands() -> None:
-    from gcn_rag import cli_monitor, cli_serving
-    from gcn_rag.cli_model import model_app
+    from gcn_rag.cli import ops, serving
+    from gcn_rag.cli.model import model_app
 
     app.add_typer(model_app, name="model")
-    app.command()(cli_serving.up)
-    app.command()(friendly(cli_serving.serve))
-    app.add_typer(cli_serving.tokens_app, name="tokens")
-    cli_serving.endpoints_app.command("test")(cli_monitor.endpoint_test)
-    app.add_typer(cli_serving.endpoints_app, name="endpoints")
-    app.add_typer(cli_serving.endpoints_app, name="endpoint", hidden=True)  # the issue's name
-    app.command()(cli_serving.logs)
-    app.command()(cli_monitor.loadtest)
-    app.command()(cli_monitor.monitor)
+    app.command()(serving.up)
+    app.command()(friendly(serving.serve))
+    app.add_typer(serving.tokens_app, name="tokens")
+    serving.endpoints_app.command("test")(ops.endpoint_test)
+    app.add_typer(serving.endpoints_app, name="endpoints")
+    app.add_typer(serving.endpoints_app, name="endpoint", hidden=True)  # the issue's name
+    app.command()(serving.logs)
+    app.command()(ops.loadtest)
+    app.command()(ops.monitor)
 
 
 _add_subcommands()

@@ -35,15 +35,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gcn_rag.corpus.events import event_aliases, event_key, find_event_ids
 from gcn_rag.errors import BadInputError, NotFoundError
-from gcn_rag.events import event_aliases, event_key, find_event_ids
 from gcn_rag.progress import SILENT, Reporter
 
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-    from gcn_rag.embedding import Embedder
+    from gcn_rag.search.embedding import Embedder
     from gcn_rag.settings import Settings
     from gcn_rag.tables import Catalog
 
@@ -112,7 +112,7 @@ class BuildReport:
 
 def corpus_fingerprint(catalog: Catalog) -> dict[str, Any]:
     """Identifies the chunks table version the index is built from."""
-    from gcn_rag.ingest import CHUNKS
+    from gcn_rag.corpus.ingest import CHUNKS
 
     path = catalog.path(CHUNKS)
     version = catalog.version(CHUNKS)
@@ -135,8 +135,8 @@ def build_index(
     """Build (or bring up to date) the index directory from ``gcn_circulars_chunks``."""
     import bm25s
 
-    from gcn_rag.embedding import EmbeddingCache, embed_with_cache
-    from gcn_rag.ingest import CHUNKS
+    from gcn_rag.corpus.ingest import CHUNKS
+    from gcn_rag.search.embedding import EmbeddingCache, embed_with_cache
 
     target = path or default_path(settings)
     report = BuildReport(target)

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from gcn_rag.cli_common import HomeOption, catalog_for, friendly, make_console, settings_for
-from gcn_rag.cli_serving import ENDPOINT, TokenOption, UrlOption, token_for
+from gcn_rag.cli.common import HomeOption, catalog_for, friendly, make_console, settings_for
+from gcn_rag.cli.serving import ENDPOINT, TokenOption, UrlOption, token_for
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from gcn_rag.loadtest import Outcome, Summary
+    from gcn_rag.ops.loadtest import Outcome, Summary
     from gcn_rag.settings import Settings
 
 QuestionsOption = typer.Option(
@@ -29,8 +29,8 @@ QuestionsOption = typer.Option(
 
 def questions_from(path: Path | None, settings: Settings) -> list[str]:
     """The questions of ``path``, or the lab's ten test questions."""
+    from gcn_rag.corpus.lab_tables import TEST_QUESTIONS
     from gcn_rag.errors import BadInputError
-    from gcn_rag.lab import TEST_QUESTIONS
 
     if path is None:
         catalog = catalog_for(settings)
@@ -61,7 +61,7 @@ def questions_from(path: Path | None, settings: Settings) -> list[str]:
 
 
 def _write(settings: Settings, table: str, rows: list[dict[str, Any]], what: str) -> str:
-    from gcn_rag.loadtest import results_table
+    from gcn_rag.ops.loadtest import results_table
 
     catalog = catalog_for(settings)
     name = catalog.name(table)
@@ -111,9 +111,9 @@ def _endpoint_test(
 ) -> None:
     from rich.markup import escape
 
-    from gcn_rag.cli_common import print_rows
-    from gcn_rag.client import DEFAULT_URL
-    from gcn_rag.loadtest import invocation_url, new_run, result_rows, run_test, summarize
+    from gcn_rag.cli.common import print_rows
+    from gcn_rag.ops.loadtest import invocation_url, new_run, result_rows, run_test, summarize
+    from gcn_rag.serving.client import DEFAULT_URL
 
     settings = settings_for(home)
     console = make_console()
@@ -205,10 +205,9 @@ def _loadtest(
     import dataclasses
     import platform
 
-    from gcn_rag.cli_common import print_rows
-    from gcn_rag.client import DEFAULT_URL
+    from gcn_rag.cli.common import print_rows
     from gcn_rag.errors import BadInputError
-    from gcn_rag.loadtest import (
+    from gcn_rag.ops.loadtest import (
         MAX_REQUESTS,
         check_target,
         invocation_url,
@@ -218,7 +217,8 @@ def _loadtest(
         result_rows,
         summarize,
     )
-    from gcn_rag.report import loadtest_html, loadtest_png
+    from gcn_rag.ops.report import loadtest_html, loadtest_png
+    from gcn_rag.serving.client import DEFAULT_URL
 
     settings = settings_for(home)
     console = make_console(stderr=as_json)
@@ -279,7 +279,7 @@ def _level_with_progress(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from gcn_rag.loadtest import run_level
+    from gcn_rag.ops.loadtest import run_level
 
     tally = {"ok": 0, "failed": 0}
     started = time.monotonic()
@@ -344,10 +344,10 @@ def _monitor(
     import dataclasses
     from datetime import UTC, datetime
 
-    from gcn_rag.cli_serving import _since_ms
+    from gcn_rag.cli.serving import _since_ms
     from gcn_rag.errors import BadInputError
-    from gcn_rag.monitor import buckets, sparkline
-    from gcn_rag.report import monitor_png
+    from gcn_rag.ops.monitor import buckets, sparkline
+    from gcn_rag.ops.report import monitor_png
 
     units = {"s": 1, "m": 60, "h": 3600}
     if bucket[-1:] not in units or not bucket[:-1].isdigit() or int(bucket[:-1]) < 1:
@@ -385,7 +385,7 @@ def _monitor(
 
 
 def _print_buckets(console: Console, found: list[Any]) -> None:
-    from gcn_rag.cli_common import print_rows
+    from gcn_rag.cli.common import print_rows
 
     print_rows(
         console,

@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from gcn_rag.cli_common import HomeOption, friendly, make_console, settings_for
+from gcn_rag.cli.common import HomeOption, friendly, make_console, settings_for
 
 if TYPE_CHECKING:
     import uvicorn
     from rich.console import Console
 
-    from gcn_rag.client import ServingClient
-    from gcn_rag.serving import EndpointManager
+    from gcn_rag.serving.client import ServingClient
+    from gcn_rag.serving.manager import EndpointManager
     from gcn_rag.settings import Settings
 
 ENDPOINT = "nasa-gcn-rag-assistant"
@@ -41,10 +41,10 @@ def _server(
     """A uvicorn server for the workspace's endpoints (not started), and their manager."""
     import uvicorn
 
-    from gcn_rag.auth import TokenStore
     from gcn_rag.errors import BadInputError
-    from gcn_rag.server import create_app
-    from gcn_rag.serving import EndpointManager
+    from gcn_rag.serving.app import create_app
+    from gcn_rag.serving.auth import TokenStore
+    from gcn_rag.serving.manager import EndpointManager
 
     if no_auth and host not in LOOPBACK:
         raise BadInputError("--no-auth is only allowed on a loopback address (127.0.0.1).")
@@ -100,7 +100,7 @@ def tokens_create(
     home: Path | None = HomeOption,
 ) -> None:
     """Create a bearer token for the serving API (shown once; stored hashed)."""
-    from gcn_rag.auth import TokenStore
+    from gcn_rag.serving.auth import TokenStore
 
     token = TokenStore(settings_for(home).home / "serving.db").create(permission, comment)
     make_console().print(token)
@@ -133,7 +133,7 @@ def token_for(token: str | None, home: Path | None) -> str | None:
 
 
 def _client(url: str | None, token: str | None, home: Path | None) -> ServingClient:
-    from gcn_rag.client import DEFAULT_URL, ServingClient
+    from gcn_rag.serving.client import DEFAULT_URL, ServingClient
 
     return ServingClient(url or DEFAULT_URL, token_for(token, home))
 
@@ -355,9 +355,9 @@ def up(
     create or update the endpoint when it does not serve the champion. Then it serves until
     Ctrl-C, after printing the URL, a token and a ready-to-paste curl.
     """
-    from gcn_rag.client import ServingClient
     from gcn_rag.errors import GcnRagError
-    from gcn_rag.registry import MODEL_NAME
+    from gcn_rag.model.registry import MODEL_NAME
+    from gcn_rag.serving.client import ServingClient
 
     settings = settings_for(home)
     console = make_console()
@@ -397,7 +397,7 @@ def _prepare_corpus_and_index(
     settings: Settings, console: Console, offline: bool, home: Path | None
 ) -> None:
     from gcn_rag.cli import index, ingest
-    from gcn_rag.index import default_path
+    from gcn_rag.search.index import default_path
     from gcn_rag.tables import Catalog
 
     if Catalog(settings.warehouse).exists("gcn_circulars"):
@@ -415,10 +415,10 @@ def _champion(settings: Settings, console: Console, home: Path | None) -> str:
     import hashlib
 
     import gcn_rag
-    from gcn_rag import registry
-    from gcn_rag.cli_model import log
+    from gcn_rag.cli.model import log
     from gcn_rag.errors import NotFoundError
-    from gcn_rag.index import default_path
+    from gcn_rag.model import registry
+    from gcn_rag.search.index import default_path
 
     manifest = (default_path(settings) / "manifest.json").read_text()
     wanted = {
@@ -448,7 +448,7 @@ def _champion(settings: Settings, console: Console, home: Path | None) -> str:
 
 def _manage_token(settings: Settings) -> str:
     """The workspace's CLI token (CAN_MANAGE), created once and kept in a 0600 file."""
-    from gcn_rag.auth import TokenStore
+    from gcn_rag.serving.auth import TokenStore
 
     store = TokenStore(settings.home / "serving.db")
     path = settings.home / TOKEN_FILE
@@ -571,9 +571,9 @@ def _logs(
 ) -> None:
     from rich.table import Table
 
-    from gcn_rag.capture import payload_query
-    from gcn_rag.cli_common import catalog_for
+    from gcn_rag.cli.common import catalog_for
     from gcn_rag.errors import BadInputError
+    from gcn_rag.serving.capture import payload_query
 
     catalog = catalog_for(settings_for(home))
     if limit < 1:

@@ -1,7 +1,7 @@
 """Monitoring from the inference table: per served entity and time bucket, from real rows.
 
 Latency here is ``execution_duration_ms`` (the time in the model, as Databricks logs it);
-success means HTTP 200. Percentiles use :func:`gcn_rag.loadtest.percentile`.
+success means HTTP 200. Percentiles use :func:`gcn_rag.ops.loadtest.percentile`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from gcn_rag.capture import payload_query
 from gcn_rag.errors import BadInputError
-from gcn_rag.loadtest import percentile
+from gcn_rag.ops.loadtest import percentile
+from gcn_rag.serving.capture import payload_query
 
 if TYPE_CHECKING:
     from gcn_rag.tables import Catalog

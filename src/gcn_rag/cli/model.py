@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from gcn_rag.cli_common import (
+from gcn_rag.cli.common import (
     HomeOption,
     catalog_for,
     friendly,
@@ -51,12 +51,18 @@ def log(
     home: Path | None = HomeOption,
 ) -> None:
     """Log the assistant (current index) as a PyFunc model in experiment nasa_gcn_rag_model."""
-    from gcn_rag import registry
-    from gcn_rag.assistant import Assistant, generator_config
+    from gcn_rag.answer.assistant import Assistant, generator_config
+    from gcn_rag.answer.evaluation import (
+        flat_metrics,
+        load_items,
+        predict_items,
+        score,
+        scores_table,
+    )
+    from gcn_rag.answer.generators import KINDS
     from gcn_rag.errors import BadInputError
-    from gcn_rag.evaluation import flat_metrics, load_items, predict_items, score, scores_table
-    from gcn_rag.generation import KINDS
-    from gcn_rag.index import default_path
+    from gcn_rag.model import registry
+    from gcn_rag.search.index import default_path
 
     settings = settings_for(home)
     config = generator_config(settings, generator)
@@ -104,7 +110,7 @@ def register_cmd(
     home: Path | None = HomeOption,
 ) -> None:
     """Register a logged model as a new version of sandbox.nasa_gcn_models.gcn_rag_assistant."""
-    from gcn_rag import registry
+    from gcn_rag.model import registry
 
     settings = settings_for(home)
     version = registry.register(settings, model_uri)
@@ -120,7 +126,7 @@ def alias_set(
     home: Path | None = HomeOption,
 ) -> None:
     """Point ALIAS at VERSION (e.g. gcn-rag model alias set champion 3)."""
-    from gcn_rag import registry
+    from gcn_rag.model import registry
 
     registry.set_alias(settings_for(home), alias, version)
     make_console().print(f"{registry.MODEL_NAME}@{alias} -> version {version}.")
@@ -133,7 +139,7 @@ def alias_delete(
     home: Path | None = HomeOption,
 ) -> None:
     """Remove an alias."""
-    from gcn_rag import registry
+    from gcn_rag.model import registry
 
     registry.delete_alias(settings_for(home), alias)
     make_console().print(f"Alias {alias} removed.")
@@ -143,7 +149,7 @@ def alias_delete(
 @friendly
 def list_cmd(home: Path | None = HomeOption) -> None:
     """Every version: aliases, status, run id, headline metrics."""
-    from gcn_rag import registry
+    from gcn_rag.model import registry
 
     rows = []
     for v in registry.versions(settings_for(home)):
@@ -168,7 +174,7 @@ def show(
     home: Path | None = HomeOption,
 ) -> None:
     """One version in full: aliases, run, metrics, lineage tags."""
-    from gcn_rag import registry
+    from gcn_rag.model import registry
 
     info = registry.resolve(settings_for(home), ref)
     rows = [

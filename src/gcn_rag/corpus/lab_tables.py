@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gcn_rag.chunking import ChunkerConfig
+from gcn_rag.corpus.chunking import ChunkerConfig
 
 if TYPE_CHECKING:
     from gcn_rag.settings import Settings

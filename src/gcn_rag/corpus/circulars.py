@@ -33,8 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, cast
 
+from gcn_rag.corpus.events import normalize_event_id, parse_event_id
 from gcn_rag.errors import BadInputError
-from gcn_rag.events import normalize_event_id, parse_event_id
 
 CIRCULAR_URL = "https://gcn.nasa.gov/circulars/{}"
 ATTRIBUTION = "NASA GCN Circulars"

@@ -6,7 +6,7 @@ leads with it, and cites the circulars that state it; when circulars disagree it
 cites each side. For a broad question it quotes the most relevant sentence of each of the top
 circulars. When the question names an event that no circular mentions it abstains.
 
-With a *generator* (an LLM, see ``gcn_rag.generation``) the extractive answer is still made
+With a *generator* (an LLM, see ``gcn_rag.answer.generators``) the extractive answer is still made
 first: it is the evidence check and the fallback. The LLM writes from the top passages; its
 answer is kept only if every number and event id in it is in those passages and, for a value
 question, it leads with the value the circulars state (the extractive one). Otherwise the
@@ -23,9 +23,7 @@ import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gcn_rag.corpus import circular_url, format_circular_id
-from gcn_rag.errors import BadInputError
-from gcn_rag.extraction import (
+from gcn_rag.answer.extraction import (
     GENERAL,
     REDSHIFT,
     T90,
@@ -38,11 +36,13 @@ from gcn_rag.extraction import (
     sentences,
     tolerance,
 )
-from gcn_rag.retrieval import Filters, Hit, Mode, Retriever, SearchIndex
+from gcn_rag.corpus.circulars import circular_url, format_circular_id
+from gcn_rag.errors import BadInputError
+from gcn_rag.search.retrieval import Filters, Hit, Mode, Retriever, SearchIndex
 
 if TYPE_CHECKING:
-    from gcn_rag.embedding import Embedder
-    from gcn_rag.generation import Generator
+    from gcn_rag.answer.generators import Generator
+    from gcn_rag.search.embedding import Embedder
     from gcn_rag.settings import Settings
 
 ABSTAIN = "I don't have sufficient information in the available GCN Circulars"
@@ -160,9 +160,9 @@ class Assistant:
         cls, settings: Settings, path: Path | None = None, *, generator: str | None = None
     ) -> Assistant:
         """The workspace's index; ``generator`` (default: the setting) picks who writes."""
-        from gcn_rag.embedding import Embedder
-        from gcn_rag.generation import make_generator
-        from gcn_rag.index import DENSE_MAX_TOKENS, default_path
+        from gcn_rag.answer.generators import make_generator
+        from gcn_rag.search.embedding import Embedder
+        from gcn_rag.search.index import DENSE_MAX_TOKENS, default_path
 
         embedder = Embedder.from_settings(settings, max_tokens=DENSE_MAX_TOKENS, threads=1)
         index = SearchIndex.load(path or default_path(settings), model_id=embedder.model_id)
@@ -275,9 +275,9 @@ class Assistant:
 
     def _generate(self, question: str, intent: str, extractive: Answer, hits: list[Hit]) -> Answer:
         """The LLM's answer if it passes the grounding check, else the extractive one, marked."""
+        from gcn_rag.answer.evaluation import first_value
+        from gcn_rag.answer.generators import Context, grounding_problems
         from gcn_rag.errors import GcnRagError
-        from gcn_rag.evaluation import first_value
-        from gcn_rag.generation import Context, grounding_problems
 
         assert self.generator is not None
         name = getattr(self.generator, "name", type(self.generator).__name__)

@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gcn_rag.corpus import Circular, format_circular_id
+from gcn_rag.corpus.circulars import Circular, format_circular_id
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
