@@ -30,8 +30,9 @@ from pathlib import Path
 
 from gcn_rag.answer.assistant import Assistant
 from gcn_rag.corpus.lab_tables import TEST_QUESTIONS
+from gcn_rag.search.build import build_index
 from gcn_rag.search.embedding import Embedder
-from gcn_rag.search.index import DENSE_MAX_TOKENS, build_index, default_path
+from gcn_rag.search.index import DENSE_MAX_TOKENS
 from gcn_rag.search.retrieval import Mode
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
@@ -165,7 +166,7 @@ def main() -> None:
     )
     if not args.skip_build:
         bench_build(settings)
-    if not (default_path(settings) / "manifest.json").exists():
+    if not (settings.index / "manifest.json").exists():
         sys.exit("No index in the workspace; run `gcn-rag index` first.")
     bench_load()
     questions = [json.loads(line)["question"] for line in args.questions.open() if line.strip()]

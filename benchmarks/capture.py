@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from gcn_rag.model import registry
-from gcn_rag.serving.capture import CaptureTarget, InferenceCapture
+from gcn_rag.serving.capture import CaptureRow, CaptureTarget, InferenceCapture
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 from serving import (
@@ -146,18 +146,18 @@ def flusher(rows: int, response: str) -> None:
         for i in range(rows):
             capture.record(
                 target,
-                {
-                    "databricks_request_id": f"{i:032x}",
-                    "client_request_id": None,
-                    "timestamp_ms": 1_790_000_000_000 + i,
-                    "status_code": 200,
-                    "execution_duration_ms": 20,
-                    "request": request,
-                    "response": response,
-                    "served_entity_id": "gcn_rag_assistant-1",
-                    "endpoint_name": "bench",
-                    "requester": "bench",
-                },
+                CaptureRow(
+                    databricks_request_id=f"{i:032x}",
+                    client_request_id=None,
+                    timestamp_ms=1_790_000_000_000 + i,
+                    status_code=200,
+                    execution_duration_ms=20,
+                    request=request,
+                    response=response,
+                    served_entity_id="gcn_rag_assistant-1",
+                    endpoint_name="bench",
+                    requester="bench",
+                ),
             )
         spooled = time.perf_counter() - start
         start = time.perf_counter()

@@ -16,8 +16,7 @@ import subprocess
 import sys
 import time
 
-from gcn_rag.model import registry
-from gcn_rag.search.index import default_path
+from gcn_rag.model import packaging, registry
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 
@@ -63,7 +62,7 @@ def main() -> None:
     )
     catalog = Catalog(settings.warehouse, settings.catalog, settings.schema)
     start = time.perf_counter()
-    logged = registry.log_assistant(settings, catalog, default_path(settings))
+    logged = packaging.log_assistant(settings, catalog, settings.index)
     logged_s = time.perf_counter() - start
     version = registry.register(settings, logged.model_uri)
     registry.set_alias(settings, ALIAS, version)

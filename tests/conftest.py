@@ -59,8 +59,9 @@ def settings(tmp_path: Path, asset_cache: Path, tokenizer_path: Path) -> Setting
 def fixture_workspace(tmp_path_factory: pytest.TempPathFactory, asset_cache: Path) -> Settings:
     """A workspace with the fixture circulars ingested and indexed (built once per session)."""
     from gcn_rag.corpus.ingest import ingest
+    from gcn_rag.search.build import build_index
     from gcn_rag.search.embedding import Embedder
-    from gcn_rag.search.index import DENSE_MAX_TOKENS, build_index
+    from gcn_rag.search.index import DENSE_MAX_TOKENS
     from gcn_rag.tables import Catalog
 
     home = tmp_path_factory.mktemp("indexed") / "workspace"
@@ -85,11 +86,11 @@ def champion(fixture_workspace: Settings) -> dict[str, Any]:
     """The fixture index logged, registered and aliased champion in the fixture workspace."""
     import os
 
-    from gcn_rag.model import registry
+    from gcn_rag.model import packaging, registry
     from gcn_rag.tables import Catalog
 
     catalog = Catalog(fixture_workspace.warehouse)
-    logged = registry.log_assistant(
+    logged = packaging.log_assistant(
         fixture_workspace, catalog, fixture_workspace.home / "index", metrics={"all_accuracy": 1.0}
     )
     version = registry.register(fixture_workspace, logged.model_uri)

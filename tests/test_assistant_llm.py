@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from gcn_rag.answer.assistant import ABSTAIN, Assistant
-from gcn_rag.answer.evaluation import first_value
-from gcn_rag.answer.generators import OpenAIGenerator
-from gcn_rag.model import registry
+from gcn_rag.answer.extraction import first_value
+from gcn_rag.answer.generators.openai import OpenAIGenerator
+from gcn_rag.model import packaging, registry
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 
@@ -136,7 +136,7 @@ def test_the_pyfunc_with_a_local_llm_answers_offline_in_a_fresh_process(
     fixture_workspace: Settings, tmp_path: Any
 ) -> None:
     """Logged with generator=local, the model ships the GGUF and runs llama.cpp itself."""
-    logged = registry.log_assistant(
+    logged = packaging.log_assistant(
         fixture_workspace,
         Catalog(fixture_workspace.warehouse),
         fixture_workspace.home / "index",

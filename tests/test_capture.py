@@ -23,10 +23,18 @@ from typer.testing import CliRunner
 
 from gcn_rag.cli import app
 from gcn_rag.model import registry
+from gcn_rag.model.registry import mlflow_loader
 from gcn_rag.serving.app import create_app
 from gcn_rag.serving.auth import TokenStore
-from gcn_rag.serving.capture import CaptureTarget, InferenceCapture, read_segment, sampled
-from gcn_rag.serving.manager import EndpointManager, EndpointStore, mlflow_loader
+from gcn_rag.serving.capture import (
+    CaptureRow,
+    CaptureTarget,
+    InferenceCapture,
+    read_segment,
+    sampled,
+)
+from gcn_rag.serving.manager import EndpointManager
+from gcn_rag.serving.store import EndpointStore
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 
@@ -228,19 +236,19 @@ def test_a_replayed_segment_is_not_written_twice(tmp_path: Path) -> None:
     catalog = Catalog(tmp_path / "warehouse")
     target = CaptureTarget("sandbox.nasa_gcn_dev.replay_payload")
 
-    def row(i: int) -> dict[str, Any]:
-        return {
-            "databricks_request_id": f"r{i}",
-            "client_request_id": None,
-            "timestamp_ms": 1_790_000_000_000 + i,
-            "status_code": 200,
-            "execution_duration_ms": 5,
-            "request": "{}",
-            "response": "{}",
-            "served_entity_id": "m-1",
-            "endpoint_name": "e",
-            "requester": "t",
-        }
+    def row(i: int) -> CaptureRow:
+        return CaptureRow(
+            databricks_request_id=f"r{i}",
+            client_request_id=None,
+            timestamp_ms=1_790_000_000_000 + i,
+            status_code=200,
+            execution_duration_ms=5,
+            request="{}",
+            response="{}",
+            served_entity_id="m-1",
+            endpoint_name="e",
+            requester="t",
+        )
 
     first = InferenceCapture(tmp_path / "spool", catalog)
     for i in range(3):
@@ -378,18 +386,18 @@ def test_small_files_are_compacted(tmp_path: Path) -> None:
     for flush in range(4):
         capture.record(
             target,
-            {
-                "databricks_request_id": f"r{flush}",
-                "client_request_id": None,
-                "timestamp_ms": 1_790_000_000_000,
-                "status_code": 200,
-                "execution_duration_ms": 1,
-                "request": "{}",
-                "response": "{}",
-                "served_entity_id": "m-1",
-                "endpoint_name": "e",
-                "requester": "t",
-            },
+            CaptureRow(
+                databricks_request_id=f"r{flush}",
+                client_request_id=None,
+                timestamp_ms=1_790_000_000_000,
+                status_code=200,
+                execution_duration_ms=1,
+                request="{}",
+                response="{}",
+                served_entity_id="m-1",
+                endpoint_name="e",
+                requester="t",
+            ),
         )
         assert capture.flush() == 1
     capture.close()

@@ -14,7 +14,6 @@ import pytest
 from gcn_rag.answer.evaluation import (
     BenchItem,
     CategoryScore,
-    first_value,
     is_abstention,
     load_items,
     score,
@@ -22,6 +21,7 @@ from gcn_rag.answer.evaluation import (
     value_ok,
     write_history,
 )
+from gcn_rag.answer.extraction import first_value
 from gcn_rag.errors import BadInputError
 from gcn_rag.tables import Catalog
 

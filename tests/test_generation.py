@@ -22,20 +22,17 @@ import pytest
 
 from conftest import TXT_ARCHIVE
 from gcn_rag.answer.assistant import ABSTAIN
-from gcn_rag.answer.generators import (
-    INSUFFICIENT,
+from gcn_rag.answer.generators import make_generator
+from gcn_rag.answer.generators.base import Context, Generator
+from gcn_rag.answer.generators.grounding import grounding_problems
+from gcn_rag.answer.generators.local import (
     SMOLLM2_GGUF,
     SMOLLM2_GGUF_SIZE,
-    Context,
-    Generator,
     LocalGenerator,
-    OpenAIGenerator,
-    build_messages,
-    estimate_tokens,
-    grounding_problems,
-    make_generator,
     smollm2_gguf,
 )
+from gcn_rag.answer.generators.openai import OpenAIGenerator
+from gcn_rag.answer.generators.prompt import INSUFFICIENT, build_messages, estimate_tokens
 from gcn_rag.corpus.circulars import Circular, ReadReport, read_circulars
 from gcn_rag.errors import (
     BadInputError,

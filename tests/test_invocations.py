@@ -7,18 +7,21 @@ import datetime as dt
 import json
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from gcn_rag.errors import BadInputError
-from gcn_rag.serving.invocations import (
+from gcn_rag.serving.invocations import Workers, invocation_target
+from gcn_rag.serving.protocol import (
     Inputs,
-    Workers,
-    invocation_target,
     parse_invocation,
+    query_body,
     records,
+    request_question,
+    response_answer,
 )
 
 
@@ -203,3 +206,31 @@ def test_records_of_other_types_go_through_to_json() -> None:
     assert records(missing) == [{"a": "x"}, {"a": None}]
     nested = pd.DataFrame({"a": [[1, 2], {"k": "v"}]})
     assert records(nested) == [{"a": [1, 2]}, {"a": {"k": "v"}}]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"dataframe_split": {"columns": ["question"], "data": [["Q1"], ["Q2"]]}},
+        {"dataframe_split": {"columns": ["k", "question"], "data": [[3, "Q1"], [5, "Q2"]]}},
+        {"dataframe_records": [{"question": "Q1"}, {"question": "Q2"}]},
+        {"instances": ["Q1", "Q2"]},
+        {"inputs": {"question": ["Q1", "Q2"]}},
+    ],
+)
+def test_one_reader_of_the_questions_in_every_format(body: dict[str, Any]) -> None:
+    inputs, _ = parse_invocation(body)
+    assert inputs.questions() == ["Q1", "Q2"]
+    assert list(inputs.frame()["question"]) == ["Q1", "Q2"]  # what the model reads
+    assert request_question(json.dumps(body)) == "Q1"
+
+
+def test_captured_bodies_read_back_for_logs() -> None:
+    assert request_question('{"instances": []}') == ""
+    assert request_question("not json at all") == "not json at all"
+    assert request_question('{"nothing": 1}') == ""
+    answered = json.dumps({"predictions": [{"answer": "z = 0.151", "num_docs": 5}]})
+    assert response_answer(answered) == "z = 0.151"
+    refused = json.dumps({"error_code": "BAD_REQUEST", "message": "no"})
+    assert response_answer(refused) == "BAD_REQUEST: no"
+    assert query_body(["Q"]) == {"dataframe_split": {"columns": ["question"], "data": [["Q"]]}}

@@ -18,19 +18,15 @@ from typer.testing import CliRunner
 from gcn_rag.cli import app
 from gcn_rag.errors import BadInputError, NotFoundError, NotReadyError, TooManyRequestsError
 from gcn_rag.model import registry
-from gcn_rag.ops.loadtest import (
-    Outcome,
-    check_target,
-    parse_duration,
-    parse_levels,
-    percentile,
-    summarize,
-)
+from gcn_rag.model.registry import mlflow_loader
+from gcn_rag.ops.loadtest import check_target, parse_duration, parse_levels
+from gcn_rag.ops.results import Outcome, percentile, summarize
 from gcn_rag.serving.app import create_app
 from gcn_rag.serving.auth import TokenStore
 from gcn_rag.serving.capture import InferenceCapture
 from gcn_rag.serving.client import NASAGCNRagClient
-from gcn_rag.serving.manager import EndpointManager, EndpointStore, mlflow_loader
+from gcn_rag.serving.manager import EndpointManager
+from gcn_rag.serving.store import EndpointStore
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 

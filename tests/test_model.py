@@ -248,3 +248,43 @@ def test_model_cli(fixture_workspace: Settings, champion: dict[str, Any], tmp_pa
     assert code == 1 and "has no version 999" in out
     code, out = run("model", "show", "nonesuch")
     assert code == 1 and "no version or alias 'nonesuch'" in out
+
+
+def test_signature_defaults_and_openapi_come_from_one_schema() -> None:
+    from gcn_rag.answer.assistant import PREDICTION_FIELDS
+    from gcn_rag.model.packaging import signature
+    from gcn_rag.model.schema import default_params
+    from gcn_rag.serving.app import openapi_spec
+
+    model = signature()
+    params = {p.name: p.default for p in model.params.params}
+    assert params == default_params() and len(params) == 6
+    assert [c.name for c in model.outputs.inputs] == list(PREDICTION_FIELDS)
+    spec = openapi_spec({"name": "e", "config": {"served_entities": [{"name": "m-1"}]}})
+    assert set(spec["paths"]) == {
+        "/serving-endpoints/e/invocations",
+        "/serving-endpoints/e/served-models/m-1/invocations",
+    }
+    operation = spec["paths"]["/serving-endpoints/e/invocations"]["post"]
+    request = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert request["properties"]["params"]["properties"]["k"] == {
+        "type": "integer",
+        "default": 5,
+        "description": "Circulars to answer from (1-100).",
+    }
+    assert set(request["properties"]["params"]["properties"]) == set(params)
+    response = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    columns = response["properties"]["predictions"]["items"]["properties"]
+    assert list(columns) == list(PREDICTION_FIELDS)
+    assert columns["num_docs"]["type"] == "integer"
+
+
+def test_a_missing_requirement_says_how_to_get_it() -> None:
+    from gcn_rag.errors import NotFoundError
+    from gcn_rag.model.packaging import pinned_requirements, pins
+
+    assert all("==" in pin for pin in pinned_requirements("local"))
+    with pytest.raises(NotFoundError) as caught:
+        pins(["gcn-rag-no-such-distribution"])
+    message = caught.value.message
+    assert "pip install gcn-rag-no-such-distribution" in message and "extra" not in message

@@ -9,7 +9,8 @@ import pytest
 
 from gcn_rag.answer.assistant import Assistant
 from gcn_rag.errors import BadInputError, NotFoundError
-from gcn_rag.search.retrieval import Filters, Mode, Retriever, SearchIndex
+from gcn_rag.search.index import SearchIndex
+from gcn_rag.search.retrieval import Filters, Mode, Retriever
 
 MODES: list[Mode] = ["lexical", "dense", "hybrid"]
 

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from gcn_rag.errors import PermissionDeniedError, UnauthenticatedError
-from gcn_rag.model import registry
+from gcn_rag.model import packaging, registry
 from gcn_rag.serving.app import create_app
 from gcn_rag.serving.auth import TokenStore
 from gcn_rag.serving.manager import EndpointManager
@@ -259,7 +259,7 @@ def test_update_config_swaps_with_requests_in_flight(
 
     from gcn_rag.tables import Catalog
 
-    logged = registry.log_assistant(
+    logged = packaging.log_assistant(
         fixture_workspace, Catalog(fixture_workspace.warehouse), fixture_workspace.home / "index"
     )
     new_version = registry.register(fixture_workspace, logged.model_uri)

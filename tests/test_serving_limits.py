@@ -23,10 +23,13 @@ import pytest
 import requests
 
 from gcn_rag.model import registry
+from gcn_rag.model.registry import mlflow_loader
 from gcn_rag.serving.app import create_app
 from gcn_rag.serving.auth import TokenStore
 from gcn_rag.serving.capture import InferenceCapture
-from gcn_rag.serving.manager import EndpointManager, EndpointStore, Limits, mlflow_loader
+from gcn_rag.serving.manager import EndpointManager
+from gcn_rag.serving.replicas import Limits
+from gcn_rag.serving.store import EndpointStore
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 

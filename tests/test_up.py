@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TXT_ARCHIVE
 from gcn_rag.model import registry
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
@@ -121,3 +122,23 @@ def test_up_deploys_once_then_serves_until_interrupted(workspace: Settings) -> N
             server.stdout.close()
     assert [v.version for v in registry.versions(workspace)] == ["1"]
     assert (workspace.home / "cli-token").stat().st_mode & 0o077 == 0
+
+
+def test_up_finds_the_corpus_under_a_non_default_catalog(settings: Settings) -> None:
+    """Regression: `up` looked for sandbox.nasa_gcn_dev.gcn_circulars whatever the settings,
+    so a workspace with another catalog was ingested again at every start."""
+    from rich.console import Console
+
+    from gcn_rag.cli.up import _prepare_corpus_and_index
+    from gcn_rag.corpus.ingest import CIRCULARS, ingest
+
+    lab = Settings.load(environ={}, home=settings.home, catalog="lab", schema="gcn")
+    ingest(lab, str(TXT_ARCHIVE))
+    catalog = Catalog.from_settings(lab)
+    version = catalog.version(CIRCULARS)
+    console = Console(record=True, width=200)
+    _prepare_corpus_and_index(lab, console, offline=True)
+    said = console.export_text()
+    assert "Corpus: present" in said and "Index: building" in said
+    assert catalog.version(CIRCULARS) == version  # not ingested again
+    assert not Catalog(lab.warehouse).exists("sandbox.nasa_gcn_dev.gcn_circulars")

@@ -2,7 +2,8 @@
 
 Every error carries the HTTP status and Databricks-style error code it maps to, so the CLI can
 print ``Error: <message>`` and exit 1 while the server answers ``{"error_code", "message"}``.
-Messages say what to do next.
+Messages say what to do next. ``retry_after`` (seconds, or None) becomes the ``Retry-After``
+header wherever the error is answered over HTTP.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ class GcnRagError(Exception):
     status_code = 500
     error_code = "INTERNAL_ERROR"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.retry_after = retry_after
 
 
 class BadInputError(GcnRagError):
@@ -60,9 +62,8 @@ class NotReadyError(GcnRagError):
     status_code = 503
     error_code = "TEMPORARILY_UNAVAILABLE"
 
-    def __init__(self, message: str, retry_after: int = 1) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+    def __init__(self, message: str, retry_after: int | None = 1) -> None:
+        super().__init__(message, retry_after)
 
 
 class UnauthenticatedError(GcnRagError):
@@ -85,9 +86,8 @@ class TooManyRequestsError(GcnRagError):
     status_code = 429
     error_code = "REQUEST_LIMIT_EXCEEDED"
 
-    def __init__(self, message: str, retry_after: int = 1) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+    def __init__(self, message: str, retry_after: int | None = 1) -> None:
+        super().__init__(message, retry_after)
 
 
 class DeadlineExceededError(GcnRagError):

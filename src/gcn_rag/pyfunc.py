@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +26,8 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel  # type: ignore[attr-defined]
 
 from gcn_rag.errors import BadInputError
-
-OUTPUT_COLUMNS = ("answer", "sources", "num_docs", "citations", "generator_fallback")
-DEFAULT_PARAMS: dict[str, Any] = {
-    "k": 5,
-    "event_filter": "",
-    "since": "",
-    "until": "",
-    "mode": "hybrid",
-    "generator": "",  # "" = the model's own; "extractive" skips its LLM for this request
-}
+from gcn_rag.model.schema import INPUT, default_params, output_columns, questions_in
+from gcn_rag.timespan import parse_date
 
 
 class NASAGCNRagModel(PythonModel):  # type: ignore[misc, unused-ignore]
@@ -45,7 +37,7 @@ class NASAGCNRagModel(PythonModel):  # type: ignore[misc, unused-ignore]
         from gcn_rag.answer.assistant import Assistant
         from gcn_rag.answer.generators import make_generator
         from gcn_rag.search.embedding import Embedder, packaged_model_path
-        from gcn_rag.search.retrieval import SearchIndex
+        from gcn_rag.search.index import SearchIndex
 
         self.config: dict[str, Any] = json.loads(Path(context.artifacts["config"]).read_text())
         embedder = Embedder(
@@ -66,7 +58,7 @@ class NASAGCNRagModel(PythonModel):  # type: ignore[misc, unused-ignore]
     # ``pd.DataFrame`` as the hint: MLflow then neither infers a schema from it nor warns on
     # every load; the contract is the explicit signature (registry.signature()).
     def predict(self, context, model_input: pd.DataFrame, params=None):  # type: ignore[no-untyped-def, unused-ignore]
-        settings = {**DEFAULT_PARAMS, **(self.config.get("defaults") or {}), **(params or {})}
+        settings = {**default_params(), **(self.config.get("defaults") or {}), **(params or {})}
         try:
             filters = _filters(settings)
             k, mode = int(settings["k"]), settings["mode"]
@@ -102,7 +94,7 @@ class NASAGCNRagModel(PythonModel):  # type: ignore[misc, unused-ignore]
         rows = []
         for question in questions:
             record = self.assistant.predict_row(
-                {"question": question},
+                {INPUT.name: question},
                 k=k,
                 mode=mode,
                 filters=filters,
@@ -119,26 +111,22 @@ class NASAGCNRagModel(PythonModel):  # type: ignore[misc, unused-ignore]
             )
         # Plain Python values (dtype object): pandas 3 would infer Arrow-backed strings, which
         # cost more to build here and more to read back (the server turns rows into JSON).
-        return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS), dtype=object)
+        return pd.DataFrame(rows, columns=list(output_columns()), dtype=object)
 
 
 def questions_of(model_input: Any) -> list[Any]:
     """The questions in whatever shape a PyFunc caller sends them."""
     if isinstance(model_input, pd.DataFrame):
-        if "question" in model_input.columns:
-            return [_none_if_missing(q) for q in model_input["question"].tolist()]
+        if INPUT.name in model_input.columns:
+            return [_none_if_missing(q) for q in model_input[INPUT.name].tolist()]
         if len(model_input.columns) == 1:
             return [_none_if_missing(q) for q in model_input.iloc[:, 0].tolist()]
         raise mlflow.exceptions.MlflowException.invalid_parameter_value(
             f"The input needs a 'question' column; got columns {list(model_input.columns)}."
         )
-    if isinstance(model_input, str):
-        return [model_input]
-    if isinstance(model_input, dict):
-        value = model_input.get("question")
-        return list(value) if isinstance(value, list | tuple) else [value]
-    if isinstance(model_input, list | tuple):
-        return [q.get("question") if isinstance(q, dict) else q for q in model_input]
+    found = questions_in(model_input)
+    if found is not None:
+        return found
     raise mlflow.exceptions.MlflowException.invalid_parameter_value(
         f"Unsupported input type {type(model_input).__name__}; send a DataFrame with a "
         "'question' column, a list of strings, or a dict."
@@ -160,10 +148,4 @@ def _filters(settings: dict[str, Any]) -> Any:
 
 
 def _date(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError as exc:
-        raise BadInputError(f"{value!r} is not an ISO date (YYYY-MM-DD).") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parse_date(str(value), "since/until") if value else None

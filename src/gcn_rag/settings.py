@@ -4,11 +4,18 @@ Precedence, highest first: explicit arguments > environment (``GCN_RAG_<FIELD>``
 ``<home>/config.toml`` > defaults. ``GCN_RAG_HOME`` relocates the whole workspace. Nothing here
 reads the environment at import time: call :meth:`Settings.load`.
 
-Workspace layout (all state lives under ``home``)::
+Workspace layout (all state lives under ``home``; each path is a property below, and no
+other module spells one)::
 
     home/
       config.toml                 optional overrides (same keys as the fields below)
       warehouse/<catalog>/<schema>/<table>/   Delta tables
+      index/                      the search index
+      mlflow.db, mlartifacts/     MLflow tracking + registry and model artifacts
+      serving.db, serving.lock    endpoints and tokens; the lock of the server that owns them
+      capture/                    the inference-table spool
+      cli-token                   the CAN_MANAGE token `gcn-rag up` made (mode 0600)
+      reports/                    load-test and monitoring plots
       cache/                      downloaded archives and model assets (safe to delete)
 """
 
@@ -62,6 +69,51 @@ class Settings:
     def cache(self) -> Path:
         """Downloaded archives and model assets; safe to delete."""
         return self.home / "cache"
+
+    @property
+    def embedding_cache(self) -> Path:
+        """Vectors of embedded passages, by text hash (rebuilds embed only what changed)."""
+        return self.cache / "embeddings"
+
+    @property
+    def index(self) -> Path:
+        """The search index directory (``manifest.json`` says what it was built from)."""
+        return self.home / "index"
+
+    @property
+    def mlflow_store(self) -> Path:
+        """MLflow's tracking and registry database (SQLite)."""
+        return self.home / "mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        """Where MLflow keeps logged models."""
+        return self.home / "mlartifacts"
+
+    @property
+    def serving_state(self) -> Path:
+        """The server's SQLite state: endpoints and (hashed) tokens."""
+        return self.home / "serving.db"
+
+    @property
+    def serving_lock(self) -> Path:
+        """Held by the one server that owns this workspace's endpoints."""
+        return self.home / "serving.lock"
+
+    @property
+    def capture_spool(self) -> Path:
+        """Captured requests on their way to the inference tables."""
+        return self.home / "capture"
+
+    @property
+    def token_file(self) -> Path:
+        """The CAN_MANAGE token `gcn-rag up` created, for the CLI (mode 0600)."""
+        return self.home / "cli-token"
+
+    @property
+    def reports(self) -> Path:
+        """Load-test and monitoring reports (PNG, HTML)."""
+        return self.home / "reports"
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

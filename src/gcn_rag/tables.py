@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
+    from gcn_rag.settings import Settings
+
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -50,6 +52,11 @@ class Catalog:
         self.warehouse = warehouse
         self.default_catalog = catalog
         self.default_schema = schema
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Catalog:
+        """The workspace's tables, with its default catalog and schema."""
+        return cls(settings.warehouse, settings.catalog, settings.schema)
 
     # --- names -------------------------------------------------------------------------------
 

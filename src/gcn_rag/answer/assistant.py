@@ -31,6 +31,7 @@ from gcn_rag.answer.extraction import (
     ValueGroup,
     detect_intent,
     find_values,
+    first_value,
     group_values,
     mentions,
     sentences,
@@ -38,13 +39,16 @@ from gcn_rag.answer.extraction import (
 )
 from gcn_rag.corpus.circulars import circular_url, format_circular_id
 from gcn_rag.errors import BadInputError
-from gcn_rag.search.retrieval import Filters, Hit, Mode, Retriever, SearchIndex
+from gcn_rag.search.index import SearchIndex
+from gcn_rag.search.retrieval import Filters, Hit, Mode, Retriever
 
 if TYPE_CHECKING:
-    from gcn_rag.answer.generators import Generator
+    from gcn_rag.answer.generators.base import Generator
     from gcn_rag.search.embedding import Embedder
     from gcn_rag.settings import Settings
 
+#: The fields of a prediction row, in the PyFunc's column order (see :meth:`Answer.prediction`).
+PREDICTION_FIELDS = ("answer", "sources", "num_docs", "citations", "generator_fallback")
 ABSTAIN = "I don't have sufficient information in the available GCN Circulars"
 MAX_QUESTION_CHARS = 2_000
 VALUE_SCAN = 40  # circulars scanned for a value when the question names an event
@@ -86,6 +90,16 @@ class Answer:
     generator_fallback: str = ""  # why an LLM's answer was replaced by the extractive one
     generated: str = ""  # the LLM's own text, kept or not (for logs and evaluation)
 
+    def prediction(self) -> dict[str, Any]:
+        """The prediction row: the PyFunc's output columns (``PREDICTION_FIELDS``), as values."""
+        return {
+            "answer": self.answer,
+            "sources": self.sources,
+            "num_docs": self.num_docs,
+            "citations": [c.to_dict() for c in self.citations],
+            "generator_fallback": self.generator_fallback,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "question": self.question,
@@ -98,28 +112,6 @@ class Answer:
             "generator_fallback": self.generator_fallback,
             "generated": self.generated,
         }
-
-
-def generator_config(settings: Settings, kind: str | None = None) -> dict[str, Any]:
-    """The generator's kind and options from the settings (no secrets: keys stay in env)."""
-    chosen = (kind or settings.generator).strip().lower()
-    if chosen == "local":
-        return {
-            "kind": "local",
-            "n_threads": settings.llm_threads,
-            "max_tokens": settings.llm_max_tokens,
-            "max_context_tokens": settings.llm_context_tokens,
-        }
-    if chosen == "openai":
-        return {
-            "kind": "openai",
-            "base_url": settings.openai_base_url,
-            "model": settings.openai_model,
-            "api_key_env": settings.openai_api_key_env,
-            "max_tokens": settings.llm_max_tokens,
-            "max_context_tokens": max(settings.llm_context_tokens, 1500),
-        }
-    return {"kind": chosen}
 
 
 def clean_question(question: str) -> str:
@@ -160,12 +152,12 @@ class Assistant:
         cls, settings: Settings, path: Path | None = None, *, generator: str | None = None
     ) -> Assistant:
         """The workspace's index; ``generator`` (default: the setting) picks who writes."""
-        from gcn_rag.answer.generators import make_generator
+        from gcn_rag.answer.generators import generator_config, make_generator
         from gcn_rag.search.embedding import Embedder
-        from gcn_rag.search.index import DENSE_MAX_TOKENS, default_path
+        from gcn_rag.search.index import DENSE_MAX_TOKENS
 
         embedder = Embedder.from_settings(settings, max_tokens=DENSE_MAX_TOKENS, threads=1)
-        index = SearchIndex.load(path or default_path(settings), model_id=embedder.model_id)
+        index = SearchIndex.load(path or settings.index, model_id=embedder.model_id)
         config = generator_config(settings, generator)
         kind = config.pop("kind")
         if kind == "local":
@@ -239,8 +231,9 @@ class Assistant:
     ) -> dict[str, Any]:
         """One prediction record for a ``{"id", "question"}`` row; a bad row gets its error.
 
-        The record is ``{"id", "answer", "sources", "num_docs", "citations"}`` (plus
-        ``"error"`` when the row could not be answered), so one bad row never sinks a batch.
+        The record is ``{"id", **Answer.prediction()}``, or ``{"id", "answer", "sources",
+        "num_docs", "citations", "error"}`` when the row could not be answered, so one bad row
+        never sinks a batch.
         """
         row_id = row.get("id") if isinstance(row, dict) else None
         try:
@@ -253,7 +246,7 @@ class Assistant:
                 filters=filters,
                 event_aware=event_aware,
                 use_generator=use_generator,
-            ).to_dict()
+            )
         except BadInputError as exc:
             return {
                 "id": row_id,
@@ -263,20 +256,14 @@ class Assistant:
                 "citations": [],
                 "error": exc.message,
             }
-        return {
-            "id": row_id,
-            **{
-                key: answer[key]
-                for key in ("answer", "sources", "num_docs", "citations", "generator_fallback")
-            },
-        }
+        return {"id": row_id, **answer.prediction()}
 
     # --- answer kinds ------------------------------------------------------------------------
 
     def _generate(self, question: str, intent: str, extractive: Answer, hits: list[Hit]) -> Answer:
         """The LLM's answer if it passes the grounding check, else the extractive one, marked."""
-        from gcn_rag.answer.evaluation import first_value
-        from gcn_rag.answer.generators import Context, grounding_problems
+        from gcn_rag.answer.generators.base import Context
+        from gcn_rag.answer.generators.grounding import grounding_problems
         from gcn_rag.errors import GcnRagError
 
         assert self.generator is not None
@@ -320,7 +307,7 @@ class Assistant:
         if hit.best_chunk >= 0:
             return self.index.chunk_text(hit.best_chunk)
         for row in self.index.chunk_rows_of(hit.row):
-            if self.index.chunks["kind"][row].as_py() != "header":
+            if self.index.chunk_kind(row) != "header":
                 return self.index.chunk_text(row)
         return hit.subject
 
@@ -411,7 +398,7 @@ class Assistant:
         rows = [hit.best_chunk] if hit.best_chunk >= 0 else list(self.index.chunk_rows_of(hit.row))
         best, best_score = "", -1.0
         for row in rows:
-            if self.index.chunks["kind"][row].as_py() == "header":
+            if self.index.chunk_kind(row) == "header":
                 continue
             for sentence in sentences(self.index.chunk_text(row)):
                 overlap = len(words & _content_words(sentence))

@@ -22,18 +22,17 @@ import dataclasses
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gcn_rag.answer.extraction import first_value
 from gcn_rag.errors import BadInputError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from gcn_rag.answer.assistant import Assistant
-    from gcn_rag.search.retrieval import Mode
     from gcn_rag.tables import Catalog
 
 HISTORY_TABLE = "rag_evaluation_history"
@@ -43,21 +42,6 @@ ALL = "all"  # the pooled row; reserved, so no item may use it as its category
 RECALL_AT = 5
 MRR_AT = 10
 
-# Blanked out, in this order, before the first number is read. The order matters: event names
-# go first, so "at 13:17 UT" loses "at 13" before the time pattern can see it.
-_NOISE = tuple(
-    re.compile(pattern, re.IGNORECASE)
-    for pattern in (
-        r"\b(?:GRB|GW|S|EP|IceCube-|FRB|AT|SN|ZTF)\s?\d{2,}[A-Za-z]*\b",  # event names
-        r"\b(?:GCN|circular)s?\s*(?:no\.?|number|#)?\s*\d+(?:\s*(?:,|and|&)\s*\d+)*",  # refs
-        r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?)?",  # ISO dates
-        r"\b\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:UT|UTC)?",  # times
-        r"\[\d+\]",  # bracketed references
-        r"\b\d+(?:\.\d+)?\s*-\s*\d+(?:\.\d+)?\s*(?:keV|MeV|GeV|TeV)\b",  # energy bands
-    )
-)
-# A number not glued to a word or a decimal point: "T90" and the ".5" of "18453.5" are not.
-_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?")
 _ABSTENTION = re.compile(
     r"(don'?t|do not) have (sufficient|enough) information|no information (about|on)"
     r"|not (mentioned|found) in the (available )?(gcn )?circulars",
@@ -220,19 +204,6 @@ def circular_number(value: Any) -> float | None:
 
 
 # --- one answer ------------------------------------------------------------------------------
-
-
-def first_value(answer: str) -> float | None:
-    """The first number of an answer that is not part of a name, reference, date, time or band.
-
-    Answers must therefore lead with the value: "The redshift of GRB 221009A is z = 0.151
-    (GCN 32648, GCN 32686)."
-    """
-    text = answer
-    for pattern in _NOISE:
-        text = pattern.sub(" ", text)
-    match = _NUMBER.search(text)
-    return float(match.group()) if match else None
 
 
 def value_ok(item: BenchItem, value: float | None) -> bool:
@@ -404,25 +375,6 @@ def write_history(
         for category, s in scores.items()
     ]
     catalog.append(HISTORY_TABLE, pa.Table.from_pylist(rows, schema=history_schema()))
-
-
-def predict_items(
-    assistant: Assistant,
-    items: Sequence[BenchItem],
-    *,
-    k: int = 5,
-    mode: Mode = "hybrid",
-    event_aware: bool = True,
-    on_each: Callable[[], None] | None = None,
-) -> dict[str, dict[str, Any]]:
-    """The assistant's prediction record for every item, keyed by item id."""
-    predictions: dict[str, dict[str, Any]] = {}
-    for item in items:
-        row = {"id": item.id, "question": item.question}
-        predictions[item.id] = assistant.predict_row(row, k=k, mode=mode, event_aware=event_aware)
-        if on_each is not None:
-            on_each()
-    return predictions
 
 
 def flat_metrics(scores: Mapping[str, CategoryScore]) -> dict[str, float]:

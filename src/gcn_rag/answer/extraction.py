@@ -169,3 +169,36 @@ def group_values(intent: str, evidence: Iterable[Evidence]) -> list[ValueGroup]:
         ordered = tuple(sorted(best.values(), key=lambda e: -e.weight))
         out.append(ValueGroup(text, float(text), support, ordered))
     return sorted(out, key=lambda g: (-g.support, -len(g.evidence)))
+
+
+# --- the value an answer leads with ------------------------------------------------------
+
+# The benchmark's rule (../shared/bench/README.md), which gcn_rag.answer.evaluation scores by:
+# blanked out, in this order, before the first number is read. The order matters: event names
+# go first, so "at 13:17 UT" loses "at 13" before the time pattern can see it.
+_NOISE = tuple(
+    re.compile(pattern, re.IGNORECASE)
+    for pattern in (
+        r"\b(?:GRB|GW|S|EP|IceCube-|FRB|AT|SN|ZTF)\s?\d{2,}[A-Za-z]*\b",  # event names
+        r"\b(?:GCN|circular)s?\s*(?:no\.?|number|#)?\s*\d+(?:\s*(?:,|and|&)\s*\d+)*",  # refs
+        r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?)?",  # ISO dates
+        r"\b\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:UT|UTC)?",  # times
+        r"\[\d+\]",  # bracketed references
+        r"\b\d+(?:\.\d+)?\s*-\s*\d+(?:\.\d+)?\s*(?:keV|MeV|GeV|TeV)\b",  # energy bands
+    )
+)
+# A number not glued to a word or a decimal point: "T90" and the ".5" of "18453.5" are not.
+_LEADING_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?")
+
+
+def first_value(answer: str) -> float | None:
+    """The first number of an answer that is not part of a name, reference, date, time or band.
+
+    Answers must therefore lead with the value: "The redshift of GRB 221009A is z = 0.151
+    (GCN 32648, GCN 32686)."
+    """
+    text = answer
+    for pattern in _NOISE:
+        text = pattern.sub(" ", text)
+    match = _LEADING_NUMBER.search(text)
+    return float(match.group()) if match else None

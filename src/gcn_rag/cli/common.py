@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 
 from gcn_rag.errors import GcnRagError
+from gcn_rag.settings import Settings
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from gcn_rag.settings import Settings
-    from gcn_rag.tables import Catalog
+    from gcn_rag.progress import ConsoleReporter
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,6 +26,10 @@ def make_console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False)
 
 
+def print_error(message: str) -> None:
+    make_console(stderr=True).print(f"[bold red]Error:[/] {message}", soft_wrap=True)
+
+
 def friendly(command: F) -> F:
     """Turn library errors into ``Error: ...`` and exit code 1 (never a stack trace)."""
 
@@ -34,7 +38,7 @@ def friendly(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except GcnRagError as exc:
-            make_console(stderr=True).print(f"[bold red]Error:[/] {exc.message}", soft_wrap=True)
+            print_error(exc.message)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             make_console(stderr=True).print(
@@ -45,80 +49,35 @@ def friendly(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-HomeOption = typer.Option(
-    None, "--home", envvar="GCN_RAG_HOME", help="Workspace directory (default ~/.gcn-rag)."
+def _load_settings(home: Path | None) -> Settings:
+    try:
+        return Settings.load(home=home)
+    except GcnRagError as exc:  # a broken config.toml: the same one-line error as a command's
+        print_error(exc.message)
+        raise typer.Exit(1) from None
+
+
+def _settings_callback(value: Settings | None) -> Settings:
+    return value if value is not None else _load_settings(None)
+
+
+#: ``--home``, parsed once into the command's :class:`Settings` (GCN_RAG_HOME works too).
+SettingsOption: Any = typer.Option(
+    None,
+    "--home",
+    envvar="GCN_RAG_HOME",
+    parser=lambda value: _load_settings(Path(value)),
+    callback=_settings_callback,
+    metavar="<path>",
+    show_default=False,
+    help="Workspace directory (default ~/.gcn-rag).",
 )
 
 
-def settings_for(home: Path | None) -> Settings:
-    from gcn_rag.settings import Settings
+def progress_reporter(console: Console) -> ConsoleReporter:
+    from gcn_rag.progress import ConsoleReporter
 
-    return Settings.load(home=home)
-
-
-def catalog_for(settings: Settings) -> Catalog:
-    from gcn_rag.tables import Catalog
-
-    return Catalog(settings.warehouse, settings.catalog, settings.schema)
-
-
-class RichReporter:
-    """Progress bars on the console (see :mod:`gcn_rag.progress`)."""
-
-    def __init__(self, console: Console) -> None:
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.console = console
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>5.1f}%"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-
-    def task(self, description: str, total: float | None = None) -> RichTask:
-        return RichTask(self.progress, self.progress.add_task(description, total=total))
-
-    def note(self, message: str) -> None:
-        self.console.print(message)
-
-    def __enter__(self) -> RichReporter:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-
-class RichTask:
-    def __init__(self, progress: Any, task_id: Any) -> None:
-        self.progress, self.task_id = progress, task_id
-
-    def update(self, completed: float, total: float | None = None) -> None:
-        if total is not None:
-            self.progress.update(self.task_id, completed=completed, total=total)
-        else:
-            self.progress.update(self.task_id, completed=completed)
-
-    def advance(self, amount: float = 1) -> None:
-        self.progress.advance(self.task_id, amount)
-
-    def close(self) -> None:
-        self.progress.remove_task(self.task_id)
-
-
-def progress_reporter(console: Console) -> RichReporter:
-    return RichReporter(console)
+    return ConsoleReporter(console)
 
 
 def print_rows(console: Console, title: str, rows: list[dict[str, Any]]) -> None:

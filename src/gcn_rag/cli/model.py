@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from gcn_rag.cli.common import (
-    HomeOption,
-    catalog_for,
+    SettingsOption,
     friendly,
     make_console,
     print_rows,
     progress_reporter,
-    settings_for,
 )
+from gcn_rag.settings import Settings
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
 
 model_app = typer.Typer(
     help="The assistant as an MLflow model: log, register, set aliases, list versions.",
@@ -25,8 +28,6 @@ alias_app = typer.Typer(
     help="Point an alias (champion, challenger) at a version.", no_args_is_help=True
 )
 model_app.add_typer(alias_app, name="alias")
-
-DEFAULT_QUESTIONS = Path("../shared/bench/dev.jsonl")
 
 
 @model_app.command("log")
@@ -48,73 +49,81 @@ def log(
         help="extractive, local (ships the SmolLM2 GGUF in the model) or openai "
         "(default: the generator setting).",
     ),
-    home: Path | None = HomeOption,
+    settings: Settings = SettingsOption,
 ) -> None:
     """Log the assistant (current index) as a PyFunc model in experiment nasa_gcn_rag_model."""
-    from gcn_rag.answer.assistant import Assistant, generator_config
-    from gcn_rag.answer.evaluation import (
-        flat_metrics,
-        load_items,
-        predict_items,
-        score,
-        scores_table,
+    log_model(
+        make_console(),
+        settings,
+        questions=questions,
+        evaluate=not no_eval,
+        register=register,
+        alias=alias,
+        k=k,
+        generator=generator,
     )
-    from gcn_rag.answer.generators import KINDS
-    from gcn_rag.errors import BadInputError
-    from gcn_rag.model import registry
-    from gcn_rag.search.index import default_path
 
-    settings = settings_for(home)
-    config = generator_config(settings, generator)
-    if config["kind"] not in KINDS:
-        raise BadInputError(f"--generator must be one of {', '.join(KINDS)}.")
-    console = make_console()
+
+def log_model(
+    console: Console,
+    settings: Settings,
+    *,
+    questions: Path | None = None,
+    evaluate: bool = True,
+    register: bool = False,
+    alias: str | None = None,
+    k: int = 5,
+    generator: str | None = None,
+) -> str | None:
+    """Evaluate, log, and optionally register and alias the model, saying each step.
+
+    Returns the registered version (None when not registered).
+    """
+    from gcn_rag.answer.evaluation import scores_table
+    from gcn_rag.model import packaging
+    from gcn_rag.model.registry import MODEL_NAME
+
+    config = packaging.model_generator(settings, generator)
     metrics: dict[str, float] = {}
-    path = questions or (DEFAULT_QUESTIONS if DEFAULT_QUESTIONS.exists() else None)
-    if path is not None and not no_eval:
-        items = load_items(path)
-        assistant = Assistant.load(settings, generator=generator)
+    path = packaging.eval_questions(questions) if evaluate else None
+    if path is not None:
         with progress_reporter(console) as reporter:
-            task = reporter.task(f"Evaluating on {path.name}", len(items))
-            try:
-                predictions = predict_items(assistant, items, k=k, on_each=task.advance)
-            finally:
-                assistant.close()
-            scores = score(items, predictions)
-            task.close()
-        print_rows(console, f"{path.name} - hybrid", scores_table(scores))
-        metrics = flat_metrics(scores)
-    elif not no_eval:
+            run = packaging.evaluate_model(
+                settings, path, k=k, generator=generator, reporter=reporter
+            )
+        print_rows(console, f"{path.name} - hybrid", scores_table(run.scores))
+        metrics = run.metrics
+    elif evaluate:
         console.print("No question file found; logging without eval metrics.")
-    catalog = catalog_for(settings)
-    logged = registry.log_assistant(
-        settings, catalog, default_path(settings), metrics=metrics, k=k, generator=config
+    published = packaging.publish(
+        settings, config, metrics=metrics, k=k, register=register, alias=alias
     )
+    logged = published.logged
     console.print(
         f"Logged run {logged.run_id}: {logged.model_uri} "
         f"({logged.artifact_bytes / 1e6:,.1f} MB of artifacts)."
     )
-    if register:
-        version = registry.register(settings, logged.model_uri)
-        console.print(f"Registered {registry.MODEL_NAME} version {version}.")
+    if published.version is not None:
+        console.print(f"Registered {MODEL_NAME} version {published.version}.")
         if alias:
-            registry.set_alias(settings, alias, version)
-            console.print(f"Alias {alias} -> version {version}.")
-        registry.write_model_info(catalog, registry.resolve(settings, version), logged.model_uri)
+            console.print(f"Alias {alias} -> version {published.version}.")
+    return published.version
 
 
 @model_app.command("register")
 @friendly
 def register_cmd(
     model_uri: str = typer.Argument(..., help="A logged model URI (models:/m-... or runs:/...)."),
-    home: Path | None = HomeOption,
+    settings: Settings = SettingsOption,
 ) -> None:
     """Register a logged model as a new version of sandbox.nasa_gcn_models.gcn_rag_assistant."""
     from gcn_rag.model import registry
+    from gcn_rag.tables import Catalog
 
-    settings = settings_for(home)
     version = registry.register(settings, model_uri)
-    registry.write_model_info(catalog_for(settings), registry.resolve(settings, version), model_uri)
+    registry.write_model_info(
+        Catalog.from_settings(settings), registry.resolve(settings, version), model_uri
+    )
     make_console().print(f"Registered {registry.MODEL_NAME} version {version}.")
 
 
@@ -123,12 +132,12 @@ def register_cmd(
 def alias_set(
     alias: str = typer.Argument(..., help="Alias name, e.g. champion."),
     version: str = typer.Argument(..., help="Version number."),
-    home: Path | None = HomeOption,
+    settings: Settings = SettingsOption,
 ) -> None:
     """Point ALIAS at VERSION (e.g. gcn-rag model alias set champion 3)."""
     from gcn_rag.model import registry
 
-    registry.set_alias(settings_for(home), alias, version)
+    registry.set_alias(settings, alias, version)
     make_console().print(f"{registry.MODEL_NAME}@{alias} -> version {version}.")
 
 
@@ -136,34 +145,22 @@ def alias_set(
 @friendly
 def alias_delete(
     alias: str = typer.Argument(..., help="Alias name."),
-    home: Path | None = HomeOption,
+    settings: Settings = SettingsOption,
 ) -> None:
     """Remove an alias."""
     from gcn_rag.model import registry
 
-    registry.delete_alias(settings_for(home), alias)
+    registry.delete_alias(settings, alias)
     make_console().print(f"Alias {alias} removed.")
 
 
 @model_app.command("list")
 @friendly
-def list_cmd(home: Path | None = HomeOption) -> None:
+def list_cmd(settings: Settings = SettingsOption) -> None:
     """Every version: aliases, status, run id, headline metrics."""
     from gcn_rag.model import registry
 
-    rows = []
-    for v in registry.versions(settings_for(home)):
-        rows.append(
-            {
-                "version": v.version,
-                "aliases": ", ".join(v.aliases),
-                "created": f"{datetime.fromtimestamp(v.created / 1000, UTC):%Y-%m-%d %H:%M}",
-                "status": v.status,
-                "run_id": v.run_id,
-                "all_accuracy": v.metrics.get("all_accuracy"),
-                "corpus": v.tags.get("corpus_count", ""),
-            }
-        )
+    rows = [version.row() for version in registry.versions(settings)]
     print_rows(make_console(), registry.MODEL_NAME, rows)
 
 
@@ -171,23 +168,10 @@ def list_cmd(home: Path | None = HomeOption) -> None:
 @friendly
 def show(
     ref: str = typer.Argument("champion", help="A version number or an alias."),
-    home: Path | None = HomeOption,
+    settings: Settings = SettingsOption,
 ) -> None:
     """One version in full: aliases, run, metrics, lineage tags."""
     from gcn_rag.model import registry
 
-    info = registry.resolve(settings_for(home), ref)
-    rows = [
-        {"key": "name", "value": info.name},
-        {"key": "version", "value": info.version},
-        {"key": "aliases", "value": ", ".join(info.aliases)},
-        {"key": "run_id", "value": info.run_id},
-        {"key": "uri", "value": f"models:/{info.name}/{info.version}"},
-        *({"key": f"metric {k}", "value": f"{v:.3f}"} for k, v in sorted(info.metrics.items())),
-        *(
-            {"key": k, "value": v}
-            for k, v in sorted(info.tags.items())
-            if not k.startswith("metric.")
-        ),
-    ]
-    print_rows(make_console(), f"{info.name} version {info.version}", rows)
+    info = registry.resolve(settings, ref)
+    print_rows(make_console(), f"{info.name} version {info.version}", info.details())

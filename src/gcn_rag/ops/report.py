@@ -1,17 +1,48 @@
-"""Pictures of load tests and monitoring: PNG plots and a self-contained HTML page."""
+"""Pictures of load tests and monitoring: PNG plots and a self-contained HTML page.
+
+Reports land in the workspace's ``reports/``: ``loadtest-<run id>/`` (``loadtest.png`` and
+``report.html``) per load test, ``monitor-<UTC time>.png`` per monitoring run.
+"""
 
 from __future__ import annotations
 
 import base64
 import html
 import math
+import platform
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gcn_rag.ops.loadtest import Summary
+    from gcn_rag.ops.loadtest import LoadTest
     from gcn_rag.ops.monitor import Bucket
+    from gcn_rag.ops.results import Summary
+
+
+def loadtest_report(test: LoadTest, reports: Path) -> tuple[Path, Path]:
+    """``reports/loadtest-<run id>/``: the plot and the page; returns (page, plot)."""
+    directory = reports / f"loadtest-{test.run_id}"
+    directory.mkdir(parents=True, exist_ok=True)
+    title = f"Load test of {test.endpoint}, {test.run_time:%Y-%m-%d %H:%M} UTC"
+    png = loadtest_png(test.summaries, directory / "loadtest.png", title)
+    facts = {
+        "endpoint": test.target,
+        "run id": test.run_id,
+        "mode": f"closed loop, {test.per_level} per level",
+        "questions": f"{len(test.questions)} (cycled)",
+        "client machine": f"{platform.machine()}, {platform.platform()}",
+    }
+    page = loadtest_html(test.summaries, png, directory / "report.html", title, facts)
+    return page, png
+
+
+def monitor_report(found: Sequence[Bucket], reports: Path, title: str) -> Path:
+    """``reports/monitor-<UTC time>.png``: the buckets drawn; returns the file."""
+    reports.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return monitor_png(found, reports / f"monitor-{stamp}.png", title)
 
 
 def _pyplot() -> Any:

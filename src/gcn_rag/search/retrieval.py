@@ -16,21 +16,28 @@ import dataclasses
 import re
 import time
 from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-from gcn_rag.corpus.events import event_aliases, event_key, find_event_ids, normalize_event_id
-from gcn_rag.errors import BadInputError, NotFoundError
-from gcn_rag.search.index import FORMAT_VERSION, STOPWORDS, Manifest, query_event_tokens
+from gcn_rag.corpus.events import event_key, find_event_ids, normalize_event_id
+from gcn_rag.errors import BadInputError
+from gcn_rag.search.index import STOPWORDS, SearchIndex, query_event_tokens
 
 if TYPE_CHECKING:
     import numpy as np
-    import pyarrow as pa
 
     from gcn_rag.search.embedding import Embedder
 
 Mode = Literal["hybrid", "lexical", "dense"]
+MODES: tuple[Mode, ...] = ("hybrid", "lexical", "dense")
 RRF_K = 60
+
+
+def parse_mode(mode: str) -> Mode:
+    """``mode`` as a retrieval mode, or a clear error."""
+    for known in MODES:
+        if mode == known:
+            return known
+    raise BadInputError(f"Unknown mode {mode!r}; use hybrid, lexical or dense.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,137 +74,47 @@ class SearchResult:
     event_found: bool  # False when the question names events no circular mentions
 
 
-class SearchIndex:
-    """A loaded index directory (memory-mapped; cheap to share between threads)."""
+def filter_mask(index: SearchIndex, filters: Filters) -> np.ndarray | None:
+    """Boolean mask over circular rows, or None when nothing is filtered."""
+    import numpy as np
 
-    def __init__(self, path: Path, manifest: Manifest, **parts: Any) -> None:
-        self.path = path
-        self.manifest = manifest
-        self.circulars: pa.Table = parts["circulars"]
-        self.chunks: pa.Table = parts["chunks"]
-        self.circ_ids: np.ndarray = parts["circ_ids"]
-        self.circ_created_us: np.ndarray = parts["circ_created_us"]
-        self.chunk_circ: np.ndarray = parts["chunk_circ"]
-        # chunks are stored grouped by circular: circular i owns rows starts[i]:starts[i + 1]
-        import numpy as np
+    if filters.is_empty():
+        return None
+    mask = np.ones(len(index.circ_ids), dtype=bool)
+    if filters.event:
+        mask &= _event_mask(index, filters.event)
+    if filters.since:
+        mask &= index.circ_created_us >= int(filters.since.timestamp() * 1_000_000)
+    if filters.until:
+        mask &= index.circ_created_us <= int(filters.until.timestamp() * 1_000_000)
+    if filters.min_circular_id is not None:
+        mask &= index.circ_ids >= filters.min_circular_id
+    if filters.max_circular_id is not None:
+        mask &= index.circ_ids <= filters.max_circular_id
+    return mask
 
-        self.chunk_starts: np.ndarray = np.searchsorted(
-            self.chunk_circ, np.arange(len(self.circ_ids) + 1)
-        )
-        self.dense: np.ndarray = parts["dense"]
-        self.bm25: Any = parts["bm25"]
-        keys = parts["event_keys"]
-        offsets, rows = parts["event_offsets"], parts["event_rows"]
-        self._event_rows = {str(k): rows[offsets[i] : offsets[i + 1]] for i, k in enumerate(keys)}
-        self._event_ids: list[str | None] = self.circulars["event_id"].to_pylist()
 
-    @classmethod
-    def load(cls, path: Path, *, model_id: str | None = None) -> SearchIndex:
-        """Load an index; refuse one built with another format or embedding model."""
-        import bm25s
-        import numpy as np
-        import pyarrow as pa
+def _event_mask(index: SearchIndex, pattern: str) -> np.ndarray:
+    """Rows whose event is ``pattern`` (alias-aware), or starts with it (``GRB%``)."""
+    import numpy as np
 
-        if not (path / "manifest.json").exists():
-            raise NotFoundError(f"No index at {path}; build one with `gcn-rag index`.")
-        manifest = Manifest.read(path / "manifest.json")
-        if manifest.format_version != FORMAT_VERSION:
-            raise BadInputError(
-                f"The index at {path} has format {manifest.format_version}, this gcn-rag "
-                f"reads {FORMAT_VERSION}; rebuild it with `gcn-rag index --force`."
-            )
-        built_with = manifest.embedding.get("model_id")
-        if model_id is not None and built_with != model_id:
-            raise BadInputError(
-                f"The index at {path} was embedded with {built_with}, but the embedder is "
-                f"{model_id}; rebuild it with `gcn-rag index --force`."
-            )
-        arrays = np.load(path / "arrays.npz")
-        tables = {
-            name: pa.ipc.open_file(pa.memory_map(str(path / f"{name}.arrow"))).read_all()
-            for name in ("circulars", "chunks")
-        }
-        return cls(
-            path,
-            manifest,
-            **tables,
-            **{name: arrays[name] for name in arrays.files},
-            dense=np.load(path / "dense.npy", mmap_mode="r"),
-            bm25=bm25s.BM25.load(str(path / "lexical"), mmap=True, show_progress=False),
-        )
-
-    # --- lookups -----------------------------------------------------------------------------
-
-    def chunk_text(self, row: int) -> str:
-        return str(self.chunks["chunk_text"][row].as_py())
-
-    def chunk_rows_of(self, circ_row: int) -> range:
-        """Chunk rows of one circular."""
-        return range(int(self.chunk_starts[circ_row]), int(self.chunk_starts[circ_row + 1]))
-
-    def rows_about(self, events: list[str]) -> np.ndarray:
-        """Circular rows about or naming any of ``events`` (any alias)."""
-        import numpy as np
-
-        found = [
-            self._event_rows.get(event_key(alias), np.empty(0, np.int32))
-            for event in events
-            for alias in event_aliases(event)
-        ]
-        return np.unique(np.concatenate(found)) if found else np.empty(0, np.int32)
-
-    def hit(self, row: int, score: float, best_chunk: int) -> Hit:
-        return Hit(
-            row=row,
-            circular_id=float(self.circ_ids[row]),
-            event_id=self._event_ids[row],
-            subject=str(self.circulars["subject"][row].as_py()),
-            created_on=self.circulars["created_on"][row].as_py(),
-            score=score,
-            best_chunk=best_chunk,
-        )
-
-    # --- filters -----------------------------------------------------------------------------
-
-    def filter_mask(self, filters: Filters) -> np.ndarray | None:
-        """Boolean mask over circular rows, or None when nothing is filtered."""
-        import numpy as np
-
-        if filters.is_empty():
-            return None
-        mask = np.ones(len(self.circ_ids), dtype=bool)
-        if filters.event:
-            mask &= self._event_mask(filters.event)
-        if filters.since:
-            mask &= self.circ_created_us >= int(filters.since.timestamp() * 1_000_000)
-        if filters.until:
-            mask &= self.circ_created_us <= int(filters.until.timestamp() * 1_000_000)
-        if filters.min_circular_id is not None:
-            mask &= self.circ_ids >= filters.min_circular_id
-        if filters.max_circular_id is not None:
-            mask &= self.circ_ids <= filters.max_circular_id
+    mask = np.zeros(len(index.circ_ids), dtype=bool)
+    raw = pattern.strip()
+    if raw.endswith(("%", "*")):
+        prefix = event_key(raw.rstrip("%*"))
+        for row, event in enumerate(index.event_ids):
+            if event and event_key(event).startswith(prefix):
+                mask[row] = True
         return mask
-
-    def _event_mask(self, pattern: str) -> np.ndarray:
-        import numpy as np
-
-        mask = np.zeros(len(self.circ_ids), dtype=bool)
-        raw = pattern.strip()
-        if raw.endswith(("%", "*")):
-            prefix = event_key(raw.rstrip("%*"))
-            for row, event in enumerate(self._event_ids):
-                if event and event_key(event).startswith(prefix):
-                    mask[row] = True
-            return mask
-        canonical = normalize_event_id(raw)
-        if canonical is None:
-            keys = {event_key(raw)}
-            for row, event in enumerate(self._event_ids):
-                if event and event_key(event) in keys:
-                    mask[row] = True
-            return mask
-        mask[self.rows_about([canonical])] = True
+    canonical = normalize_event_id(raw)
+    if canonical is None:
+        keys = {event_key(raw)}
+        for row, event in enumerate(index.event_ids):
+            if event and event_key(event) in keys:
+                mask[row] = True
         return mask
+    mask[index.rows_about([canonical])] = True
+    return mask
 
 
 _WORD = re.compile(r"(?u)\b\w\w+\b")
@@ -237,7 +154,7 @@ class Retriever:
         clock = _Clock(timings)
         filters = filters or Filters()
         events = find_event_ids(question)
-        mask = self.index.filter_mask(filters)
+        mask = filter_mask(self.index, filters)
         event_found = True
         if events and event_aware and not filters.event:
             about = self.index.rows_about(events)
@@ -257,11 +174,22 @@ class Retriever:
             dense = self._dense(question, mask, clock)
         rows, scores = self._rank(lexical, dense, mask, k)
         hits = [
-            self.index.hit(int(r), float(s), self._best_chunk(int(r), chunk_scores))
+            self._hit(int(r), float(s), self._best_chunk(int(r), chunk_scores))
             for r, s in zip(rows, scores, strict=True)
         ]
         clock.lap("fuse")
         return SearchResult(hits, events, event_found)
+
+    def _hit(self, row: int, score: float, best_chunk: int) -> Hit:
+        return Hit(
+            row=row,
+            circular_id=float(self.index.circ_ids[row]),
+            event_id=self.index.event_ids[row],
+            subject=self.index.subject(row),
+            created_on=self.index.created_on(row),
+            score=score,
+            best_chunk=best_chunk,
+        )
 
     def _lexical(
         self, tokens: list[str], mask: np.ndarray | None

@@ -28,23 +28,30 @@ token: ``CAN_VIEW`` to read, ``CAN_QUERY`` to invoke, ``CAN_MANAGE`` to change e
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import signal
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from gcn_rag.errors import GcnRagError
+from gcn_rag.errors import BadInputError, GcnRagError
+from gcn_rag.model.schema import INPUT, JSON_TYPES, OUTPUTS, PARAMS
 from gcn_rag.serving.auth import TokenStore
-from gcn_rag.serving.invocations import (
-    Invocations,
-    Receive,
-    Scope,
-    Send,
-    decode_json,
-    invocation_target,
-)
+from gcn_rag.serving.invocations import Invocations, Receive, Scope, Send, invocation_target
 from gcn_rag.serving.manager import EndpointManager
 from gcn_rag.serving.metrics import Metrics
+from gcn_rag.serving.protocol import decode_json
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from gcn_rag.settings import Settings
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+Allow = Callable[[Request, str], str]  # (request, permission needed) -> the caller's name
 
 
 def create_app(manager: EndpointManager, tokens: TokenStore | None = None) -> ServingApp:
@@ -58,13 +65,18 @@ def create_app(manager: EndpointManager, tokens: TokenStore | None = None) -> Se
 
     app = FastAPI(title="gcn-rag serving", docs_url=None, redoc_url=None, openapi_url=None)
     metrics = Metrics()
+    _error_handlers(app)
+    _read_routes(app, manager, allow, metrics)
+    _write_routes(app, manager, allow)
+    return ServingApp(api=app, invocations=Invocations(manager, tokens, metrics))
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """Every error is ``{"error_code", "message"}`` with its status, never a stack trace."""
 
     @app.exception_handler(GcnRagError)
     async def _known(request: Request, exc: GcnRagError) -> JSONResponse:
-        headers = {}
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after:
-            headers["Retry-After"] = str(retry_after)
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
         return JSONResponse(
             {"error_code": exc.error_code, "message": exc.message},
             status_code=exc.status_code,
@@ -78,14 +90,17 @@ def create_app(manager: EndpointManager, tokens: TokenStore | None = None) -> Se
             status_code=500,
         )
 
+
+def _read_routes(app: FastAPI, manager: EndpointManager, allow: Allow, metrics: Metrics) -> None:
+    """What CAN_VIEW may see: endpoints, their logs, schema and metrics."""
+
     @app.get("/.well-known/databricks-config")
     async def _databricks_config() -> dict[str, Any]:
         return {}
 
-    @app.post("/api/2.0/serving-endpoints")
-    async def _create(request: Request) -> dict[str, Any]:
-        allow(request, "CAN_MANAGE")
-        return manager.create(await _json(request))
+    @app.get("/health", response_class=PlainTextResponse)
+    async def _health() -> str:
+        return "ok"
 
     @app.get("/api/2.0/serving-endpoints")
     async def _list(request: Request) -> dict[str, Any]:
@@ -97,31 +112,11 @@ def create_app(manager: EndpointManager, tokens: TokenStore | None = None) -> Se
         allow(request, "CAN_VIEW")
         return manager.get(name)
 
-    @app.delete("/api/2.0/serving-endpoints/{name}")
-    async def _delete(name: str, request: Request) -> dict[str, Any]:
-        allow(request, "CAN_MANAGE")
-        manager.delete(name)
-        return {}
-
-    @app.put("/api/2.0/serving-endpoints/{name}/config")
-    async def _update_config(name: str, request: Request) -> dict[str, Any]:
-        allow(request, "CAN_MANAGE")
-        return manager.update_config(name, await _json(request))
-
     @app.get("/api/2.0/serving-endpoints/{name}/served-models/{entity}/logs")
+    @app.get("/api/2.0/serving-endpoints/{name}/served-models/{entity}/build-logs")
     async def _logs(name: str, entity: str, request: Request) -> dict[str, Any]:
         allow(request, "CAN_VIEW")
         return {"logs": manager.logs(name)}
-
-    @app.get("/api/2.0/serving-endpoints/{name}/served-models/{entity}/build-logs")
-    async def _build_logs(name: str, entity: str, request: Request) -> dict[str, Any]:
-        allow(request, "CAN_VIEW")
-        return {"logs": manager.logs(name)}
-
-    @app.put("/api/2.0/serving-endpoints/{name}/ai-gateway")
-    async def _ai_gateway(name: str, request: Request) -> dict[str, Any]:
-        allow(request, "CAN_MANAGE")
-        return manager.put_ai_gateway(name, await _json(request))
 
     @app.get("/api/2.0/serving-endpoints/{name}/openapi")
     async def _openapi(name: str, request: Request) -> JSONResponse:
@@ -139,11 +134,30 @@ def create_app(manager: EndpointManager, tokens: TokenStore | None = None) -> Se
         allow(request, "CAN_VIEW")
         return metrics.render(manager)
 
-    @app.get("/health", response_class=PlainTextResponse)
-    async def _health() -> str:
-        return "ok"
 
-    return ServingApp(api=app, invocations=Invocations(manager, tokens, metrics))
+def _write_routes(app: FastAPI, manager: EndpointManager, allow: Allow) -> None:
+    """What only CAN_MANAGE may do: create, update, delete, configure the AI gateway."""
+
+    @app.post("/api/2.0/serving-endpoints")
+    async def _create(request: Request) -> dict[str, Any]:
+        allow(request, "CAN_MANAGE")
+        return manager.create(await _json(request))
+
+    @app.delete("/api/2.0/serving-endpoints/{name}")
+    async def _delete(name: str, request: Request) -> dict[str, Any]:
+        allow(request, "CAN_MANAGE")
+        manager.delete(name)
+        return {}
+
+    @app.put("/api/2.0/serving-endpoints/{name}/config")
+    async def _update_config(name: str, request: Request) -> dict[str, Any]:
+        allow(request, "CAN_MANAGE")
+        return manager.update_config(name, await _json(request))
+
+    @app.put("/api/2.0/serving-endpoints/{name}/ai-gateway")
+    async def _ai_gateway(name: str, request: Request) -> dict[str, Any]:
+        allow(request, "CAN_MANAGE")
+        return manager.put_ai_gateway(name, await _json(request))
 
 
 class ServingApp:
@@ -162,63 +176,17 @@ class ServingApp:
 
 
 def openapi_spec(endpoint: dict[str, Any]) -> dict[str, Any]:
-    """The query schema of an endpoint (OpenAPI 3.1), as ``GET …/openapi`` returns it."""
+    """The query schema of an endpoint (OpenAPI 3.1), made from :mod:`gcn_rag.model.schema`."""
     name = endpoint["name"]
-    question = {"type": "string", "description": "A question about GCN Circulars."}
-    request = {
-        "type": "object",
-        "description": "Exactly one of the four input formats, plus optional params.",
-        "properties": {
-            "dataframe_split": {
-                "type": "object",
-                "properties": {
-                    "columns": {"type": "array", "items": {"const": "question"}},
-                    "data": {"type": "array", "items": {"type": "array", "items": question}},
-                },
-            },
-            "dataframe_records": {
-                "type": "array",
-                "items": {"type": "object", "properties": {"question": question}},
-            },
-            "instances": {"type": "array", "items": question},
-            "inputs": {"type": "array", "items": question},
-            "params": {
-                "type": "object",
-                "properties": {
-                    "k": {"type": "integer", "description": "Circulars to retrieve."},
-                    "event_filter": {"type": "string", "description": "SQL LIKE on event ids."},
-                    "generator": {"type": "string", "description": "'extractive' skips the LLM."},
-                },
-            },
-            "client_request_id": {"type": "string"},
-        },
-    }
-    prediction = {
-        "type": "object",
-        "properties": {
-            "answer": {"type": "string", "description": "Cited answer, or an abstention."},
-            "sources": {"type": "string", "description": "JSON array of event ids."},
-            "num_docs": {"type": "integer", "description": "Circulars retrieved."},
-            "citations": {"type": "string", "description": "JSON array of citations."},
-            "generator_fallback": {
-                "type": "string",
-                "description": "Why an LLM answer was replaced by the extractive one ('' if not).",
-            },
-        },
-    }
     operation = {
-        "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _request_schema()}},
+        },
         "responses": {
             "200": {
                 "description": "One prediction per question.",
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {"predictions": {"type": "array", "items": prediction}},
-                        }
-                    }
-                },
+                "content": {"application/json": {"schema": _response_schema()}},
             }
         },
     }
@@ -235,5 +203,96 @@ def openapi_spec(endpoint: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _request_schema() -> dict[str, Any]:
+    question = {"type": JSON_TYPES[INPUT.type], "description": INPUT.description}
+    params = {
+        p.name: {"type": JSON_TYPES[p.type], "default": p.default, "description": p.description}
+        for p in PARAMS
+    }
+    return {
+        "type": "object",
+        "description": "Exactly one of the four input formats, plus optional params.",
+        "properties": {
+            "dataframe_split": {
+                "type": "object",
+                "properties": {
+                    "columns": {"type": "array", "items": {"const": INPUT.name}},
+                    "data": {"type": "array", "items": {"type": "array", "items": question}},
+                },
+            },
+            "dataframe_records": {
+                "type": "array",
+                "items": {"type": "object", "properties": {INPUT.name: question}},
+            },
+            "instances": {"type": "array", "items": question},
+            "inputs": {"type": "array", "items": question},
+            "params": {"type": "object", "properties": params},
+            "client_request_id": {"type": "string"},
+        },
+    }
+
+
+def _response_schema() -> dict[str, Any]:
+    prediction = {
+        "type": "object",
+        "properties": {
+            c.name: {"type": JSON_TYPES[c.type], "description": c.description} for c in OUTPUTS
+        },
+    }
+    return {
+        "type": "object",
+        "properties": {"predictions": {"type": "array", "items": prediction}},
+    }
+
+
 async def _json(request: Request) -> Any:
     return decode_json(await request.body())
+
+
+# --- running it -----------------------------------------------------------------------------
+
+
+class Server:
+    """uvicorn serving a workspace's endpoints; :meth:`run` until Ctrl-C or SIGTERM, then flush."""
+
+    def __init__(self, settings: Settings, host: str, port: int, *, no_auth: bool = False):
+        import uvicorn
+
+        if no_auth and host not in LOOPBACK:
+            raise BadInputError("--no-auth is only allowed on a loopback address (127.0.0.1).")
+        self.url = f"http://{host}:{port}"
+        tokens = None if no_auth else TokenStore(settings.serving_state)
+        self.manager = EndpointManager.for_settings(settings)
+        app = create_app(self.manager, tokens)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning")
+        self.uvicorn: uvicorn.Server = uvicorn.Server(config)
+
+    @property
+    def started(self) -> bool:
+        return bool(self.uvicorn.started)
+
+    def wait_started(self) -> bool:
+        """Block until the server listens (True) or stops without having started (False)."""
+        while not self.uvicorn.started and not self.uvicorn.should_exit:
+            time.sleep(0.05)
+        return self.started
+
+    def stop(self) -> None:
+        """Ask the server to stop (from any thread); :meth:`run` then returns."""
+        self.uvicorn.should_exit = True
+
+    def run(self) -> None:
+        """Serve until stopped, Ctrl-C or SIGTERM, then flush captured requests (none lost)."""
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal with the
+        # previous handler; make that an exception here, so the flush below runs for both.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                self.uvicorn.run()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            self.manager.close()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -8,13 +8,14 @@ state) < ``CAN_QUERY`` (also invoke) < ``CAN_MANAGE`` (also create, update, dele
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import time
 from pathlib import Path
 from typing import NamedTuple
 
 from gcn_rag.errors import BadInputError, PermissionDeniedError, UnauthenticatedError
-from gcn_rag.serving.manager import open_state
+from gcn_rag.serving.store import open_state
 
 LEVELS = {"CAN_VIEW": 1, "CAN_QUERY": 2, "CAN_MANAGE": 3}
 
@@ -85,3 +86,21 @@ class TokenStore:
         if LEVELS[caller.permission] < LEVELS[needed]:
             raise PermissionDeniedError(f"This needs {needed}; the token has {caller.permission}.")
         return caller
+
+
+def saved_token(path: Path) -> str | None:
+    """The token kept in ``path`` (the workspace's token file), if there is one."""
+    return path.read_text().strip() or None if path.exists() else None
+
+
+def manage_token(store: TokenStore, path: Path) -> str:
+    """A CAN_MANAGE token for the CLI: the one kept in ``path`` if still valid, else a new
+    one, kept there in a file only its owner can read (mode 0600)."""
+    token = saved_token(path)
+    if token is not None and store.caller(token) is not None:
+        return token
+    token = store.create("CAN_MANAGE", "gcn-rag up")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    return token

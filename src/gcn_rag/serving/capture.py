@@ -64,6 +64,25 @@ def payload_schema() -> pa.Schema:
 
 
 @dataclasses.dataclass(frozen=True)
+class CaptureRow:
+    """One answered (or refused) request, as the invocations path hands it to capture.
+
+    :meth:`InferenceCapture.record` adds what the table derives (dates, sampling, clipping).
+    """
+
+    databricks_request_id: str
+    client_request_id: str | None
+    timestamp_ms: int
+    status_code: int
+    execution_duration_ms: int
+    request: str  # the body as sent (JSON text)
+    response: str  # the body as answered (JSON text)
+    served_entity_id: str
+    endpoint_name: str
+    requester: str  # the caller's name, never a token
+
+
+@dataclasses.dataclass(frozen=True)
 class CaptureTarget:
     """Where an endpoint's requests go, and which fraction of them."""
 
@@ -110,36 +129,6 @@ def capture_target(
                 payload_table(endpoint, source), float(source.get("sampling_fraction", 1.0))
             )
     return None
-
-
-def payload_query(
-    catalog: Catalog,
-    table: str,
-    columns: str,
-    *,
-    endpoint: str | None = None,
-    since_ms: int | None = None,
-    status: int | None = None,
-) -> str:
-    """``SELECT columns FROM <payload table> WHERE …`` for the given filters (validated)."""
-    from gcn_rag.errors import NotFoundError
-
-    name = catalog.name(table)
-    if not catalog.exists(name):
-        raise NotFoundError(
-            f"No captured requests yet: {name} does not exist (endpoints capture into it "
-            "once they serve a request with auto_capture_config enabled)."
-        )
-    where = []
-    if endpoint is not None:
-        if not all(c.isalnum() or c in "-_" for c in endpoint):
-            raise BadInputError(f"{endpoint!r} is not an endpoint name.")
-        where.append(f"endpoint_name = '{endpoint}'")
-    if since_ms is not None:
-        where.append(f"timestamp_ms >= {int(since_ms)}")
-    if status is not None:
-        where.append(f"status_code = {int(status)}")
-    return f"SELECT {columns} FROM {name} {'WHERE ' + ' AND '.join(where) if where else ''}"
 
 
 def sampled(request_id: str, fraction: float) -> bool:
@@ -273,11 +262,12 @@ class InferenceCapture:
 
     # --- request path ------------------------------------------------------------------------
 
-    def record(self, target: CaptureTarget, row: dict[str, Any]) -> None:
+    def record(self, target: CaptureTarget, request: CaptureRow) -> None:
         """Spool one request's row (sampled, payloads clipped) before its response is sent."""
-        if not sampled(row["databricks_request_id"], target.sampling_fraction):
+        if not sampled(request.databricks_request_id, target.sampling_fraction):
             return
         codes: list[str] = []
+        row = dict(vars(request))
         row["request"] = clip(row["request"], REQUEST_TOO_LARGE, codes, self.max_payload_bytes)
         row["response"] = clip(row["response"], RESPONSE_TOO_LARGE, codes, self.max_payload_bytes)
         row["logging_error_codes"] = codes

@@ -26,6 +26,7 @@ from gcn_rag.errors import (
     TooManyRequestsError,
     UnauthenticatedError,
 )
+from gcn_rag.serving.protocol import query_body
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 _BY_STATUS: dict[int, type[GcnRagError]] = {
@@ -97,7 +98,7 @@ class ServingClient:
         self._call("DELETE", f"/api/2.0/serving-endpoints/{name}")
 
     def query(self, name: str, questions: builtins.list[str]) -> builtins.list[dict[str, Any]]:
-        body = {"dataframe_split": {"columns": ["question"], "data": [[q] for q in questions]}}
+        body = query_body(questions)
         return list(
             self._call("POST", f"/serving-endpoints/{name}/invocations", body)["predictions"]
         )
@@ -168,8 +169,7 @@ class NASAGCNRagClient:
         answers: builtins.list[Any] = []
         for start in range(0, len(questions), batch_size):
             batch = questions[start : start + batch_size]
-            body = {"dataframe_split": {"columns": ["question"], "data": [[q] for q in batch]}}
-            response = self.post(body)
+            response = self.post(query_body(batch))
             raise_for_response(response)
             predictions = response.json().get("predictions")
             if not isinstance(predictions, builtins.list) or len(predictions) != len(batch):

@@ -25,8 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
-import json
 import queue
 import threading
 import time
@@ -41,12 +39,19 @@ from gcn_rag.errors import (
     MethodNotAllowedError,
 )
 from gcn_rag.serving.auth import TokenStore
-from gcn_rag.serving.manager import EndpointManager, Replica
+from gcn_rag.serving.capture import CaptureRow
+from gcn_rag.serving.manager import EndpointManager
 from gcn_rag.serving.metrics import Metrics
-
-MAX_BODY_BYTES = 16 * 1024 * 1024
-FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
-_PLAIN = (str, int, float, bool, type(None), list, dict)  # what json.dumps writes as is
+from gcn_rag.serving.protocol import (
+    MAX_BODY_BYTES,
+    Inputs,
+    client_request_id,
+    decode_json,
+    encode,
+    parse_invocation,
+    records,
+)
+from gcn_rag.serving.replicas import Replica
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -69,150 +74,6 @@ def invocation_target(path: str) -> tuple[str, str | None] | None:
     ):
         return parts[2], parts[4]
     return None
-
-
-def decode_json(body: bytes) -> Any:
-    """The request body as JSON (any Content-Type), or 400 naming the problem."""
-    if len(body) > MAX_BODY_BYTES:
-        raise BadInputError(f"The request body is over {MAX_BODY_BYTES // (1024 * 1024)} MB.")
-    try:
-        return json.loads(body or b"null")
-    except ValueError as exc:
-        raise BadInputError(f"The request body is not valid JSON ({exc}).") from exc
-
-
-@dataclasses.dataclass(frozen=True)
-class Inputs:
-    """One request's rows in the format they came in; :meth:`frame` makes the DataFrame."""
-
-    format: str
-    data: Any
-
-    def frame(self) -> Any:
-        """The DataFrame the model gets, or 400 if the rows do not make one."""
-        import pandas as pd
-
-        text = self._text_column()
-        if text is not None:
-            return _text_frame(*text)
-        data = self.data
-        try:
-            if self.format == "dataframe_split":
-                frame = pd.DataFrame(data=data["data"], columns=data.get("columns"))
-            elif self.format == "dataframe_records":
-                frame = pd.DataFrame.from_records(data)
-            elif isinstance(data, dict):
-                frame = pd.DataFrame(
-                    {k: v if isinstance(v, list) else [v] for k, v in data.items()}
-                )
-            elif isinstance(data, list) and data and isinstance(data[0], dict):
-                frame = pd.DataFrame.from_records(data)
-            else:
-                frame = pd.DataFrame({"question": data if isinstance(data, list) else [data]})
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise BadInputError(f"{self.format} is malformed: {exc}") from exc
-        if "question" not in frame.columns and len(frame.columns) != 1:
-            raise BadInputError(f"The input needs a 'question' column; got {list(frame.columns)}.")
-        return frame
-
-    def _text_column(self) -> tuple[str, list[str]] | None:
-        """``(name, values)`` when the rows are one column of strings (the lab's shape)."""
-        data = self.data
-        if self.format == "dataframe_split":
-            columns, rows = data.get("columns"), data.get("data")
-            if not (
-                isinstance(columns, list)
-                and len(columns) == 1
-                and isinstance(columns[0], str)
-                and isinstance(rows, list)
-                and rows
-                and all(isinstance(row, list) and len(row) == 1 for row in rows)
-            ):
-                return None
-            name, values = columns[0], [row[0] for row in rows]
-        elif self.format in ("instances", "inputs") and isinstance(data, list) and data:
-            name, values = "question", data
-        else:
-            return None
-        return (name, values) if all(isinstance(v, str) for v in values) else None
-
-
-@functools.lru_cache(maxsize=64)
-def _columns(name: str) -> Any:
-    import pandas as pd
-
-    return pd.Index([name], dtype=object)
-
-
-def _text_frame(name: str, values: list[str]) -> Any:
-    """A one-column object-dtype DataFrame built from its parts: ~120 pandas calls, not ~300.
-
-    With the column index and row index given and nothing to infer, pandas skips most of its
-    constructor; on the request path (cold caches after the model) this was 0.7 ms.
-    """
-    import numpy as np
-    import pandas as pd
-
-    array = np.empty((len(values), 1), dtype=object)
-    for i, value in enumerate(values):
-        array[i, 0] = value
-    return pd.DataFrame(
-        array, columns=_columns(name), index=pd.RangeIndex(len(values)), dtype=object, copy=False
-    )
-
-
-def parse_invocation(body: Any) -> tuple[Inputs, dict[str, Any] | None]:
-    """The rows and params of a request in any of the four MLflow/Databricks input formats."""
-    if not isinstance(body, dict):
-        raise BadInputError(
-            "The body must be a JSON object with dataframe_split, "
-            "dataframe_records, instances or inputs."
-        )
-    params = body.get("params")
-    if params is not None and not isinstance(params, dict):
-        raise BadInputError("params must be a JSON object.")
-    keys = [k for k in FORMATS if k in body]
-    if len(keys) != 1:
-        raise BadInputError(
-            "Send exactly one of dataframe_split, dataframe_records, instances or inputs; "
-            f"got {keys or 'none'}."
-        )
-    data = body[keys[0]]
-    if keys[0] == "dataframe_split" and not isinstance(data, dict):
-        raise BadInputError("dataframe_split is malformed: it must be an object with 'data'.")
-    if keys[0] == "dataframe_records" and not isinstance(data, list | dict):
-        raise BadInputError("dataframe_records is malformed: it must be a list of objects.")
-    return Inputs(keys[0], data), params
-
-
-def records(frame: Any) -> list[dict[str, Any]]:
-    """A predictions DataFrame as JSON-ready rows (NaN -> null), without a JSON round trip.
-
-    Object and numeric columns (what our model returns) come out as plain Python values;
-    anything else (timestamps, ``pd.NA``, numpy arrays, ...) goes through ``to_json``.
-    """
-    keys = [str(column) for column in frame.columns]
-    rows = []
-    for values in frame.to_numpy(dtype=object).tolist():
-        row = {}
-        for key, value in zip(keys, values, strict=True):
-            if type(value) is float and value != value:
-                value = None
-            elif not isinstance(value, _PLAIN):
-                return list(json.loads(frame.to_json(orient="records", force_ascii=False)))
-            row[key] = value
-        rows.append(row)
-    return rows
-
-
-def encode(content: Any) -> bytes:
-    """JSON bytes as Starlette's ``JSONResponse`` writes them (UTF-8, compact, no NaN)."""
-    return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
-
-
-def _client_request_id(body: Any) -> str | None:
-    value = body.get("client_request_id") if isinstance(body, dict) else None
-    return value[:256] if isinstance(value, str) else None
 
 
 class Workers:
@@ -315,9 +176,8 @@ class Invocations:
             ]
         except GcnRagError as exc:
             status, content, headers = exc.status_code, self._error(exc), []
-            retry_after = getattr(exc, "retry_after", None)
-            if retry_after:
-                headers.append((b"retry-after", str(retry_after).encode()))
+            if exc.retry_after:
+                headers.append((b"retry-after", str(exc.retry_after).encode()))
         except Exception as exc:  # a bug of ours: a 500 with the message, not a traceback
             error = GcnRagError(f"{type(exc).__name__}: {exc}")
             status, content, headers = 500, self._error(error), []
@@ -403,18 +263,18 @@ class Invocations:
             return
         capture.record(
             target,
-            {
-                "databricks_request_id": call.request_id,
-                "client_request_id": _client_request_id(call.body),
-                "timestamp_ms": int(time.time() * 1000),
-                "status_code": status,
-                "execution_duration_ms": round(call.model_ms),
-                "request": (call.raw or b"").decode("utf-8", errors="replace"),
-                "response": content.decode(),
-                "served_entity_id": call.served,
-                "endpoint_name": call.name,
-                "requester": call.caller,
-            },
+            CaptureRow(
+                databricks_request_id=call.request_id,
+                client_request_id=client_request_id(call.body),
+                timestamp_ms=int(time.time() * 1000),
+                status_code=status,
+                execution_duration_ms=round(call.model_ms),
+                request=(call.raw or b"").decode("utf-8", errors="replace"),
+                response=content.decode(),
+                served_entity_id=call.served,
+                endpoint_name=call.name,
+                requester=call.caller,
+            ),
         )
 
     @staticmethod

@@ -11,10 +11,12 @@ import bisect
 import os
 import threading
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gcn_rag.serving.manager import EndpointManager
+    from gcn_rag.serving.replicas import Replica
 
 BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
 
@@ -45,24 +47,26 @@ class Metrics:
     def render(self, manager: EndpointManager, endpoint: str | None = None) -> str:
         """The Prometheus exposition text, for one endpoint or all of them."""
         out: list[str] = []
+        self._requests_text(out, endpoint)
+        _replica_text(out, manager, endpoint)
+        if manager.capture is not None:
+            _capture_text(out, manager.capture.stats())
+        _family(out, "process_resident_memory_bytes", "gauge", "Resident memory of the server.")
+        out.append(f"process_resident_memory_bytes {resident_bytes()}")
+        return "\n".join(out) + "\n"
 
-        def family(name: str, kind: str, help_text: str) -> None:
-            out.append(f"# HELP {name} {help_text}")
-            out.append(f"# TYPE {name} {kind}")
-
-        def keep(name: str) -> bool:
-            return endpoint is None or name == endpoint
-
+    def _requests_text(self, out: list[str], endpoint: str | None) -> None:
+        """Request counts by status and the latency histogram."""
         with self._lock:
             requests = sorted(self._requests.items())
             latency = sorted((k, list(h.counts), h.total) for k, h in self._latency.items())
-        family("gcn_rag_requests_total", "counter", "Invocations by HTTP status.")
+        _family(out, "gcn_rag_requests_total", "counter", "Invocations by HTTP status.")
         for (ep, entity, status), n in requests:
-            if keep(ep):
+            if endpoint is None or ep == endpoint:
                 out.append(f'gcn_rag_requests_total{{{_labels(ep, entity)},status="{status}"}} {n}')
-        family("gcn_rag_request_duration_seconds", "histogram", "Invocation latency.")
+        _family(out, "gcn_rag_request_duration_seconds", "histogram", "Invocation latency.")
         for (ep, entity), counts, total in latency:
-            if not keep(ep):
+            if endpoint is not None and ep != endpoint:
                 continue
             labels, cumulative = _labels(ep, entity), 0
             for bound, count in zip((*BUCKETS_S, float("inf")), counts, strict=True):
@@ -73,84 +77,73 @@ class Metrics:
                 )
             out.append(f"gcn_rag_request_duration_seconds_sum{{{labels}}} {total:.6f}")
             out.append(f"gcn_rag_request_duration_seconds_count{{{labels}}} {cumulative}")
-        replicas = [
-            (ep, r)
-            for ep, rs in sorted(manager.replicas().items())
-            if keep(ep)
-            for r in rs.values()
-        ]
-        gauges = (
-            ("gcn_rag_in_flight", "gauge", "Requests being answered.", lambda r: r.in_flight),
-            ("gcn_rag_queued", "gauge", "Requests waiting for a slot.", lambda r: r.queued),
-            ("gcn_rag_concurrency_limit", "gauge", "Slots (workload size).", lambda r: r.limit),
-            (
-                "gcn_rag_model_loaded",
-                "gauge",
-                "1 if loaded, 0 if scaled to zero.",
-                lambda r: int(r.model is not None),
-            ),
-            (
-                "gcn_rag_cold_starts_total",
-                "counter",
-                "Loads after scale-to-zero.",
-                lambda r: r.cold_starts,
-            ),
-            (
-                "gcn_rag_last_cold_start_seconds",
-                "gauge",
-                "Duration of the last cold start.",
-                lambda r: r.last_cold_start_s or 0.0,
-            ),
-            (
-                "gcn_rag_batches_total",
-                "counter",
-                "predict calls made by the batcher (row-wise models).",
-                lambda r: r.batcher.batches,
-            ),
-            (
-                "gcn_rag_batched_rows_total",
-                "counter",
-                "Rows those predict calls answered (rows / batches = mean batch size).",
-                lambda r: r.batcher.rows,
-            ),
-        )
-        for name, kind, help_text, value in gauges:
-            family(name, kind, help_text)
-            for ep, replica in replicas:
-                out.append(f"{name}{{{_labels(ep, replica.name)}}} {value(replica):g}")
-        if manager.capture is not None:
-            stats = manager.capture.stats()
-            for name, kind, help_text, value in (
-                (
-                    "gcn_rag_capture_backlog_rows",
-                    "gauge",
-                    "Captured rows not yet in Delta.",
-                    stats["backlog_rows"],
-                ),
-                (
-                    "gcn_rag_capture_flushed_rows_total",
-                    "counter",
-                    "Captured rows in Delta.",
-                    stats["flushed_rows"],
-                ),
-                (
-                    "gcn_rag_capture_write_errors_total",
-                    "counter",
-                    "Rows the spool lost.",
-                    stats["write_errors"],
-                ),
-                (
-                    "gcn_rag_capture_last_flush_timestamp_seconds",
-                    "gauge",
-                    "Last flush.",
-                    stats["last_flush_timestamp"] / 1000,
-                ),
-            ):
-                family(name, kind, help_text)
-                out.append(f"{name} {value:g}")
-        family("process_resident_memory_bytes", "gauge", "Resident memory of the server.")
-        out.append(f"process_resident_memory_bytes {resident_bytes()}")
-        return "\n".join(out) + "\n"
+
+
+#: (name, type, help, value of a replica) of the gauges read from the replicas when scraped.
+_REPLICA_GAUGES: tuple[tuple[str, str, str, Callable[[Replica], float]], ...] = (
+    ("gcn_rag_in_flight", "gauge", "Requests being answered.", lambda r: r.in_flight),
+    ("gcn_rag_queued", "gauge", "Requests waiting for a slot.", lambda r: r.queued),
+    ("gcn_rag_concurrency_limit", "gauge", "Slots (workload size).", lambda r: r.limit),
+    (
+        "gcn_rag_model_loaded",
+        "gauge",
+        "1 if loaded, 0 if scaled to zero.",
+        lambda r: int(r.model is not None),
+    ),
+    ("gcn_rag_cold_starts_total", "counter", "Loads after scale-to-zero.", lambda r: r.cold_starts),
+    (
+        "gcn_rag_last_cold_start_seconds",
+        "gauge",
+        "Duration of the last cold start.",
+        lambda r: r.last_cold_start_s or 0.0,
+    ),
+    (
+        "gcn_rag_batches_total",
+        "counter",
+        "predict calls made by the batcher (row-wise models).",
+        lambda r: r.batcher.batches,
+    ),
+    (
+        "gcn_rag_batched_rows_total",
+        "counter",
+        "Rows those predict calls answered (rows / batches = mean batch size).",
+        lambda r: r.batcher.rows,
+    ),
+)
+
+#: (name, type, help, key in the capture stats) of the capture gauges.
+_CAPTURE_GAUGES = (
+    ("gcn_rag_capture_backlog_rows", "gauge", "Captured rows not yet in Delta.", "backlog_rows"),
+    ("gcn_rag_capture_flushed_rows_total", "counter", "Captured rows in Delta.", "flushed_rows"),
+    ("gcn_rag_capture_write_errors_total", "counter", "Rows the spool lost.", "write_errors"),
+)
+
+
+def _replica_text(out: list[str], manager: EndpointManager, endpoint: str | None) -> None:
+    replicas = [
+        (ep, r)
+        for ep, rs in sorted(manager.replicas().items())
+        if endpoint is None or ep == endpoint
+        for r in rs.values()
+    ]
+    for name, kind, help_text, value in _REPLICA_GAUGES:
+        _family(out, name, kind, help_text)
+        for ep, replica in replicas:
+            out.append(f"{name}{{{_labels(ep, replica.name)}}} {value(replica):g}")
+
+
+def _capture_text(out: list[str], stats: dict[str, Any]) -> None:
+    for name, kind, help_text, key in _CAPTURE_GAUGES:
+        _family(out, name, kind, help_text)
+        out.append(f"{name} {stats[key]:g}")
+    name = "gcn_rag_capture_last_flush_timestamp_seconds"
+    _family(out, name, "gauge", "Last flush.")
+    out.append(f"{name} {stats['last_flush_timestamp'] / 1000:g}")
+
+
+def _family(out: list[str], name: str, kind: str, help_text: str) -> None:
+    out.append(f"# HELP {name} {help_text}")
+    out.append(f"# TYPE {name} {kind}")
 
 
 def _labels(endpoint: str, entity: str) -> str:

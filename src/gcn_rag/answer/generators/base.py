@@ -1,0 +1,25 @@
+"""What every generator takes and is: passages in rank order, and a ``generate`` method."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Protocol
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """One retrieved passage handed to a generator, in rank order."""
+
+    circular_id: float
+    event_id: str | None
+    subject: str
+    text: str
+
+
+class Generator(Protocol):
+    """Writes an answer to ``question`` from ``contexts`` alone; ``close`` frees resources."""
+
+    def generate(self, question: str, contexts: Sequence[Context]) -> str: ...
+
+    def close(self) -> None: ...

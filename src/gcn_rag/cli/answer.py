@@ -1,0 +1,186 @@
+"""``gcn-rag index | ask | predict | eval``: build the index, answer questions, score answers."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from gcn_rag.answer.batch import DEFAULT_QUESTIONS
+from gcn_rag.cli.common import (
+    SettingsOption,
+    friendly,
+    make_console,
+    print_rows,
+    progress_reporter,
+)
+from gcn_rag.corpus.circulars import format_circular_id
+from gcn_rag.settings import Settings
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from gcn_rag.answer.assistant import Answer
+    from gcn_rag.search.build import BuildReport
+
+ModeOption = typer.Option(
+    "hybrid", "--mode", help="Retrieval: hybrid (BM25 + dense, fused), lexical or dense."
+)
+GeneratorOption = typer.Option(
+    None,
+    "--generator",
+    help="Who writes the answer: extractive (default), local (SmolLM2 via llama.cpp) or openai "
+    "(settings openai_base_url, openai_model; key in $OPENAI_API_KEY).",
+)
+KOption = typer.Option(5, "--k", help="How many circulars to answer from.")
+
+
+@friendly
+def index(
+    force: bool = typer.Option(False, "--force", help="Rebuild even if up to date."),
+    settings: Settings = SettingsOption,
+) -> None:
+    """Build the search index (BM25 over every chunk + one vector per circular).
+
+    Incremental: an index already built from the current chunks table is left alone, and
+    vectors are cached by text, so a rebuild embeds only new or changed circulars.
+    """
+    make_console().print(build(settings, force=force).summary(), markup=False)
+
+
+def build(settings: Settings, *, force: bool = False) -> BuildReport:
+    """:func:`gcn_rag.search.build.build_index` with the workspace's embedder and progress."""
+    from gcn_rag.search.build import build_index
+    from gcn_rag.search.embedding import Embedder
+    from gcn_rag.search.index import DENSE_MAX_TOKENS
+    from gcn_rag.tables import Catalog
+
+    embedder = Embedder.from_settings(settings, max_tokens=DENSE_MAX_TOKENS)
+    with progress_reporter(make_console()) as reporter:
+        return build_index(
+            settings, Catalog.from_settings(settings), embedder, force=force, reporter=reporter
+        )
+
+
+@friendly
+def ask(
+    question: str = typer.Argument(..., help="A question about the GCN Circulars."),
+    k: int = KOption,
+    event: str | None = typer.Option(
+        None, "--event", help="Only circulars about this event (GRB 221009A) or prefix (GRB%)."
+    ),
+    since: datetime | None = typer.Option(None, "--since", help="Circulars from this date."),
+    until: datetime | None = typer.Option(None, "--until", help="Circulars up to this date."),
+    mode: str = ModeOption,
+    generator: str | None = GeneratorOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the Answer as JSON."),
+    settings: Settings = SettingsOption,
+) -> None:
+    """Answer a question with citations, e.g. gcn-rag ask "What is the redshift of GRB 221009A?"."""
+    import json
+
+    from gcn_rag.answer.assistant import Assistant
+    from gcn_rag.search.retrieval import Filters, parse_mode
+    from gcn_rag.timespan import utc
+
+    filters = Filters(event=event, since=utc(since), until=utc(until))
+    assistant = Assistant.load(settings, generator=generator)
+    try:
+        answer = assistant.ask(question, k=k, filters=filters, mode=parse_mode(mode))
+    finally:
+        assistant.close()
+    if as_json:
+        sys.stdout.write(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2) + "\n")
+        return
+    print_answer(make_console(), answer)
+
+
+@friendly
+def predict(
+    input_path: Path = typer.Option(..., "--input", help='JSONL of {"id", "question"} rows.'),
+    output_path: Path = typer.Option(..., "--output", help="Where to write predictions (JSONL)."),
+    k: int = KOption,
+    mode: str = ModeOption,
+    settings: Settings = SettingsOption,
+) -> None:
+    """Answer every question of a JSONL file; one prediction line per input line."""
+    from gcn_rag.answer.assistant import Assistant
+    from gcn_rag.answer.batch import predict_rows, read_rows, write_jsonl
+    from gcn_rag.search.retrieval import parse_mode
+
+    rows = read_rows(input_path)
+    assistant = Assistant.load(settings)
+    console = make_console()
+    with progress_reporter(console) as reporter:
+        task = reporter.task("Answering", len(rows))
+        records = predict_rows(assistant, rows, k=k, mode=parse_mode(mode), on_each=task.advance)
+        task.close()
+    write_jsonl(output_path, records)
+    errors = sum("error" in record for record in records)
+    console.print(f"Wrote {len(rows):,} predictions to {output_path} ({errors:,} with errors).")
+
+
+@friendly
+def evaluate(
+    questions: Path = typer.Option(
+        DEFAULT_QUESTIONS, "--questions", help="Question file (bench format)."
+    ),
+    modes: str = typer.Option(
+        "hybrid", "--modes", help="Comma-separated retrieval modes to compare in one run."
+    ),
+    k: int = KOption,
+    save: Path | None = typer.Option(None, "--save", help="Also write predictions (JSONL)."),
+    plain: bool = typer.Option(
+        False, "--plain", help="Baseline: no event-aware step (plain BM25 / dense ranking)."
+    ),
+    settings: Settings = SettingsOption,
+) -> None:
+    """Score the assistant on a question file (accuracy, recall@5, MRR@10 per category)."""
+    import uuid
+
+    from gcn_rag.answer import batch
+    from gcn_rag.answer.assistant import Assistant
+    from gcn_rag.answer.evaluation import load_items, scores_table
+    from gcn_rag.search.retrieval import parse_mode
+
+    items = load_items(questions)
+    assistant = Assistant.load(settings)
+    console = make_console()
+    run_id = uuid.uuid4().hex[:12]
+    wanted = [parse_mode(m.strip()) for m in modes.split(",") if m.strip()]
+    for mode in wanted:
+        with progress_reporter(console) as reporter:
+            run = batch.evaluate(assistant, items, k=k, mode=mode, plain=plain, reporter=reporter)
+        print_rows(console, f"{questions.name} - {run.label}", scores_table(run.scores))
+        index = assistant.index.path
+        batch.record(settings, run, run_id=run_id, questions_file=questions, k=k, index=index)
+        if save:
+            run.save(save, items, keyed="," in modes)
+    console.print(f"Appended to rag_evaluation_history (run {run_id}).")
+
+
+def print_answer(console: Console, answer: Answer) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console.print(escape(answer.answer), soft_wrap=True)
+    if answer.generator_fallback:
+        console.print(
+            f"[dim]({answer.generator}'s answer was not used: "
+            f"{escape(answer.generator_fallback)})[/]",
+            soft_wrap=True,
+        )
+    if not answer.citations:
+        return
+    view = Table("#", "circular", "event", "quote", show_lines=False)
+    for i, c in enumerate(answer.citations, start=1):
+        link = f"[link={c.url}]GCN {format_circular_id(c.circular_id)}[/link]"
+        view.add_row(str(i), link, escape(c.event_id or ""), escape(c.quote))
+    console.print(view)
+    console.print(
+        f"{answer.num_docs} circulars retrieved; "
+        f"{answer.timings_ms.get('total', 0):.0f} ms. Source: NASA GCN Circulars."
+    )

@@ -1,0 +1,185 @@
+"""Endpoint records and their configs, in the Databricks Model Serving shapes.
+
+An endpoint serves one or more *served entities* (a registered model name + version); its
+traffic config splits requests between them by percentage. :func:`normalize_config` checks a
+config as the REST API receives it and fills Databricks' defaults; :class:`Endpoint` is what
+the store keeps and :meth:`Endpoint.to_api` the JSON the API returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from gcn_rag.errors import BadInputError
+from gcn_rag.serving.capture import normalize_capture_config
+
+if TYPE_CHECKING:
+    from gcn_rag.model.registry import Resolver
+
+WORKLOAD_SIZES = {"Small": 4, "Medium": 16, "Large": 64}
+READY, NOT_READY = "READY", "NOT_READY"
+NOT_UPDATING, IN_PROGRESS, UPDATE_FAILED = "NOT_UPDATING", "IN_PROGRESS", "UPDATE_FAILED"
+
+
+@dataclasses.dataclass
+class Endpoint:
+    """One endpoint as stored; :meth:`to_api` gives the Databricks JSON shape."""
+
+    name: str
+    id: str
+    creator: str
+    creation_timestamp: int
+    config: dict[str, Any]
+    ready: str = NOT_READY
+    config_update: str = IN_PROGRESS
+    last_updated_timestamp: int = 0
+    logs: list[str] = dataclasses.field(default_factory=list)
+    pending_config: dict[str, Any] | None = None
+    ai_gateway: dict[str, Any] | None = None
+
+    def to_api(self, states: dict[str, tuple[str, str]]) -> dict[str, Any]:
+        """``states``: entity name -> (deployment state, message) for the loaded entities."""
+        entities = []
+        for entity in self.config["served_entities"]:
+            last_log = self.logs[-1] if self.logs else ""
+            state, message = states.get(entity["name"], ("DEPLOYMENT_CREATING", last_log))
+            entities.append(
+                {**entity, "state": {"deployment": state, "deployment_state_message": message}}
+            )
+        api = {
+            "name": self.name,
+            "id": self.id,
+            "creator": self.creator,
+            "creation_timestamp": self.creation_timestamp,
+            "last_updated_timestamp": self.last_updated_timestamp or self.creation_timestamp,
+            "state": {"ready": self.ready, "config_update": self.config_update},
+            "config": {**self.config, "served_entities": entities},
+        }
+        if self.pending_config is not None:
+            api["pending_config"] = self.pending_config
+        if self.ai_gateway is not None:
+            api["ai_gateway"] = self.ai_gateway
+        return api
+
+
+def check_name(name: Any) -> str:
+    """An endpoint name: letters, digits, '-' and '_'."""
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_" for c in name):
+        raise BadInputError(f"Endpoint name {name!r}: use letters, digits, '-' and '_'.")
+    return name
+
+
+def normalize_config(raw: Any, resolve: Resolver | None = None) -> dict[str, Any]:
+    """Validate a create request's ``config`` and fill Databricks' defaults.
+
+    With ``resolve``, an ``entity_version`` that names an alias (``champion``) is pinned to
+    the version it points at now.
+    """
+    if not isinstance(raw, dict) or not raw.get("served_entities"):
+        raise BadInputError("config.served_entities must list at least one served entity.")
+    entities = []
+    for item in raw["served_entities"]:
+        if not isinstance(item, dict) or not item.get("entity_name"):
+            raise BadInputError("Each served entity needs an entity_name.")
+        version = str(item.get("entity_version") or "")
+        if version and not version.isdigit() and resolve is not None:
+            version = resolve(str(item["entity_name"]), version)
+        if not version.isdigit():
+            raise BadInputError(
+                "entity_version must be a version number (or an alias such as champion), "
+                f"got {item.get('entity_version')!r}."
+            )
+        size = item.get("workload_size") or "Small"
+        if size not in WORKLOAD_SIZES:
+            raise BadInputError(f"workload_size must be one of {', '.join(WORKLOAD_SIZES)}.")
+        short = str(item["entity_name"]).rsplit(".", 1)[-1]
+        entities.append(
+            {
+                "name": item.get("name") or f"{short}-{version}",
+                "entity_name": item["entity_name"],
+                "entity_version": version,
+                "workload_size": size,
+                "workload_type": item.get("workload_type") or "CPU",
+                "scale_to_zero_enabled": bool(item.get("scale_to_zero_enabled", False)),
+            }
+        )
+    names = [e["name"] for e in entities]
+    routes = (raw.get("traffic_config") or {}).get("routes") or [
+        {"served_model_name": names[0], "traffic_percentage": 100}
+    ]
+    for route in routes:
+        target = route.get("served_model_name") or route.get("served_entity_name")
+        if target not in names:
+            raise BadInputError(f"Traffic route names unknown served entity {target!r}.")
+        route["served_model_name"] = target
+    if sum(int(r.get("traffic_percentage", 0)) for r in routes) != 100:
+        raise BadInputError("Traffic percentages must add up to 100.")
+    config = {
+        "served_entities": entities,
+        "traffic_config": {"routes": routes},
+        "config_version": 1,
+    }
+    if raw.get("auto_capture_config"):
+        config["auto_capture_config"] = normalize_capture_config(raw["auto_capture_config"])
+    return config
+
+
+AI_GATEWAY_FIELDS = (
+    "guardrails",
+    "inference_table_config",
+    "rate_limits",
+    "usage_tracking_config",
+    "fallback_config",
+)
+
+
+def normalize_ai_gateway(raw: Any) -> dict[str, Any]:
+    """Validate a ``PUT …/ai-gateway`` body; rate limits are checked, the rest is stored."""
+    if not isinstance(raw, dict):
+        raise BadInputError("The AI gateway config must be a JSON object.")
+    unknown = sorted(set(raw) - set(AI_GATEWAY_FIELDS))
+    if unknown:
+        raise BadInputError(
+            f"Unknown AI gateway field(s) {unknown}; known: {', '.join(AI_GATEWAY_FIELDS)}."
+        )
+    if raw.get("inference_table_config"):
+        raw["inference_table_config"] = normalize_capture_config(
+            raw["inference_table_config"], "inference_table_config"
+        )
+    limits = raw.get("rate_limits") or []
+    if not isinstance(limits, list):
+        raise BadInputError("rate_limits must be a list.")
+    for limit in limits:
+        calls = limit.get("calls") if isinstance(limit, dict) else None
+        if not isinstance(calls, int) or isinstance(calls, bool) or calls < 1:
+            raise BadInputError("Each rate limit needs 'calls', a positive integer.")
+        limit.setdefault("key", "endpoint")
+        limit.setdefault("renewal_period", "minute")
+        if limit["key"] not in ("endpoint", "user"):
+            raise BadInputError("A rate limit's key must be 'endpoint' or 'user'.")
+        if limit["renewal_period"] != "minute":
+            raise BadInputError("A rate limit's renewal_period must be 'minute'.")
+    return {k: v for k, v in raw.items() if v is not None}
+
+
+def summary_row(endpoint: dict[str, Any]) -> dict[str, str]:
+    """An endpoint as the API returns it, as one row: state, served entities, traffic."""
+    config, state = endpoint["config"], endpoint["state"]
+    entities = "\n".join(
+        f"{e['name']}: {e['entity_name']} v{e['entity_version']} {e['workload_size']}"
+        f"{' scale-to-zero' if e.get('scale_to_zero_enabled') else ''}"
+        f" ({e['state']['deployment']})"
+        for e in config["served_entities"]
+    )
+    routes = ", ".join(
+        f"{r['served_model_name']} {r['traffic_percentage']}%"
+        for r in config["traffic_config"]["routes"]
+    )
+    return {
+        "name": endpoint["name"],
+        "ready": state["ready"],
+        "config update": state["config_update"],
+        "served entities": entities,
+        "traffic": routes,
+    }
