@@ -153,3 +153,21 @@ def test_predict_and_eval(fixture_workspace: Settings, tmp_path: Path) -> None:
     )[1]
     accuracies = [json.loads(line)["accuracy"] for line in history.splitlines()]
     assert accuracies == [1.0, 1.0]
+
+
+def test_home_is_read_once_from_the_option_or_the_environment(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """``--home`` (or GCN_RAG_HOME) becomes the command's Settings; a broken config.toml is
+    a one-line error with exit code 1, whichever command reads it."""
+    invoke(settings, "ingest", str(TXT_ARCHIVE), "--no-chunk")
+    by_env = runner.invoke(app, ["tables"], env={"GCN_RAG_HOME": str(settings.home)})
+    assert by_env.exit_code == 0 and "sandbox.nasa_gcn_dev.gcn_circulars" in by_env.output
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.toml").write_text("catalog = [unclosed\n")
+    for command in (["tables"], ["sql", "SELECT 1"], ["model", "list"]):
+        result = runner.invoke(app, [*command, "--home", str(broken)])
+        assert result.exit_code == 1, (command, result.output)
+        assert result.output.startswith("Error: ") and "not valid TOML" in result.output
+        assert "Traceback" not in result.output
