@@ -128,3 +128,19 @@ def _serve(app: Any) -> Iterator[str]:
 def serve_app() -> Callable[[Any], contextlib.AbstractContextManager[str]]:
     """``with serve_app(app) as url:`` runs a real uvicorn server for the block."""
     return _serve
+
+
+@pytest.fixture(scope="session")
+def unloadable(fixture_workspace: Settings) -> tuple[str, str]:
+    """(name, version) of a registered model whose load always fails."""
+    import mlflow
+
+    from gcn_rag.model import registry
+    from models import UNLOADABLE, Unloadable
+
+    mlflow.set_tracking_uri(registry.tracking_uri(fixture_workspace))
+    mlflow.set_registry_uri(registry.tracking_uri(fixture_workspace))
+    info = mlflow.pyfunc.log_model(
+        name="unloadable", python_model=Unloadable(), registered_model_name=UNLOADABLE
+    )
+    return UNLOADABLE, str(info.registered_model_version)

@@ -26,14 +26,9 @@ from gcn_rag.model import registry
 from gcn_rag.model.registry import mlflow_loader
 from gcn_rag.serving.app import create_app
 from gcn_rag.serving.auth import TokenStore
-from gcn_rag.serving.capture import (
-    CaptureRow,
-    CaptureTarget,
-    InferenceCapture,
-    read_segment,
-    sampled,
-)
+from gcn_rag.serving.capture import CaptureRow, CaptureTarget, InferenceCapture, sampled
 from gcn_rag.serving.manager import EndpointManager
+from gcn_rag.serving.spool import read_segment
 from gcn_rag.serving.store import EndpointStore
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog

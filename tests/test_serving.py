@@ -216,9 +216,12 @@ def test_errors_have_databricks_shapes(
     assert session.get(f"{server}/.well-known/databricks-config", timeout=10).json() == {}
 
 
-def test_a_bad_version_fails_visibly(
-    workspace_client: Any, server: str, session: requests.Session, tokens: dict[str, str]
+def test_a_missing_version_is_refused_at_once(
+    workspace_client: Any, server: str, tokens: dict[str, str]
 ) -> None:
+    """A version the registry does not have is a 404 when the endpoint is created (as a
+    missing alias is), not an endpoint that fails later; a load that does fail later is in
+    tests/test_hardening.py."""
     body: Any = {
         "name": "broken",
         "config": {
@@ -232,20 +235,13 @@ def test_a_bad_version_fails_visibly(
         },
     }
     manage = {"Authorization": f"Bearer {tokens['CAN_MANAGE']}"}
-    assert requests.post(
+    refused = requests.post(
         f"{server}/api/2.0/serving-endpoints", json=body, headers=manage, timeout=10
-    ).ok
-    deadline = time.monotonic() + 60
-    while workspace_client.serving_endpoints.get("broken").state.config_update.value != (
-        "UPDATE_FAILED"
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    logs = session.get(
-        f"{server}/api/2.0/serving-endpoints/broken/served-models/x/logs", timeout=10
-    ).json()["logs"]
-    assert "load failed" in logs
-    workspace_client.serving_endpoints.delete("broken")
+    )
+    assert refused.status_code == 404
+    assert refused.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert "'999'" in refused.json()["message"]
+    assert "broken" not in [e.name for e in workspace_client.serving_endpoints.list()]
 
 
 def test_update_config_swaps_with_requests_in_flight(
@@ -303,18 +299,21 @@ def test_update_config_swaps_with_requests_in_flight(
 
 
 def test_a_failed_update_keeps_the_old_config_serving(
-    workspace_client: Any, endpoint: str, server: str, session: requests.Session
+    workspace_client: Any,
+    endpoint: str,
+    server: str,
+    session: requests.Session,
+    unloadable: tuple[str, str],
 ) -> None:
     from databricks.sdk.service.serving import ServedEntityInput
 
     before = workspace_client.serving_endpoints.get(endpoint).config.served_entities[0]
+    name, version = unloadable
     with pytest.raises(Exception, match=r"UPDATE_FAILED|failed"):
         workspace_client.serving_endpoints.update_config_and_wait(
             name=endpoint,
             served_entities=[
-                ServedEntityInput(
-                    entity_name=registry.MODEL_NAME, entity_version="999", workload_size="Small"
-                )
+                ServedEntityInput(entity_name=name, entity_version=version, workload_size="Small")
             ],
         )
     got = workspace_client.serving_endpoints.get(endpoint)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,18 +59,15 @@ class NASAGCNRagModel(PythonModel):  # type: ignore[misc, unused-ignore]
     def predict(self, context, model_input: pd.DataFrame, params=None):  # type: ignore[no-untyped-def, unused-ignore]
         settings = {**default_params(), **(self.config.get("defaults") or {}), **(params or {})}
         try:
-            filters = _filters(settings)
-            k, mode = int(settings["k"]), settings["mode"]
-            if mode not in ("hybrid", "lexical", "dense"):
-                raise BadInputError(f"mode must be hybrid, lexical or dense, got {mode!r}.")
+            k, mode, filters = _k(settings["k"]), _mode(settings["mode"]), _filters(settings)
             own = str((self.config.get("generator") or {}).get("kind", "extractive"))
-            wanted = str(settings.get("generator") or own)
+            wanted = _text(settings, "generator") or own
             if wanted not in (own, "extractive"):
                 raise BadInputError(
                     f"generator must be {own!r} (this model's) or 'extractive', got {wanted!r}."
                 )
-        except (BadInputError, ValueError) as exc:
-            raise mlflow.exceptions.MlflowException.invalid_parameter_value(str(exc)) from exc
+        except BadInputError as exc:
+            raise mlflow.exceptions.MlflowException.invalid_parameter_value(exc.message) from exc
         from gcn_rag.answer.assistant import clean_question
 
         questions = questions_of(model_input)
@@ -137,15 +133,31 @@ def _none_if_missing(value: Any) -> Any:
     return None if value is None or (isinstance(value, float) and value != value) else value
 
 
+def _k(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+        raise BadInputError(f"k must be a whole number from 1 to 100, got {value!r}.")
+    return value
+
+
+def _mode(value: Any) -> Any:
+    if value not in ("hybrid", "lexical", "dense"):
+        raise BadInputError(f"mode must be hybrid, lexical or dense, got {value!r}.")
+    return value
+
+
+def _text(settings: dict[str, Any], name: str) -> str:
+    value = settings[name]
+    if not isinstance(value, str):
+        raise BadInputError(f"{name} must be a string, got {value!r}.")
+    return value
+
+
 def _filters(settings: dict[str, Any]) -> Any:
     from gcn_rag.search.retrieval import Filters
 
+    since, until = _text(settings, "since"), _text(settings, "until")
     return Filters(
-        event=str(settings["event_filter"]) or None,
-        since=_date(settings["since"]),
-        until=_date(settings["until"]),
+        event=_text(settings, "event_filter") or None,
+        since=parse_date(since, "since") if since else None,
+        until=parse_date(until, "until") if until else None,
     )
-
-
-def _date(value: Any) -> datetime | None:
-    return parse_date(str(value), "since/until") if value else None

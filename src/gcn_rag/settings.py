@@ -47,6 +47,7 @@ class Settings:
     chunk_overlap_sentences: int = 1
     # serving: see gcn_rag.serving.manager.Limits
     request_timeout_s: float = 120.0
+    request_max_rows: int = 1000
     queue_timeout_s: float = 2.0
     scale_to_zero_idle_s: float = 1800.0
     cold_start_wait_s: float = 30.0

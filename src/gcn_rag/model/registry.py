@@ -124,18 +124,21 @@ def mlflow_loader(tracking_uri: str) -> Loader:
 
 
 def mlflow_resolver(tracking_uri: str) -> Resolver:
-    """Resolve a registered model alias (``champion``) to its version number."""
+    """The version number a reference names: an alias (``champion``) is resolved, a number
+    is checked to exist; 404 for either when the registry has no such thing."""
 
-    def resolve(name: str, alias: str) -> str:
+    def resolve(name: str, ref: str) -> str:
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
         client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         try:
-            return str(client.get_model_version_by_alias(name, alias.lstrip("@")).version)
+            if ref.isdigit():
+                return str(client.get_model_version(name, ref).version)
+            return str(client.get_model_version_by_alias(name, ref.lstrip("@")).version)
         except MlflowException as exc:
             raise NotFoundError(
-                f"{name} has no version or alias {alias!r}; see `gcn-rag model list`."
+                f"{name} has no version or alias {ref!r}; see `gcn-rag model list`."
             ) from exc
 
     return resolve

@@ -36,14 +36,17 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gcn_rag.errors import BadInputError, GcnRagError
 from gcn_rag.model.schema import INPUT, JSON_TYPES, OUTPUTS, PARAMS
+from gcn_rag.serving import shapes
 from gcn_rag.serving.auth import TokenStore
 from gcn_rag.serving.invocations import Invocations, Receive, Scope, Send, invocation_target
 from gcn_rag.serving.manager import EndpointManager
 from gcn_rag.serving.metrics import Metrics
 from gcn_rag.serving.protocol import decode_json
+from gcn_rag.serving.shapes import checked
 
 if TYPE_CHECKING:
     import uvicorn
@@ -81,6 +84,19 @@ def _error_handlers(app: FastAPI) -> None:
             {"error_code": exc.error_code, "message": exc.message},
             status_code=exc.status_code,
             headers=headers,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _routing(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "ENDPOINT_NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+        message = {
+            404: f"No route {request.method} {request.url.path}; see the REST API in the README.",
+            405: f"{request.method} is not allowed on {request.url.path}.",
+        }.get(exc.status_code, str(exc.detail))
+        return JSONResponse(
+            {"error_code": codes.get(exc.status_code, "BAD_REQUEST"), "message": message},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
         )
 
     @app.exception_handler(Exception)
@@ -141,7 +157,7 @@ def _write_routes(app: FastAPI, manager: EndpointManager, allow: Allow) -> None:
     @app.post("/api/2.0/serving-endpoints")
     async def _create(request: Request) -> dict[str, Any]:
         allow(request, "CAN_MANAGE")
-        return manager.create(await _json(request))
+        return manager.create(checked(shapes.CreateEndpoint, await _json(request)))
 
     @app.delete("/api/2.0/serving-endpoints/{name}")
     async def _delete(name: str, request: Request) -> dict[str, Any]:
@@ -152,12 +168,12 @@ def _write_routes(app: FastAPI, manager: EndpointManager, allow: Allow) -> None:
     @app.put("/api/2.0/serving-endpoints/{name}/config")
     async def _update_config(name: str, request: Request) -> dict[str, Any]:
         allow(request, "CAN_MANAGE")
-        return manager.update_config(name, await _json(request))
+        return manager.update_config(name, checked(shapes.EndpointConfig, await _json(request)))
 
     @app.put("/api/2.0/serving-endpoints/{name}/ai-gateway")
     async def _ai_gateway(name: str, request: Request) -> dict[str, Any]:
         allow(request, "CAN_MANAGE")
-        return manager.put_ai_gateway(name, await _json(request))
+        return manager.put_ai_gateway(name, checked(shapes.AiGateway, await _json(request)))
 
 
 class ServingApp:

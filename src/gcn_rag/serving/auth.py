@@ -75,17 +75,28 @@ class TokenStore:
 
     def authorize(self, header: str | None, needed: str) -> Caller:
         """The caller, or 401 (no/unknown token) / 403 (too little permission)."""
-        if not header or not header.startswith("Bearer "):
+        caller = self.identify(header)
+        self.require(caller, needed)
+        return caller
+
+    def identify(self, header: str | None) -> Caller:
+        """Who an ``Authorization`` header names (the scheme is case-insensitive), or 401."""
+        scheme, _, token = (header or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
             raise UnauthenticatedError(
                 "Missing bearer token; send 'Authorization: Bearer <token>' (create one with "
                 "`gcn-rag tokens create --permission CAN_QUERY`)."
             )
-        caller = self.caller(header.removeprefix("Bearer ").strip())
+        caller = self.caller(token.strip())
         if caller is None:
             raise UnauthenticatedError("Invalid token; create one with `gcn-rag tokens create`.")
+        return caller
+
+    @staticmethod
+    def require(caller: Caller, needed: str) -> None:
+        """403 unless ``caller`` has at least the ``needed`` permission."""
         if LEVELS[caller.permission] < LEVELS[needed]:
             raise PermissionDeniedError(f"This needs {needed}; the token has {caller.permission}.")
-        return caller
 
 
 def saved_token(path: Path) -> str | None:

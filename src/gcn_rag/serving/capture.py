@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import json
-import os
+import re
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gcn_rag.errors import BadInputError
+from gcn_rag.serving.spool import Spool, read_lines, read_segment, rewrite
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from gcn_rag.tables import Catalog
 
 MAX_PAYLOAD_BYTES = 1024 * 1024
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 REQUEST_TOO_LARGE = "MAX_REQUEST_SIZE_EXCEEDED"
 RESPONSE_TOO_LARGE = "MAX_RESPONSE_SIZE_EXCEEDED"
 
@@ -80,6 +81,7 @@ class CaptureRow:
     served_entity_id: str
     endpoint_name: str
     requester: str  # the caller's name, never a token
+    logging_error_codes: tuple[str, ...] = ()  # why the request is not kept whole, if it is not
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +110,19 @@ def normalize_capture_config(raw: Any, field: str = "auto_capture_config") -> di
     if config["enabled"] and not (config.get("catalog_name") and config.get("schema_name")):
         raise BadInputError(f"{field} needs catalog_name and schema_name.")
     return config
+
+
+def check_capture(endpoint: str, config: dict[str, Any], field: str) -> None:
+    """400 unless the inference table an endpoint would capture into has a valid name."""
+    if not config.get("enabled", True):
+        return
+    table = payload_table(endpoint, config)
+    if not all(_IDENT.fullmatch(part) for part in table.split(".")):
+        raise BadInputError(
+            f"{field}: endpoint {endpoint} would capture into {table}, which is not a table "
+            "name (each part starts with an ASCII letter or '_' and has only letters, digits "
+            "and '_'); set catalog_name, schema_name and table_name_prefix to fit."
+        )
 
 
 def payload_table(endpoint: str, config: dict[str, Any]) -> str:
@@ -148,68 +163,23 @@ def clip(text: str, code: str, codes: list[str], limit: int = MAX_PAYLOAD_BYTES)
     return raw[:limit].decode("utf-8", errors="ignore")
 
 
-class Spool:
-    """Append-only JSON-lines segments in one directory; only one process uses it at a time."""
-
-    def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.directory = directory
-        self._lock = threading.Lock()
-        existing = [int(p.stem.split("-")[1]) for p in directory.glob("seg-*.jsonl")]
-        self._numbers = itertools.count(max(existing, default=0) + 1)
-        self.leftovers = sorted(directory.glob("seg-*.jsonl"))  # from a previous process
-        self._path, self._fd = self._open()
-        self.rows = 0  # rows in the open segment
-
-    def _open(self) -> tuple[Path, int]:
-        path = self.directory / f"seg-{next(self._numbers):09d}.jsonl"
-        return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-
-    @property
-    def current(self) -> Path:
-        """The open segment."""
-        return self._path
-
-    def write(self, record: dict[str, Any]) -> None:
-        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-        with self._lock:
-            os.write(self._fd, line)
-            self.rows += 1
-
-    def sync(self) -> None:
-        with self._lock:
-            if self.rows:
-                os.fsync(self._fd)
-
-    def rotate(self) -> Path | None:
-        """Close the open segment (if it has rows) and start a new one; returns the closed."""
-        with self._lock:
-            if not self.rows:
-                return None
-            os.fsync(self._fd)
-            os.close(self._fd)
-            closed = self._path
-            self._path, self._fd = self._open()
-            self.rows = 0
-        return closed
-
-    def close(self) -> None:
-        with self._lock:
-            os.close(self._fd)
-            if not self.rows:
-                self._path.unlink(missing_ok=True)
+#: The fields a spooled row must have, and their types (the rest are filled by to_arrow).
+_ROW_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "databricks_request_id": str,
+    "timestamp_ms": int,
+    "status_code": int,
+    "execution_duration_ms": int,
+    "request": str,
+    "response": str,
+}
 
 
-def read_segment(path: Path) -> list[dict[str, Any]]:
-    """The records of a segment; a torn last line (a crash mid-write) is skipped."""
-    records = []
-    with path.open("rb") as lines:
-        for line in lines:
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue
-    return records
+def _well_formed(record: dict[str, Any]) -> bool:
+    """Whether a spooled record can become a row of its table (else it is set aside)."""
+    row, table = record.get("row"), record.get("table")
+    if not isinstance(table, str) or not isinstance(row, dict):
+        return False
+    return all(isinstance(row.get(k), kind) for k, kind in _ROW_FIELDS.items())
 
 
 def to_arrow(rows: list[dict[str, Any]]) -> pa.Table:
@@ -237,6 +207,7 @@ class InferenceCapture:
         batch_rows: int = 5000,
         compact_every: int = 50,
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+        max_attempts: int = 3,
     ) -> None:
         self.catalog = catalog
         self.flush_interval_s = flush_interval_s
@@ -244,12 +215,15 @@ class InferenceCapture:
         self.batch_rows = batch_rows
         self.compact_every = compact_every
         self.max_payload_bytes = max_payload_bytes
+        self.max_attempts = max_attempts
         self.spool = Spool(directory)
         self._replay = set(self.spool.leftovers)  # merged on request id, not appended
         self._count_lock = threading.Lock()
         self.pending_rows = sum(len(read_segment(p)) for p in self._replay)
         self.flushed_rows = 0
         self.write_errors = 0
+        self.quarantined_rows = 0
+        self._failures: dict[tuple[Path, str], int] = {}  # (segment, table) -> failed commits
         self.flushes = 0
         self.last_flush_ms = 0
         self.last_flush_rows_per_s = 0.0
@@ -266,7 +240,7 @@ class InferenceCapture:
         """Spool one request's row (sampled, payloads clipped) before its response is sent."""
         if not sampled(request.databricks_request_id, target.sampling_fraction):
             return
-        codes: list[str] = []
+        codes = list(request.logging_error_codes)
         row = dict(vars(request))
         row["request"] = clip(row["request"], REQUEST_TOO_LARGE, codes, self.max_payload_bytes)
         row["response"] = clip(row["response"], RESPONSE_TOO_LARGE, codes, self.max_payload_bytes)
@@ -274,7 +248,7 @@ class InferenceCapture:
         row["sampling_fraction"] = target.sampling_fraction
         try:
             self.spool.write({"table": target.table, "row": row})
-        except OSError as exc:  # a full disk must not fail the request; it is counted
+        except Exception as exc:  # a full disk must not fail the request; it is counted
             with self._count_lock:  # (rows are spooled from the request worker threads)
                 self.write_errors += 1
                 self.last_error = f"spool write failed: {exc}"
@@ -306,48 +280,90 @@ class InferenceCapture:
                 self.last_error = f"{type(exc).__name__}: {exc}"
 
     def flush(self) -> int:
-        """Rotate the spool and commit every closed segment; returns the rows committed."""
+        """Rotate the spool and commit every closed segment; returns the rows committed.
+
+        One segment or table that cannot be written does not hold up the others: it is
+        tried again at the next flush, and set aside after ``max_attempts``.
+        """
         with self._flush_lock:
             self.spool.rotate()
             written = 0
-            for path in sorted(self.spool.directory.glob("seg-*.jsonl")):
+            for path in self.spool.segments():
                 if path != self.spool.current:
-                    written += self._flush_segment(path, replay=path in self._replay)
+                    written += self._flush_segment(path)
             return written
 
-    def _flush_segment(self, path: Path, replay: bool = False) -> int:
-        records = read_segment(path)
+    def _flush_segment(self, path: Path) -> int:
+        records = self._screen(path)
         by_table: dict[str, list[dict[str, Any]]] = {}
         for record in records:
             by_table.setdefault(record["table"], []).append(record["row"])
         done = self._done.setdefault(path, set())
-        started = time.perf_counter()
-        try:
-            for table, rows in sorted(by_table.items()):
-                if table in done:
-                    continue
-                data = to_arrow(rows)
-                if replay:
-                    self.catalog.upsert(table, data, key="databricks_request_id")
-                else:
-                    self.catalog.append(table, data)
+        started, written = time.perf_counter(), 0
+        for table, rows in sorted(by_table.items()):
+            if table not in done and self._write_table(path, table, rows):
                 done.add(table)
-                self._maybe_compact(table)
-        except Exception as exc:
-            self.last_error = f"flush of {path.name} failed: {type(exc).__name__}: {exc}"
-            raise
+                written += len(rows)
+        if len(done) < len(by_table):
+            return written  # the rest waits for the next flush
         path.unlink()
         del self._done[path]
         self._replay.discard(path)
-        elapsed = time.perf_counter() - started
+        self._count_flushed(written, time.perf_counter() - started)
+        return written
+
+    def _screen(self, path: Path) -> list[dict[str, Any]]:
+        """A segment's records; lines that are not records are set aside (and counted)."""
+        records, bad = read_lines(path)
+        good = [r for r in records if _well_formed(r)]
+        bad += [json.dumps(r, default=str).encode() for r in records if not _well_formed(r)]
+        if bad:
+            where = self.spool.set_aside(path, bad)
+            rewrite(path, good)
+            self._count_quarantined(len(bad), f"{len(bad)} bad line(s) of {path.name} -> {where}")
+        return good
+
+    def _write_table(self, path: Path, table: str, rows: list[dict[str, Any]]) -> bool:
+        """Commit one segment's rows of one table; False (and counted) when that failed."""
+        try:
+            data = to_arrow(rows)
+            if path in self._replay:
+                self.catalog.upsert(table, data, key="databricks_request_id")
+            else:
+                self.catalog.append(table, data)
+            self._maybe_compact(table)
+        except Exception as exc:
+            tries = self._failures[(path, table)] = self._failures.get((path, table), 0) + 1
+            self.last_error = (
+                f"flush of {path.name} into {table} failed ({tries} of {self.max_attempts}): "
+                f"{type(exc).__name__}: {exc}"
+            )
+            if tries < self.max_attempts:
+                return False
+            where = self.spool.set_aside(
+                path.with_name(f"{path.name}.{table}"),
+                [json.dumps({"table": table, "row": row}, default=str).encode() for row in rows],
+            )
+            self._count_quarantined(len(rows), f"{self.last_error}; rows set aside in {where}")
+            return True
+        self._failures.pop((path, table), None)
+        return True
+
+    def _count_flushed(self, rows: int, elapsed: float) -> None:
         with self._count_lock:
-            self.pending_rows -= len(records)
-        self.flushed_rows += len(records)
+            self.pending_rows -= rows
+        self.flushed_rows += rows
         self.flushes += 1
         self.last_flush_ms = int(time.time() * 1000)
-        self.last_flush_rows_per_s = len(records) / elapsed if elapsed > 0 else 0.0
-        self.last_error = ""
-        return len(records)
+        self.last_flush_rows_per_s = rows / elapsed if elapsed > 0 else 0.0
+        if not self._failures:
+            self.last_error = ""
+
+    def _count_quarantined(self, rows: int, message: str) -> None:
+        with self._count_lock:
+            self.pending_rows -= rows
+            self.quarantined_rows += rows
+        self.last_error = message
 
     def _maybe_compact(self, table: str) -> None:
         from deltalake import DeltaTable
@@ -370,6 +386,7 @@ class InferenceCapture:
             "backlog_rows": self.pending_rows,
             "flushed_rows": self.flushed_rows,
             "write_errors": self.write_errors,
+            "quarantined_rows": self.quarantined_rows,
             "last_flush_timestamp": self.last_flush_ms,
             "last_error": self.last_error,
         }

@@ -9,6 +9,7 @@ the store keeps and :meth:`Endpoint.to_api` the JSON the API returns.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import TYPE_CHECKING, Any
 
 from gcn_rag.errors import BadInputError
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from gcn_rag.model.registry import Resolver
 
 WORKLOAD_SIZES = {"Small": 4, "Medium": 16, "Large": 64}
+MAX_NAME = 63
+_NAME = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_NAME}}}")
 READY, NOT_READY = "READY", "NOT_READY"
 NOT_UPDATING, IN_PROGRESS, UPDATE_FAILED = "NOT_UPDATING", "IN_PROGRESS", "UPDATE_FAILED"
 
@@ -64,9 +67,11 @@ class Endpoint:
 
 
 def check_name(name: Any) -> str:
-    """An endpoint name: letters, digits, '-' and '_'."""
-    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_" for c in name):
-        raise BadInputError(f"Endpoint name {name!r}: use letters, digits, '-' and '_'.")
+    """An endpoint name as Databricks takes them: ASCII letters, digits, '-' and '_'."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise BadInputError(
+            f"Endpoint name {name!r}: use 1 to {MAX_NAME} ASCII letters, digits, '-' and '_'."
+        )
     return name
 
 
@@ -83,7 +88,7 @@ def normalize_config(raw: Any, resolve: Resolver | None = None) -> dict[str, Any
         if not isinstance(item, dict) or not item.get("entity_name"):
             raise BadInputError("Each served entity needs an entity_name.")
         version = str(item.get("entity_version") or "")
-        if version and not version.isdigit() and resolve is not None:
+        if version and resolve is not None:  # an alias is pinned; a missing version is 404
             version = resolve(str(item["entity_name"]), version)
         if not version.isdigit():
             raise BadInputError(
@@ -105,24 +110,40 @@ def normalize_config(raw: Any, resolve: Resolver | None = None) -> dict[str, Any
             }
         )
     names = [e["name"] for e in entities]
-    routes = (raw.get("traffic_config") or {}).get("routes") or [
-        {"served_model_name": names[0], "traffic_percentage": 100}
-    ]
-    for route in routes:
-        target = route.get("served_model_name") or route.get("served_entity_name")
-        if target not in names:
-            raise BadInputError(f"Traffic route names unknown served entity {target!r}.")
-        route["served_model_name"] = target
-    if sum(int(r.get("traffic_percentage", 0)) for r in routes) != 100:
-        raise BadInputError("Traffic percentages must add up to 100.")
+    if len(set(names)) < len(names):
+        raise BadInputError(f"Served entity names must differ; got {names}.")
     config = {
         "served_entities": entities,
-        "traffic_config": {"routes": routes},
+        "traffic_config": {"routes": _routes(raw.get("traffic_config"), names)},
         "config_version": 1,
     }
     if raw.get("auto_capture_config"):
         config["auto_capture_config"] = normalize_capture_config(raw["auto_capture_config"])
     return config
+
+
+def _routes(raw: Any, names: list[str]) -> list[dict[str, Any]]:
+    """The traffic routes: each a served entity once, 0 to 100 percent, 100 in all."""
+    routes = (raw or {}).get("routes") or [
+        {"served_model_name": names[0], "traffic_percentage": 100}
+    ]
+    seen: set[str] = set()
+    for route in routes:
+        target = route.get("served_model_name") or route.get("served_entity_name")
+        if target not in names:
+            raise BadInputError(f"Traffic route names unknown served entity {target!r}.")
+        if target in seen:
+            raise BadInputError(f"Served entity {target!r} has more than one traffic route.")
+        seen.add(target)
+        share = route.get("traffic_percentage", 0)
+        if isinstance(share, bool) or not isinstance(share, int) or not 0 <= share <= 100:
+            raise BadInputError(
+                f"traffic_percentage of {target!r} must be 0 to 100; got {share!r}."
+            )
+        route["served_model_name"] = target
+    if sum(int(r.get("traffic_percentage", 0)) for r in routes) != 100:
+        raise BadInputError("Traffic percentages must add up to 100.")
+    return list(routes)
 
 
 AI_GATEWAY_FIELDS = (

@@ -39,7 +39,7 @@ from gcn_rag.errors import (
     MethodNotAllowedError,
 )
 from gcn_rag.serving.auth import TokenStore
-from gcn_rag.serving.capture import CaptureRow
+from gcn_rag.serving.capture import REQUEST_TOO_LARGE, CaptureRow, CaptureTarget
 from gcn_rag.serving.manager import EndpointManager
 from gcn_rag.serving.metrics import Metrics
 from gcn_rag.serving.protocol import (
@@ -52,6 +52,14 @@ from gcn_rag.serving.protocol import (
     records,
 )
 from gcn_rag.serving.replicas import Replica
+
+#: What is kept of a body the caller could not authenticate for (the row says the rest was
+#: not kept): strangers cannot fill the inference table.
+UNAUTHENTICATED_KEEP = 1024
+REQUEST_NOT_KEPT = "REQUEST_NOT_KEPT_UNAUTHENTICATED"
+EMPTY = encode({"predictions": []})
+#: MLflow error codes of a model refusing its input.
+CLIENT_ERROR_CODES = frozenset({"INVALID_PARAMETER_VALUE", "BAD_REQUEST"})
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -152,6 +160,9 @@ class _Call:
     content: bytes | None = None  # the answer, once the worker has spooled it
     abandoned: bool = False  # the client got 504; a late answer is dropped, not spooled
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    target: CaptureTarget | None = None  # where the row goes, fixed when the request starts
+    received: bool = False  # the body has been read (it cannot be read twice)
+    codes: list[str] = dataclasses.field(default_factory=list)  # the row's logging codes
 
 
 class Invocations:
@@ -167,6 +178,7 @@ class Invocations:
         self, scope: Scope, receive: Receive, send: Send, name: str, entity: str | None
     ) -> None:
         call = _Call(name, entity, served=entity or "")
+        call.target = self.manager.capture_target(name)  # a DELETE in flight keeps the row
         try:
             status, content, headers = 200, await self._answer(call, scope, receive), []
             timing = f"model;dur={call.model_ms:.2f}, total;dur={self._ms(call):.2f}"
@@ -196,13 +208,17 @@ class Invocations:
     async def _answer(self, call: _Call, scope: Scope, receive: Receive) -> bytes:
         if scope["method"] != "POST":
             raise MethodNotAllowedError(f"{scope['method']} is not allowed here; POST a query.")
-        call.caller = self._allow(scope)
+        self._allow(scope, call)
         self.manager.require(call.name)  # an unknown endpoint is a 404 whatever the body
-        call.raw = await _read_body(receive)
-        call.body = decode_json(call.raw)
+        await self._receive(call, receive, MAX_BODY_BYTES)
+        call.body = decode_json(call.raw or b"")
         inputs, params = parse_invocation(call.body)
+        inputs.check_rows(self.manager.limits.max_rows)
         replica = self.manager.route(call.name, call.entity, call.caller)
         call.served = replica.name
+        if inputs.rows == 0:  # nothing to ask the model
+            self._spool(call, 200, EMPTY)
+            return EMPTY
         timeout = self.manager.limits.request_timeout_s
         try:
             async with asyncio.timeout(timeout):
@@ -227,8 +243,8 @@ class Invocations:
             result = self.manager.predict(replica, frame, params)
         except GcnRagError:
             raise
-        except Exception as exc:  # the model's own failure: a 500 with its message
-            raise GcnRagError(f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # the model's refusal (400) or its own failure (500)
+            raise model_error(exc) from exc
         finally:
             call.model_ms = (time.perf_counter() - started) * 1000
         content = encode({"predictions": records(result)})
@@ -238,31 +254,47 @@ class Invocations:
                 call.content = content
         return content
 
-    def _allow(self, scope: Scope) -> str:
+    def _allow(self, scope: Scope, call: _Call) -> None:
+        """The caller's name on ``call`` (also when refused, for the row), or 401/403."""
         if self.tokens is None:
-            return "anonymous"
+            call.caller = "anonymous"
+            return
         header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-        value = header.decode("latin-1") if header is not None else None
-        return self.tokens.authorize(value, "CAN_QUERY").name
+        caller = self.tokens.identify(header.decode("latin-1") if header is not None else None)
+        call.caller = caller.name
+        self.tokens.require(caller, "CAN_QUERY")
+
+    async def _receive(self, call: _Call, receive: Receive, keep: int) -> None:
+        """Read the body once onto ``call`` (at most ``keep`` bytes kept); over the size
+        limit, the row says so and the request is refused."""
+        call.received = True
+        call.raw, size = await _read_body(receive, keep)
+        if size > MAX_BODY_BYTES:
+            call.raw = f"(a body of {size:,} bytes, over the limit: not kept)".encode()
+            call.codes.append(REQUEST_TOO_LARGE)
+            raise BadInputError(f"The request body is over {MAX_BODY_BYTES // (1024 * 1024)} MB.")
+        if size > keep:
+            call.codes.append(REQUEST_NOT_KEPT)
 
     async def _capture(self, call: _Call, receive: Receive, status: int, content: bytes) -> None:
         """Spool a failed request (successes are spooled by :meth:`_run`)."""
-        if self.manager.capture is None or self.manager.capture_target(call.name) is None:
+        if self.manager.capture is None or call.target is None:
             return
-        if call.raw is None:  # failed before the body was read: read it for the row
+        if not call.received:  # failed before the body was read: read it for the row
+            refused = status in (401, 403)  # keep little of what strangers send
             try:
-                call.raw = await _read_body(receive)
-            except GcnRagError as exc:
-                call.raw = exc.message.encode()
+                keep = UNAUTHENTICATED_KEEP if refused else MAX_BODY_BYTES
+                await self._receive(call, receive, keep)
+            except GcnRagError:
+                pass
         self._spool(call, status, content)
 
     def _spool(self, call: _Call, status: int, content: bytes) -> None:
         capture = self.manager.capture
-        target = self.manager.capture_target(call.name) if capture is not None else None
-        if capture is None or target is None:
+        if capture is None or call.target is None:
             return
         capture.record(
-            target,
+            call.target,
             CaptureRow(
                 databricks_request_id=call.request_id,
                 client_request_id=client_request_id(call.body),
@@ -274,6 +306,7 @@ class Invocations:
                 served_entity_id=call.served,
                 endpoint_name=call.name,
                 requester=call.caller,
+                logging_error_codes=tuple(call.codes),
             ),
         )
 
@@ -286,8 +319,16 @@ class Invocations:
         return (time.perf_counter() - call.started) * 1000
 
 
-async def _read_body(receive: Receive) -> bytes:
-    """The whole request body; past :data:`MAX_BODY_BYTES` the rest is read and dropped."""
+def model_error(exc: Exception) -> GcnRagError:
+    """A model's exception as an answer: its refusal of the input (MLflow's
+    ``INVALID_PARAMETER_VALUE`` and the like) is a 400 with its message, the rest a 500."""
+    if getattr(exc, "error_code", None) in CLIENT_ERROR_CODES:
+        return BadInputError(str(getattr(exc, "message", exc)))
+    return GcnRagError(f"{type(exc).__name__}: {exc}")
+
+
+async def _read_body(receive: Receive, keep: int) -> tuple[bytes, int]:
+    """The request body (its first ``keep`` bytes) and its whole size; all of it is read."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -295,11 +336,9 @@ async def _read_body(receive: Receive) -> bytes:
         if message["type"] == "http.disconnect":
             break
         chunk = message.get("body", b"")
+        if size < keep:
+            chunks.append(chunk[: keep - size])
         size += len(chunk)
-        if size <= MAX_BODY_BYTES:
-            chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    if size > MAX_BODY_BYTES:
-        raise BadInputError(f"The request body is over {MAX_BODY_BYTES // (1024 * 1024)} MB.")
-    return b"".join(chunks)
+    return b"".join(chunks), size

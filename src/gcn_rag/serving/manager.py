@@ -18,11 +18,19 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from gcn_rag.errors import AlreadyExistsError, BadInputError, NotFoundError, NotReadyError
+from gcn_rag.errors import (
+    AlreadyExistsError,
+    BadInputError,
+    GcnRagError,
+    NotFoundError,
+    NotReadyError,
+    SourceUnavailableError,
+)
 from gcn_rag.serving.capture import (
     CaptureTarget,
     InferenceCapture,
     capture_target,
+    check_capture,
     payload_table,
 )
 from gcn_rag.serving.endpoints import (
@@ -117,6 +125,7 @@ class EndpointManager:
         name = check_name(body["name"])
         config = normalize_config(body.get("config"), self.resolve)
         gateway = normalize_ai_gateway(body["ai_gateway"]) if body.get("ai_gateway") else None
+        _check_capture(name, config, gateway)
         with self._lock:
             if name in self._endpoints:
                 raise AlreadyExistsError(f"Endpoint {name} already exists.")
@@ -128,8 +137,8 @@ class EndpointManager:
                 config=config,
                 ai_gateway=gateway,
             )
+            self._persist(endpoint)  # first: a create that cannot be kept leaves nothing
             self._endpoints[name] = endpoint
-            self.store.save(endpoint)
         self._start_loading(endpoint)
         return self.get(name)
 
@@ -150,9 +159,13 @@ class EndpointManager:
                     f"Endpoint {name} is already being updated; wait for it to finish."
                 )
             config["config_version"] = int(endpoint.config.get("config_version", 1)) + 1
-            endpoint.pending_config = config
-            endpoint.config_update = IN_PROGRESS
-            self.store.save(endpoint)
+            _check_capture(name, config, endpoint.ai_gateway)
+            endpoint.pending_config, endpoint.config_update = config, IN_PROGRESS
+            try:
+                self._persist(endpoint)
+            except GcnRagError:
+                endpoint.pending_config, endpoint.config_update = None, NOT_UPDATING
+                raise
         self._start_loading(endpoint, config)
         return self.get(name)
 
@@ -161,9 +174,15 @@ class EndpointManager:
         gateway = normalize_ai_gateway(body)
         with self._lock:
             endpoint = self.require(name)
+            _check_capture(name, endpoint.config, gateway)
+            previous = endpoint.ai_gateway, endpoint.last_updated_timestamp
             endpoint.ai_gateway = gateway
             endpoint.last_updated_timestamp = int(time.time() * 1000)
-            self.store.save(endpoint)
+            try:
+                self._persist(endpoint)
+            except GcnRagError:
+                endpoint.ai_gateway, endpoint.last_updated_timestamp = previous
+                raise
         return gateway
 
     def get(self, name: str) -> dict[str, Any]:
@@ -194,9 +213,12 @@ class EndpointManager:
     def delete(self, name: str) -> None:
         with self._lock:
             self.require(name)
+            try:
+                self.store.delete(name)  # first: a delete that cannot be kept changes nothing
+            except Exception as exc:
+                raise _unsaved(name, exc) from exc
             del self._endpoints[name]
             self._replicas.pop(name, None)
-            self.store.delete(name)
         release_memory()
 
     def logs(self, name: str) -> str:
@@ -284,10 +306,12 @@ class EndpointManager:
         except Exception as exc:  # a failed load is reported on the endpoint, not raised
             endpoint.logs.append(f"load failed: {type(exc).__name__}: {exc}")
             with self._lock:
+                if self._endpoints.get(endpoint.name) is not endpoint:
+                    return  # deleted while loading: nothing to record, nothing to bring back
                 endpoint.config_update = UPDATE_FAILED
                 endpoint.pending_config = None
                 endpoint.last_updated_timestamp = int(time.time() * 1000)
-                self.store.save(endpoint)
+                self._persist_quietly(endpoint)
             return
         with self._lock:
             if self._endpoints.get(endpoint.name) is not endpoint:
@@ -299,9 +323,23 @@ class EndpointManager:
             endpoint.ready, endpoint.config_update = READY, NOT_UPDATING
             endpoint.last_updated_timestamp = int(time.time() * 1000)
             endpoint.logs.append(f"ready (config version {config.get('config_version', 1)})")
-            self.store.save(endpoint)
+            self._persist_quietly(endpoint)
         if current:
             release_memory()
+
+    def _persist(self, endpoint: Endpoint) -> None:
+        """Save ``endpoint``, or raise 503 saying nothing was changed."""
+        try:
+            self.store.save(endpoint)
+        except Exception as exc:
+            raise _unsaved(endpoint.name, exc) from exc
+
+    def _persist_quietly(self, endpoint: Endpoint) -> None:
+        """Save in the background: a failure goes in the endpoint's logs (kept in memory)."""
+        try:
+            self.store.save(endpoint)
+        except Exception as exc:
+            endpoint.logs.append(f"state not saved ({type(exc).__name__}: {exc})")
 
     def _reap(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -315,3 +353,18 @@ class EndpointManager:
             endpoint = self._endpoints.get(name)
             if endpoint is not None:
                 endpoint.logs.append(line)
+
+
+def _check_capture(name: str, config: dict[str, Any], gateway: dict[str, Any] | None) -> None:
+    """400 unless both places an endpoint may capture into are valid table names."""
+    if config.get("auto_capture_config"):
+        check_capture(name, config["auto_capture_config"], "auto_capture_config")
+    if gateway and gateway.get("inference_table_config"):
+        check_capture(name, gateway["inference_table_config"], "inference_table_config")
+
+
+def _unsaved(name: str, exc: Exception) -> GcnRagError:
+    return SourceUnavailableError(
+        f"The server's state could not be saved ({type(exc).__name__}: {exc}), so endpoint "
+        f"{name} was not changed; free disk space and retry."
+    )

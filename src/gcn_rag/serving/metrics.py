@@ -116,6 +116,12 @@ _CAPTURE_GAUGES = (
     ("gcn_rag_capture_backlog_rows", "gauge", "Captured rows not yet in Delta.", "backlog_rows"),
     ("gcn_rag_capture_flushed_rows_total", "counter", "Captured rows in Delta.", "flushed_rows"),
     ("gcn_rag_capture_write_errors_total", "counter", "Rows the spool lost.", "write_errors"),
+    (
+        "gcn_rag_capture_quarantined_rows_total",
+        "counter",
+        "Spooled lines set aside (not records, or their table could not be written).",
+        "quarantined_rows",
+    ),
 )
 
 

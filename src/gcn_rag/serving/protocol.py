@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
 from typing import Any
 
 from gcn_rag.errors import BadInputError
@@ -21,6 +22,7 @@ from gcn_rag.model.schema import INPUT, questions_in
 MAX_BODY_BYTES = 16 * 1024 * 1024
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _PLAIN = (str, int, float, bool, type(None), list, dict)  # what json.dumps writes as is
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # only then is a walk worth it
 
 
 def query_body(questions: list[str]) -> dict[str, Any]:
@@ -29,13 +31,43 @@ def query_body(questions: list[str]) -> dict[str, Any]:
 
 
 def decode_json(body: bytes) -> Any:
-    """The request body as JSON (any Content-Type), or 400 naming the problem."""
+    """The request body as JSON (any Content-Type), or 400 naming the problem.
+
+    Refused too: nesting deeper than Python can follow, and text with a lone surrogate
+    (``"\\ud800"``), which no UTF-8 response or table could hold.
+    """
     if len(body) > MAX_BODY_BYTES:
         raise BadInputError(f"The request body is over {MAX_BODY_BYTES // (1024 * 1024)} MB.")
     try:
-        return json.loads(body or b"null")
+        value = json.loads(body or b"null")
     except ValueError as exc:
         raise BadInputError(f"The request body is not valid JSON ({exc}).") from exc
+    except RecursionError:
+        raise BadInputError("The request body is nested too deeply to read.") from None
+    if _SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(value):
+        raise BadInputError(
+            "The request body holds text with a lone UTF-16 surrogate (such as \\ud800); "
+            "send valid Unicode."
+        )
+    return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether any string in ``value`` (keys included) cannot be encoded as UTF-8."""
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            todo.extend(item.keys())
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+    return False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +103,28 @@ class Inputs:
         if INPUT.name not in frame.columns and len(frame.columns) != 1:
             raise BadInputError(f"The input needs a 'question' column; got {list(frame.columns)}.")
         return frame
+
+    @property
+    def rows(self) -> int:
+        """How many rows the request holds (for limits; 0 for an empty request)."""
+        data = self.data
+        if self.format == "dataframe_split":
+            rows = data.get("data")
+            return len(rows) if isinstance(rows, list) else 1
+        if isinstance(data, list):
+            return len(data)
+        if isinstance(data, dict):
+            lengths = [len(v) for v in data.values() if isinstance(v, list)]
+            return max(lengths) if lengths and len(lengths) == len(data) else 1
+        return 1
+
+    def check_rows(self, limit: int) -> None:
+        """400 when the request holds more than ``limit`` rows."""
+        if self.rows > limit:
+            raise BadInputError(
+                f"The request has {self.rows:,} rows; the limit is {limit:,} per request. "
+                "Send them in smaller requests."
+            )
 
     def questions(self) -> list[Any]:
         """The question of each row as the model reads it (the ``question`` column, else the
@@ -176,8 +230,15 @@ def records(frame: Any) -> list[dict[str, Any]]:
 
 
 def encode(content: Any) -> bytes:
-    """JSON bytes as Starlette's ``JSONResponse`` writes them (UTF-8, compact, no NaN)."""
-    return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    """JSON bytes as Starlette's ``JSONResponse`` writes them (UTF-8, compact, no NaN).
+
+    Text that UTF-8 cannot hold (a lone surrogate a model made up) is written escaped.
+    """
+    text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode()
 
 
 def client_request_id(body: Any) -> str | None:

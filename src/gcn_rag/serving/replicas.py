@@ -73,6 +73,7 @@ class Limits:
     queue_timeout_s: float = 2.0
     scale_to_zero_idle_s: float = 1800.0
     cold_start_wait_s: float = 30.0
+    max_rows: int = 1000  # rows per request: bounds how long one request holds a model
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -81,6 +82,7 @@ class Limits:
             queue_timeout_s=settings.queue_timeout_s,
             scale_to_zero_idle_s=settings.scale_to_zero_idle_s,
             cold_start_wait_s=settings.cold_start_wait_s,
+            max_rows=settings.request_max_rows,
         )
 
 

@@ -1,0 +1,38 @@
+"""Real MLflow models for serving tests, registered next to the assistant by fixtures.
+
+They are pickled by reference to this module, so the server process that loads them (this
+test process) finds their code here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import mlflow
+import pandas as pd
+
+UNLOADABLE = "sandbox.tests.unloadable"
+
+
+class Unloadable(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
+    """A model whose load always fails, as a model with a broken dependency would."""
+
+    def load_context(self, context: Any) -> None:
+        raise RuntimeError("this test model cannot be loaded")
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+        return model_input
+
+
+class Echo(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
+    """Answers each question with itself; ``sleep:<s>`` takes that long first."""
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+        answers = []
+        for question in model_input.iloc[:, 0]:
+            verb, _, arg = str(question).partition(":")
+            if verb == "sleep":
+                time.sleep(float(arg))
+            answers.append(str(question))
+        return pd.DataFrame({"answer": answers})
