@@ -36,3 +36,13 @@ class Echo(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
                 time.sleep(float(arg))
             answers.append(str(question))
         return pd.DataFrame({"answer": answers})
+
+
+SLOW = "sandbox.tests.slow_to_load"
+
+
+class SlowToLoad(Echo):
+    """An echo that takes a few seconds to load (room to stop a server mid-update)."""
+
+    def load_context(self, context: Any) -> None:
+        time.sleep(4)

@@ -171,3 +171,36 @@ def test_home_is_read_once_from_the_option_or_the_environment(
         assert result.exit_code == 1, (command, result.output)
         assert result.output.startswith("Error: ") and "not valid TOML" in result.output
         assert "Traceback" not in result.output
+
+
+def test_a_folder_is_no_archive(settings: Settings, tmp_path: Path) -> None:
+    code, out = invoke(settings, "ingest", str(tmp_path))
+    assert code == 1 and out.startswith("Error: ") and "is a folder, not an archive" in out
+    assert "Traceback" not in out
+
+
+def test_one_broken_table_leaves_the_others_readable(settings: Settings) -> None:
+    invoke(settings, "ingest", str(TXT_ARCHIVE), "--no-chunk")
+    log = settings.warehouse / "sandbox" / "nasa_gcn_dev" / "rag_config" / "_delta_log"
+    for commit in log.glob("*.json"):
+        commit.write_text("this is not a delta log\n")
+    wide = runner.invoke(app, ["tables", "--home", str(settings.home)], env={"COLUMNS": "300"})
+    assert wide.exit_code == 0, wide.output
+    flat = " ".join(wide.output.split())
+    assert "broken" in flat and "rag_config cannot be read" in flat
+    assert "sandbox.nasa_gcn_dev.gcn_circulars" in flat
+    code, out = invoke(settings, "sql", "SELECT count(*) AS n FROM gcn_circulars", "--json")
+    assert code == 0 and json.loads(out) == {"n": FIXTURE_COUNT}
+    code, out = invoke(settings, "sql", "SELECT * FROM rag_config")
+    assert code == 1 and "rag_config cannot be read" in " ".join(out.split())
+
+
+def test_sql_cannot_touch_files_unless_allowed(settings: Settings, tmp_path: Path) -> None:
+    invoke(settings, "ingest", str(TXT_ARCHIVE), "--no-chunk")
+    target = tmp_path / "out.csv"
+    code, out = invoke(settings, "sql", f"COPY (SELECT 1 AS one) TO '{target}'")
+    assert code == 1 and "file system operations are disabled" in out and not target.exists()
+    code, out = invoke(settings, "sql", "SELECT * FROM read_csv('/etc/hostname')")
+    assert code == 1
+    code, out = invoke(settings, "sql", f"COPY (SELECT 1 AS one) TO '{target}'", "--allow-files")
+    assert target.exists()

@@ -175,21 +175,33 @@ class Catalog:
             if (n.catalog, n.schema) not in schemas:
                 con.execute(f'CREATE SCHEMA "{n.catalog}"."{n.schema}"')
                 schemas.add((n.catalog, n.schema))
+            view = f'"{n.catalog}"."{n.schema}"."{n.table}"'
+            try:
+                dataset = DeltaTable(str(self.path(n))).to_pyarrow_dataset()
+            except Exception as exc:  # a broken table fails when queried, the rest work
+                reason = _broken(n, exc).replace("'", "''")
+                con.execute(f"CREATE VIEW {view} AS SELECT error('{reason}') AS broken")
+                continue
             source = f"__delta__{n.catalog}__{n.schema}__{n.table}"
-            con.register(source, DeltaTable(str(self.path(n))).to_pyarrow_dataset())
-            con.execute(
-                f'CREATE VIEW "{n.catalog}"."{n.schema}"."{n.table}" AS SELECT * FROM "{source}"'
-            )
+            con.register(source, dataset)
+            con.execute(f'CREATE VIEW {view} AS SELECT * FROM "{source}"')
         default = (self.default_catalog, self.default_schema)
         if default in schemas:
             con.execute(f"SET search_path = '{self.default_catalog}.{self.default_schema}'")
         return con
 
-    def sql(self, query: str) -> pa.Table:
-        """Run one DuckDB SQL statement over the catalog and return the result as Arrow."""
+    def sql(self, query: str, *, allow_files: bool = False) -> pa.Table:
+        """Run one DuckDB SQL statement over the catalog and return the result as Arrow.
+
+        DuckDB may not touch files (``COPY … TO``, ``read_csv``, ``ATTACH``) unless
+        ``allow_files``: a query reads the tables, it cannot write over their logs.
+        """
         import duckdb
 
         con = self.connect()
+        if not allow_files:
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
         try:
             result = con.sql(query)
             if result is None:
@@ -199,6 +211,32 @@ class Catalog:
             raise BadInputError(f"SQL error: {exc}") from exc
         finally:
             con.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class TableInfo:
+    """One table as ``gcn-rag tables`` lists it; ``problem`` says why a broken one is."""
+
+    name: TableName
+    rows: int | None = None
+    version: int | None = None
+    problem: str = ""
+
+
+def describe(catalog: Catalog) -> list[TableInfo]:
+    """Every table with its row count and Delta version; a broken one says what is wrong."""
+    found = []
+    for name in catalog.tables():
+        try:
+            found.append(TableInfo(name, catalog.count(name), catalog.version(name)))
+        except Exception as exc:
+            found.append(TableInfo(name, problem=_broken(name, exc)))
+    return found
+
+
+def _broken(name: TableName, exc: Exception) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"table {name} cannot be read ({first[:300]}); restore or drop its folder"
 
 
 def batched(table: pa.Table, rows: int) -> Iterator[pa.Table]:

@@ -72,13 +72,16 @@ def sql(
     as_json: bool = typer.Option(False, "--json", help="Print rows as JSON lines."),
     as_csv: bool = typer.Option(False, "--csv", help="Print rows as CSV."),
     width: int = typer.Option(60, "--width", help="Truncate cells to this many characters."),
+    allow_files: bool = typer.Option(
+        False, "--allow-files", help="Let the query read or write files (COPY ... TO, read_csv)."
+    ),
     settings: Settings = SettingsOption,
 ) -> None:
     """Run SQL over the workspace's Delta tables, e.g.
     gcn-rag sql "SELECT count(*) FROM sandbox.nasa_gcn_dev.gcn_circulars"."""
     from gcn_rag.tables import Catalog
 
-    result = Catalog.from_settings(settings).sql(query)
+    result = Catalog.from_settings(settings).sql(query, allow_files=allow_files)
     if as_json:
         print_json_lines(result.to_pylist())
     elif as_csv:
@@ -92,14 +95,17 @@ def sql(
 @friendly
 def tables(settings: Settings = SettingsOption) -> None:
     """List the workspace's tables with row counts and Delta versions."""
+    from rich.markup import escape
     from rich.table import Table
 
-    from gcn_rag.tables import Catalog
+    from gcn_rag.tables import Catalog, describe
 
-    catalog = Catalog.from_settings(settings)
     view = Table("table", "rows", "version")
-    for name in catalog.tables():
-        view.add_row(str(name), f"{catalog.count(name):,}", str(catalog.version(name)))
+    for info in describe(Catalog.from_settings(settings)):
+        if info.problem:
+            view.add_row(str(info.name), "[red]broken[/]", escape(info.problem))
+        else:
+            view.add_row(str(info.name), f"{info.rows:,}", str(info.version))
     make_console().print(view)
 
 

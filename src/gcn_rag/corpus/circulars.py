@@ -216,6 +216,11 @@ def read_circulars(
     """
     if not path.exists():
         raise BadInputError(f"{path} does not exist; give an archive path, a URL, or no SOURCE.")
+    if not path.is_file():
+        raise BadInputError(
+            f"{path} is a folder, not an archive; give the file (archive.json.tar.gz, "
+            "archive.txt.tar.gz or a JSONL file)."
+        )
     if tarfile.is_tarfile(path):
         yield from _read_tar(path, report, on_progress)
     elif _looks_like_jsonl(path):

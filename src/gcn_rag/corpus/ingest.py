@@ -228,6 +228,8 @@ def read_source(source: Source, reporter: Reporter = SILENT) -> tuple[list[Circu
             previous = by_id.get(circular.circular_id)
             if previous is None or (circular.version or 0) >= (previous.version or 0):
                 by_id[circular.circular_id] = circular
+    except OSError as exc:
+        raise BadInputError(f"Cannot read {source.path} ({exc.strerror or exc}).") from exc
     finally:
         task.close()
     return sorted(by_id.values(), key=lambda c: c.circular_id), report

@@ -301,30 +301,34 @@ class InferenceCapture:
         done = self._done.setdefault(path, set())
         started, written = time.perf_counter(), 0
         for table, rows in sorted(by_table.items()):
-            if table not in done and self._write_table(path, table, rows):
+            if table in done:
+                continue
+            committed = self._write_table(path, table, rows)
+            if committed is not None:
                 done.add(table)
-                written += len(rows)
-        if len(done) < len(by_table):
-            return written  # the rest waits for the next flush
-        path.unlink()
-        del self._done[path]
-        self._replay.discard(path)
-        self._count_flushed(written, time.perf_counter() - started)
-        return written
+                written += committed
+        if len(done) == len(by_table):
+            path.unlink()
+            del self._done[path]
+            self._replay.discard(path)
+            self._count_flush(written, time.perf_counter() - started)
+        return written  # when not all went in, the rest waits for the next flush
 
     def _screen(self, path: Path) -> list[dict[str, Any]]:
         """A segment's records; lines that are not records are set aside (and counted)."""
-        records, bad = read_lines(path)
+        records, torn = read_lines(path)
         good = [r for r in records if _well_formed(r)]
-        bad += [json.dumps(r, default=str).encode() for r in records if not _well_formed(r)]
-        if bad:
-            where = self.spool.set_aside(path, bad)
+        bad = [json.dumps(r, default=str).encode() for r in records if not _well_formed(r)]
+        if bad or torn:
+            where = self.spool.set_aside(path, torn + bad)
             rewrite(path, good)
-            self._count_quarantined(len(bad), f"{len(bad)} bad line(s) of {path.name} -> {where}")
+            message = f"{len(torn) + len(bad)} bad line(s) of {path.name} set aside in {where}"
+            self._count_quarantined(len(torn) + len(bad), message, backlog=len(bad))
         return good
 
-    def _write_table(self, path: Path, table: str, rows: list[dict[str, Any]]) -> bool:
-        """Commit one segment's rows of one table; False (and counted) when that failed."""
+    def _write_table(self, path: Path, table: str, rows: list[dict[str, Any]]) -> int | None:
+        """Commit one segment's rows of one table: the rows committed, 0 once they were set
+        aside (after ``max_attempts``), None to try again at the next flush."""
         try:
             data = to_arrow(rows)
             if path in self._replay:
@@ -339,30 +343,34 @@ class InferenceCapture:
                 f"{type(exc).__name__}: {exc}"
             )
             if tries < self.max_attempts:
-                return False
+                return None
             where = self.spool.set_aside(
                 path.with_name(f"{path.name}.{table}"),
                 [json.dumps({"table": table, "row": row}, default=str).encode() for row in rows],
             )
-            self._count_quarantined(len(rows), f"{self.last_error}; rows set aside in {where}")
-            return True
+            message = f"{self.last_error}; rows set aside in {where}"
+            self._count_quarantined(len(rows), message, backlog=len(rows))
+            self._failures.pop((path, table), None)
+            return 0
         self._failures.pop((path, table), None)
-        return True
-
-    def _count_flushed(self, rows: int, elapsed: float) -> None:
         with self._count_lock:
-            self.pending_rows -= rows
-        self.flushed_rows += rows
+            self.pending_rows -= len(rows)
+        self.flushed_rows += len(rows)
+        return len(rows)
+
+    def _count_flush(self, rows: int, elapsed: float) -> None:
         self.flushes += 1
         self.last_flush_ms = int(time.time() * 1000)
         self.last_flush_rows_per_s = rows / elapsed if elapsed > 0 else 0.0
         if not self._failures:
             self.last_error = ""
 
-    def _count_quarantined(self, rows: int, message: str) -> None:
+    def _count_quarantined(self, lines: int, message: str, backlog: int) -> None:
+        """``lines`` set aside, ``backlog`` of them counted as waiting rows until now (a torn
+        line never was: its request got no answer)."""
         with self._count_lock:
-            self.pending_rows -= rows
-            self.quarantined_rows += rows
+            self.pending_rows -= backlog
+            self.quarantined_rows += lines
         self.last_error = message
 
     def _maybe_compact(self, table: str) -> None:

@@ -74,6 +74,13 @@ class EndpointManager:
         self.traffic = TrafficSplit()
         self._stop = threading.Event()
         for endpoint in self._endpoints.values():
+            if endpoint.pending_config is not None:  # the server stopped mid-update
+                version = endpoint.pending_config.get("config_version")
+                endpoint.logs.append(
+                    f"update to config version {version} interrupted by a restart; the previous "
+                    "config serves again: send the update again"
+                )
+                endpoint.pending_config = None
             self._start_loading(endpoint, restart=True)
         interval = max(0.05, min(5.0, self.limits.scale_to_zero_idle_s / 4))
         self._reaper = threading.Thread(target=self._reap, args=(interval,), daemon=True)
