@@ -402,3 +402,34 @@ def test_a_deleted_endpoint_whose_load_failed_stays_deleted(
     assert not [n for n in stored if n.startswith("ghost-")]
     listed = manage.get(f"{server}/api/2.0/serving-endpoints", timeout=10).json()["endpoints"]
     assert not [e for e in listed if e["name"].startswith("ghost-")]
+
+
+def test_idle_and_slow_header_connections_are_closed(settings: Settings) -> None:
+    """uvicorn alone held them for ever (5,000 in a probe): a header timeout closes them."""
+    import socket
+
+    from gcn_rag.serving.app import Server
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    quick = Settings.load(environ={}, home=settings.home, header_timeout_s=0.5)
+    server = Server(quick, "127.0.0.1", port, no_auth=True)
+    thread = threading.Thread(target=server.uvicorn.run, daemon=True)
+    thread.start()
+    try:
+        assert server.wait_started()
+        idle = socket.create_connection(("127.0.0.1", port))
+        slow = socket.create_connection(("127.0.0.1", port))
+        slow.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # never finishes its headers
+        assert requests.get(f"{server.url}/health", timeout=5).text == "ok"
+        for sock in (idle, slow):
+            sock.settimeout(5)
+            started = time.monotonic()
+            assert sock.recv(1) == b""  # closed by the server
+            assert time.monotonic() - started < 3
+            sock.close()
+    finally:
+        server.stop()
+        thread.join(timeout=30)
+        server.manager.close()

@@ -52,6 +52,7 @@ class Settings:
     scale_to_zero_idle_s: float = 1800.0
     cold_start_wait_s: float = 30.0
     capture_flush_interval_s: float = 2.0
+    header_timeout_s: float = 10.0  # a connection must send its request headers within this
     # answer generation: see gcn_rag.answer.generators (extractive | local | openai)
     generator: str = "extractive"
     llm_threads: int = 2

@@ -98,10 +98,13 @@ class Inputs:
                 frame = pd.DataFrame.from_records(data)
             else:
                 frame = pd.DataFrame({INPUT.name: data if isinstance(data, list) else [data]})
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise BadInputError(f"{self.format} is malformed: {exc}") from exc
-        if INPUT.name not in frame.columns and len(frame.columns) != 1:
-            raise BadInputError(f"The input needs a 'question' column; got {list(frame.columns)}.")
+        except Exception as exc:  # whatever pandas makes of them, the rows came from the client
+            raise BadInputError(f"{self.format} is malformed: {type(exc).__name__}: {exc}") from exc
+        names = list(frame.columns)
+        if not all(isinstance(name, str) for name in names):
+            raise BadInputError(f"{self.format} is malformed: column names must be strings.")
+        if INPUT.name not in names and len(names) != 1:
+            raise BadInputError(f"The input needs a 'question' column; got {names}.")
         return frame
 
     @property
