@@ -25,8 +25,9 @@ class Unloadable(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
         return model_input
 
 
-class Echo(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
-    """Answers each question with itself; ``sleep:<s>`` takes that long first."""
+class Sleeper(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
+    """Answers each question with itself; ``sleep:<s>`` takes that long first and
+    ``raise:<msg>`` fails, so a server's limits can be driven exactly."""
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
         answers = []
@@ -34,6 +35,8 @@ class Echo(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
             verb, _, arg = str(question).partition(":")
             if verb == "sleep":
                 time.sleep(float(arg))
+            elif verb == "raise":
+                raise RuntimeError(arg)
             answers.append(str(question))
         return pd.DataFrame({"answer": answers})
 
@@ -41,8 +44,8 @@ class Echo(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
 SLOW = "sandbox.tests.slow_to_load"
 
 
-class SlowToLoad(Echo):
-    """An echo that takes a few seconds to load (room to stop a server mid-update)."""
+class SlowToLoad(Sleeper):
+    """A sleeper that takes a few seconds to load (room to stop a server mid-update)."""
 
     def load_context(self, context: Any) -> None:
         time.sleep(4)

@@ -27,7 +27,7 @@ from gcn_rag.serving.manager import EndpointManager
 from gcn_rag.serving.store import EndpointStore
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
-from models import Echo
+from models import Sleeper
 
 Serve = Callable[[Any], AbstractContextManager[str]]
 ECHO = "sandbox.tests.echo"
@@ -52,7 +52,7 @@ def tokens(home: Path) -> dict[str, str]:
 def echo(fixture_workspace: Settings) -> str:
     mlflow.set_tracking_uri(registry.tracking_uri(fixture_workspace))
     mlflow.set_registry_uri(registry.tracking_uri(fixture_workspace))
-    info = mlflow.pyfunc.log_model(name="echo", python_model=Echo(), registered_model_name=ECHO)
+    info = mlflow.pyfunc.log_model(name="echo", python_model=Sleeper(), registered_model_name=ECHO)
     return str(info.registered_model_version)
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import pandas as pd
 import pytest
 import requests
 
@@ -32,22 +31,10 @@ from gcn_rag.serving.replicas import Limits
 from gcn_rag.serving.store import EndpointStore
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
+from models import Sleeper
 
 SLEEPER = "sandbox.tests.sleeper"
 Serve = Callable[[Any], AbstractContextManager[str]]
-
-
-class Sleeper(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
-        answers = []
-        for question in model_input.iloc[:, 0]:
-            verb, _, arg = str(question).partition(":")
-            if verb == "sleep":
-                time.sleep(float(arg))
-            elif verb == "raise":
-                raise RuntimeError(arg)
-            answers.append(str(question))
-        return pd.DataFrame({"answer": answers})
 
 
 @pytest.fixture(scope="module")
