@@ -6,11 +6,13 @@ last rounding digit so that ``gcn-rag eval`` and ``score.py`` never disagree:
 
 - **accuracy**: the *first* number of the answer, once event names, circular references,
   dates, times, bracketed references and energy bands are blanked out, must be within
-  tolerance of an accepted value: ``max(0.01, 1%)`` for redshifts (and any category other than
-  ``t90``), 10% for T90 durations. For ``unanswerable`` items it is an abstention phrase with no
-  sources.
+  tolerance of an accepted value: the item's ``tol`` (the broad format: relative or
+  absolute), else ``max(0.01, 1%)`` for redshifts (and any category other than ``t90``) and
+  10% for T90 durations. Fluences are read with their power of ten ("2.3E-07"). For
+  ``unanswerable`` items it is an abstention phrase with no sources.
 - **recall@5 / mrr@10**: the rank of the first cited circular that states an accepted value,
-  over every item except ``unanswerable`` ones.
+  over every item except ``unanswerable`` ones; **abstained**: the share of those answered
+  with "no information".
 
 The one deliberate difference: a cited ``circular_id`` given as a string (``"18453.5"``) is
 read as the number it spells, where ``score.py`` would count it as a miss.
@@ -27,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gcn_rag.answer.extraction import first_value
+from gcn_rag.answer.extraction import first_value, first_value_scientific
 from gcn_rag.errors import BadInputError
 
 if TYPE_CHECKING:
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
 
 HISTORY_TABLE = "rag_evaluation_history"
 UNANSWERABLE = "unanswerable"
+#: Categories whose values are read with their power of ten (fluences, ~1e-7 erg/cm^2).
+SCIENTIFIC = frozenset({"fluence", "paraphrase_fluence"})
 T90 = "t90"
 ALL = "all"  # the pooled row; reserved, so no item may use it as its category
 RECALL_AT = 5
@@ -60,6 +64,7 @@ class BenchItem:
     relevant_circulars: tuple[float, ...]  # circulars that state an accepted value
     event_id: str | None = None
     name_aliases: tuple[str, ...] = ()
+    tol: tuple[str, float] | None = None  # ("rel", 0.1) or ("abs", 0.5): the broad format's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +77,7 @@ class ItemScore:
     answered: bool
     ranked: bool
     rank: int | None = None  # of the first relevant citation, within the first 10
+    abstained: bool = False  # an answerable item answered "no information"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +93,7 @@ class CategoryScore:
     answered: float
     recall_at_5: float | None
     mrr_at_10: float | None
+    abstained: float | None = None  # share of answerable items answered "no information"
 
 
 # --- the question file ---------------------------------------------------------------------
@@ -156,7 +163,20 @@ def _parse_item(line: str, where: str) -> BenchItem:
         name_aliases=tuple(
             str(a) for a in _list(record.get("name_aliases"), "name_aliases", where)
         ),
+        tol=_tol(record.get("tol"), where),
     )
+
+
+def _tol(raw: Any, where: str) -> tuple[str, float] | None:
+    if raw is None:
+        return None
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    value = _finite(raw.get("value")) if isinstance(raw, dict) else None
+    if kind not in ("rel", "abs") or value is None or value < 0:
+        raise BadInputError(
+            f'{where}: tol must be {{"type": "rel" or "abs", "value": a number}}, got {raw!r}.'
+        )
+    return kind, value
 
 
 def _text(value: Any) -> bool:
@@ -206,17 +226,27 @@ def circular_number(value: Any) -> float | None:
 # --- one answer ------------------------------------------------------------------------------
 
 
+def answer_value(item: BenchItem, answer: str) -> float | None:
+    """The value an answer gives, read as the scorer reads it for the item's category."""
+    if item.category in SCIENTIFIC:
+        return first_value_scientific(answer)
+    return first_value(answer)
+
+
 def value_ok(item: BenchItem, value: float | None) -> bool:
     """Whether ``value`` is within tolerance of one of the item's accepted values."""
     if value is None:
         return False
-    return any(_within(item.category, value, float(accepted)) for accepted in item.answers)
+    return any(abs(value - float(a)) <= _limit(item, float(a)) for a in item.answers)
 
 
-def _within(category: str, value: float, accepted: float) -> bool:
-    if category == T90:  # durations: 10%, no absolute floor
-        return abs(value - accepted) <= 0.10 * accepted
-    return abs(value - accepted) <= max(0.01, 0.01 * accepted)
+def _limit(item: BenchItem, accepted: float) -> float:
+    if item.tol is not None:  # the broad format says it
+        kind, size = item.tol
+        return size * abs(accepted) if kind == "rel" else size
+    if item.category == T90:  # durations: 10%, no absolute floor
+        return 0.10 * accepted
+    return max(0.01, 0.01 * accepted)
 
 
 def is_abstention(answer: str) -> bool:
@@ -259,8 +289,9 @@ def score_item(item: BenchItem, prediction: Mapping[str, Any]) -> ItemScore:
         correct = is_abstention(answer) and not has_sources(prediction.get("sources"))
         return ItemScore(item.id, item.category, correct, answered, ranked=False)
     rank = first_relevant_rank(prediction.get("citations"), item.relevant_circulars)
-    correct = value_ok(item, first_value(answer))
-    return ItemScore(item.id, item.category, correct, answered, ranked=True, rank=rank)
+    correct = value_ok(item, answer_value(item, answer))
+    abstained = is_abstention(answer)
+    return ItemScore(item.id, item.category, correct, answered, True, rank, abstained)
 
 
 # --- a run -------------------------------------------------------------------------------------
@@ -288,17 +319,19 @@ def _aggregate(results: Sequence[ItemScore]) -> CategoryScore:
     # Sums run in item order, as in score.py, so the rounded figures agree to the last digit.
     n = len(results)
     ranked = [r for r in results if r.ranked]
-    recall = mrr = None
+    recall = mrr = abstained = None
     if ranked:
         hits = sum(r.rank is not None and r.rank <= RECALL_AT for r in ranked)
         recall = round(hits / len(ranked), 3)
         mrr = round(sum(1 / r.rank if r.rank else 0.0 for r in ranked) / len(ranked), 3)
+        abstained = round(sum(r.abstained for r in ranked) / len(ranked), 3)
     return CategoryScore(
         n=n,
         accuracy=round(sum(r.correct for r in results) / n, 3),
         answered=round(sum(r.answered for r in results) / n, 3),
         recall_at_5=recall,
         mrr_at_10=mrr,
+        abstained=abstained,
     )
 
 
@@ -312,6 +345,7 @@ def scores_table(scores: Mapping[str, CategoryScore]) -> list[dict[str, Any]]:
             "answered": s.answered,
             "recall@5": s.recall_at_5,
             "mrr@10": s.mrr_at_10,
+            "abstained": s.abstained,
         }
         for category, s in scores.items()
     ]

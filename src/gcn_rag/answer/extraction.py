@@ -175,20 +175,40 @@ def group_values(intent: str, evidence: Iterable[Evidence]) -> list[ValueGroup]:
 
 # The benchmark's rule (../shared/bench/README.md), which gcn_rag.answer.evaluation scores by:
 # blanked out, in this order, before the first number is read. The order matters: event names
-# go first, so "at 13:17 UT" loses "at 13" before the time pattern can see it.
+# go first, so "at 13:17 UT" loses "at 13" before the time pattern can see it. Event-name
+# prefixes are case-sensitive ("peaks at 189 keV" keeps 189; "AT 2017gfo" is a name).
 _NOISE = tuple(
     re.compile(pattern, re.IGNORECASE)
     for pattern in (
-        r"\b(?:GRB|GW|S|EP|IceCube-|FRB|AT|SN|ZTF)\s?\d{2,}[A-Za-z]*\b",  # event names
-        r"\b(?:GCN|circular)s?\s*(?:no\.?|number|#)?\s*\d+(?:\s*(?:,|and|&)\s*\d+)*",  # refs
+        r"\b(?-i:GRB|GW|S|EP|IceCube-|FRB|AT|SN|ZTF)\s?\d{2,}[A-Za-z]*\b",  # event names
+        r"\b(?:GCN|circular|circ\.?)s?\s*(?:no\.?|number|#)?\s*\d+(?:\.5)?"
+        r"(?:\s*(?:,|;|and|&)\s*(?:GCN\s*)?\d+)*",  # circular references
         r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?)?",  # ISO dates
         r"\b\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:UT|UTC)?",  # times
         r"\[\d+\]",  # bracketed references
-        r"\b\d+(?:\.\d+)?\s*-\s*\d+(?:\.\d+)?\s*(?:keV|MeV|GeV|TeV)\b",  # energy bands
+        r"\b\d+(?:\.\d+)?\s*(?:keV|MeV|GeV|TeV)?\s*(?:-|\u2013|to)\s*\d+(?:\.\d+)?\s*"
+        r"(?:keV|MeV|GeV|TeV)\b",  # energy bands
     )
 )
 # A number not glued to a word or a decimal point: "T90" and the ".5" of "18453.5" are not.
 _LEADING_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?")
+_SUPERSCRIPT_DIGITS = str.maketrans(
+    "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079\u207b\u207a", "0123456789-+"
+)
+# "+/- 0.4" between a mantissa and its power of ten: "(2.3 +/- 0.4)E-07".
+_LEAD_ERROR = r"\s*(?:\+/-|\+-|\u00b1|\+/\u2212)\s*\d+(?:\.\d+)?\s*"
+# The power of ten right after a mantissa: "E-07", "x 10^-7", "times 10^{-7}", superscripts.
+_LEAD_EXPONENT = re.compile(
+    r"^\s*(?:[eE]\s*([-+]?\d+)"
+    r"|(?:x|\u00d7|\*|times)\s*10\s*(?:\^|\*\*)?\s*\{?\s*\(?\s*([-+\u2212\u2013]?\s*\d+))"
+)
+
+
+def _denoise(answer: str) -> str:
+    text = answer
+    for pattern in _NOISE:
+        text = pattern.sub(" ", text)
+    return text
 
 
 def first_value(answer: str) -> float | None:
@@ -197,8 +217,27 @@ def first_value(answer: str) -> float | None:
     Answers must therefore lead with the value: "The redshift of GRB 221009A is z = 0.151
     (GCN 32648, GCN 32686)."
     """
-    text = answer
-    for pattern in _NOISE:
-        text = pattern.sub(" ", text)
-    match = _LEADING_NUMBER.search(text)
+    match = _LEADING_NUMBER.search(_denoise(answer))
     return float(match.group()) if match else None
+
+
+def first_value_scientific(answer: str) -> float | None:
+    """:func:`first_value` read with the power of ten that follows it, as fluences are written:
+    "(2.3 +/- 0.4)E-07" and "2.3 (+/-0.4) x 10^-7" are 2.3e-07; "0.00012" is 0.00012."""
+    text = _denoise(answer).translate(_SUPERSCRIPT_DIGITS)
+    match = _LEADING_NUMBER.search(text)
+    if not match:
+        return None
+    mantissa, rest = float(match.group()), text[match.end() :]
+    # an uncertainty may stand between mantissa and exponent; skip it only if one follows
+    error = re.match(r"^" + _LEAD_ERROR + r"\)?", rest) or re.match(
+        r"^\s*\(" + _LEAD_ERROR + r"\)", rest
+    )
+    if error and _LEAD_EXPONENT.match(rest[error.end() :]):
+        rest = rest[error.end() :]
+    exponent = _LEAD_EXPONENT.match(rest)
+    if exponent is None:
+        return mantissa
+    power = exponent.group(1) or exponent.group(2)
+    digits = power.replace("\u2212", "-").replace("\u2013", "-").replace(" ", "")
+    return float(mantissa * 10.0 ** int(digits))
