@@ -24,20 +24,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gcn_rag.answer.extraction import (
-    GENERAL,
-    REDSHIFT,
-    T90,
+    Asked,
     Evidence,
     ValueGroup,
-    detect_intent,
+    can_state,
     find_values,
     first_value,
     group_values,
-    mentions,
+    parse_question,
     sentences,
     tolerance,
 )
 from gcn_rag.corpus.circulars import circular_url, format_circular_id
+from gcn_rag.corpus.events import find_event_ids
 from gcn_rag.errors import BadInputError
 from gcn_rag.search.index import SearchIndex
 from gcn_rag.search.retrieval import Filters, Hit, Mode, Retriever
@@ -188,11 +187,11 @@ class Assistant:
         text = clean_question(question)
         if not 1 <= k <= 100:
             raise BadInputError(f"k must be between 1 and 100, got {k}.")
-        intent = detect_intent(text)
+        asked = parse_question(text, find_event_ids(text))
         timings: dict[str, float] = {}
-        expand = ("redshift",) if intent == REDSHIFT else ("t90",) if intent == T90 else ()
+        expand = asked.quantity.retrieval if asked is not None else ()
         # a named event narrows the ranking to its circulars: read further down for the value
-        depth = max(k, VALUE_SCAN) if intent != GENERAL and event_aware else k
+        depth = max(k, VALUE_SCAN) if asked is not None and event_aware else k
         result = self.retriever.search(
             text,
             k=depth,
@@ -205,14 +204,14 @@ class Assistant:
         clock = time.perf_counter()
         if result.events and not result.event_found:
             answer = self._abstain(text, result.events, len(result.hits[:k]))
-        elif intent != GENERAL and result.events:
-            answer = self._value_answer(text, intent, result.events, result.hits, k)
+        elif asked is not None and result.events:
+            answer = self._value_answer(text, asked, result.events, result.hits, k)
         else:
             answer = self._broad_answer(text, result.hits[:k])
         timings["answer"] = time.perf_counter() - clock
         if self.generator is not None and use_generator and answer.citations:
             clock = time.perf_counter()
-            answer = self._generate(text, intent, answer, result.hits[:k])
+            answer = self._generate(text, asked, answer, result.hits[:k])
             timings["generate"] = time.perf_counter() - clock
         timings["total"] = time.perf_counter() - start
         return dataclasses.replace(
@@ -260,7 +259,9 @@ class Assistant:
 
     # --- answer kinds ------------------------------------------------------------------------
 
-    def _generate(self, question: str, intent: str, extractive: Answer, hits: list[Hit]) -> Answer:
+    def _generate(
+        self, question: str, asked: Asked | None, extractive: Answer, hits: list[Hit]
+    ) -> Answer:
         """The LLM's answer if it passes the grounding check, else the extractive one, marked."""
         from gcn_rag.answer.generators.base import Context
         from gcn_rag.answer.generators.grounding import grounding_problems
@@ -285,12 +286,12 @@ class Assistant:
                 extractive, generator=name, generator_fallback=f"generator failed: {exc.message}"
             )
         problems = grounding_problems(text, contexts) if self.grounding_check else []
-        if self.grounding_check and intent != GENERAL:
+        if self.grounding_check and asked is not None:
             wanted, got = first_value(extractive.answer), first_value(text)
             # within half the tolerance two reports may differ by (extraction.tolerance), so
             # an answer kept here is right whenever the extractive one is
             if wanted is not None and (
-                got is None or abs(got - wanted) > tolerance(intent, wanted) / 2
+                got is None or abs(got - wanted) > tolerance(asked.quantity, wanted) / 2
             ):
                 problems.append(f"does not lead with the stated value {wanted:g}")
         if not text:
@@ -317,57 +318,62 @@ class Assistant:
         return Answer(question, f"{ABSTAIN} about {names}.", [], num_docs, [])
 
     def _value_answer(
-        self, question: str, intent: str, events: list[str], hits: list[Hit], k: int
+        self, question: str, asked: Asked, events: list[str], hits: list[Hit], k: int
     ) -> Answer:
-        prefer_bat = not re.search(r"\bGBM\b|Fermi", question, re.I)
         evidence: list[Evidence] = []
         for hit in hits:
             texts = [hit.subject]  # subjects state values too ("confirmation of redshift z = 3.5")
             for row in self.index.chunk_rows_of(hit.row):
                 chunk = self.index.chunk_text(row)
-                if mentions(intent, chunk):  # split only chunks that can hold the value
+                if can_state(asked, chunk):  # split only chunks that can hold the value
                     texts.extend(sentences(chunk))
             for sentence in dict.fromkeys(texts):
-                evidence.extend(
-                    find_values(intent, sentence, hit.subject, hit.row, prefer_bat=prefer_bat)
-                )
-        groups = group_values(intent, evidence)
+                evidence.extend(find_values(asked, sentence, hit.subject, hit.row))
+        groups = group_values(asked.quantity, evidence)
         if not groups:
             broad = self._broad_answer(question, hits[:k])
-            what = "redshift" if intent == REDSHIFT else "T90 duration"
-            lead = f"The retrieved circulars about {events[0]} do not state its {what}."
+            lead = f"The retrieved circulars about {events[0]} do not state its {asked.label}."
             return dataclasses.replace(broad, answer=f"{lead} {broad.answer}")
-        label = "redshift" if intent == REDSHIFT else "Swift-BAT T90" if prefer_bat else "T90"
-        return self._compose_value(question, intent, label, events[0], groups, hits, k)
+        named = asked.instrument
+        if named and asked.by_instrument and all(e.instrument != named for e in evidence):
+            # the asked instrument's value is not there: say so, then what others measured
+            measured_by = groups[0].evidence[0].instrument
+            others = dataclasses.replace(asked, instrument=measured_by, usual=False)
+            answer = self._compose_value(question, others, events[0], groups, hits, k)
+            lead = f"The retrieved circulars about {events[0]} do not state a {asked.label}."
+            return dataclasses.replace(answer, answer=f"{lead} {answer.answer}")
+        return self._compose_value(question, asked, events[0], groups, hits, k)
 
     def _compose_value(
         self,
         question: str,
-        intent: str,
-        label: str,
+        asked: Asked,
         event: str,
         groups: list[ValueGroup],
         hits: list[Hit],
         k: int,
     ) -> Answer:
         by_row = {hit.row: hit for hit in hits}
-        best = groups[0]
+        quantity, best = asked.quantity, groups[0]
         # a second value counts as a disagreement when it is well supported on its own
         rivals = [
             g
             for g in groups[1:]
             if g.support >= 0.5 * best.support
-            and abs(g.value - best.value) > tolerance(intent, best.value)
+            and abs(g.value - best.value) > tolerance(quantity, best.value)
         ][:1]
-        unit = "" if intent == REDSHIFT else " s"
-        prefix = "z = " if intent == REDSHIFT else ""
+        unit = f" {quantity.unit}" if quantity.unit else ""
         shown = [best, *rivals]
         refs = [self._refs(g) for g in shown]
         if rivals:
-            parts = [f"{prefix}{g.text}{unit} ({r})" for g, r in zip(shown, refs, strict=True)]
-            text = f"Reported {label} values for {event} differ: {' and '.join(parts)}."
+            parts = [
+                f"{quantity.prefix}{g.text}{unit} ({r})" for g, r in zip(shown, refs, strict=True)
+            ]
+            text = f"Reported {asked.label} values for {event} differ: {' and '.join(parts)}."
         else:
-            text = f"The {label} of {event} is {prefix}{best.text}{unit} ({refs[0]})."
+            text = (
+                f"The {asked.label} of {event} is {quantity.prefix}{best.text}{unit} ({refs[0]})."
+            )
         citations: list[Citation] = []
         for group in shown:
             for ev in group.evidence:

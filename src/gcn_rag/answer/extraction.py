@@ -1,8 +1,12 @@
-"""Find asked-for values (redshift, T90) in circular sentences, and weigh the evidence.
+"""Find the asked-for value in circular sentences, and weigh the evidence.
 
-Everything here is deterministic pattern work over the circulars' own sentences: a value is
-only ever reported together with the sentence it was read from, so an answer can never state
-a number that is not in a cited sentence.
+A question is parsed into what it asks (:class:`Asked`): the quantity (from the catalog in
+:mod:`gcn_rag.corpus.quantities`), the instrument and the energy band it names, if any.
+Values are read from the circulars' own sentences (:mod:`gcn_rag.corpus.measurements`) and
+weighed: the named instrument's reports and refined values count more, doubtful ones less.
+Everything is deterministic pattern work, and a value is only ever reported together with the
+sentence it was read from, so an answer can never state a number that is not in a cited
+sentence.
 """
 
 from __future__ import annotations
@@ -12,34 +16,25 @@ import re
 from collections.abc import Iterable
 
 from gcn_rag.corpus.chunking import split_sentences
-
-REDSHIFT, T90, GENERAL = "redshift", "t90", "general"
-
-_REDSHIFT_Q = re.compile(
-    r"\bredshift|\bz\b|\bdistance\b|\bdistant\b|how far\b|\brecession\b|\bz[- ]value", re.I
+from gcn_rag.corpus.events import event_aliases, event_key, find_event_ids
+from gcn_rag.corpus.measurements import mentions, read
+from gcn_rag.corpus.quantities import (
+    BY_KEY,
+    GW,
+    INSTRUMENTS,
+    NEUTRINO,
+    Quantity,
+    asked_quantity,
+    event_kind,
+    named_instrument,
 )
-_T90_Q = re.compile(r"\bT90\b|\bT_?90\b|\bduration\b|how long did", re.I)
 
-
-def detect_intent(question: str) -> str:
-    """Which value, if any, the question asks for."""
-    if _T90_Q.search(question):
-        return T90
-    if _REDSHIFT_Q.search(question):
-        return REDSHIFT
-    return GENERAL
-
-
-# Text that may stand between the quantity's name and its value ("redshift of z = ", "z~").
-_LINK = r"(?:\s*(?:of|is|was|at|to|be|around|about|approximately|approx\.?|=|~|≈|~=|:|\(|,)\s*)*"
-_REDSHIFT_LEFT = re.compile(r"(?:\bredshifts?|(?<![\w'])z)" + _LINK + r"(?:z\s*[=~≈:]\s*)?$", re.I)
-_T90_LEFT = re.compile(
-    r"\bT_?90\b\s*(?:\([^)]{0,30}\))?\s*(?:duration\s*)?"
-    r"(?:(?:is|was|of|=|~|≈|:|about|approximately|estimated\s+(?:at|to\s+be)|,)\s*)*$",
-    re.I,
-)
-_NUMBER = re.compile(r"(?<![\w.+-])\d+(?:\.\d+)?(?![\w.]*\d)")
-_NOT_A_VALUE = re.compile(r"\s*(?:[-\u2013]\s*\d|keV|MeV|GeV|TeV|%)", re.I)  # a range or band
+#: Quantities whose value depends on the instrument (and is named after it in answers).
+_BY_INSTRUMENT = frozenset({"t90", "epeak", "fluence"})
+#: Without a named instrument, a T90 is the Swift-BAT one (the duration a GRB is known by).
+_DEFAULT_INSTRUMENT = {"t90": "Swift-BAT"}
+#: ... and an event's own measurements come from the team that found it.
+_DISCOVERER = {GW: "LIGO/Virgo/KAGRA", NEUTRINO: "IceCube"}
 _SPECTRO = re.compile(
     r"spectr|absorption|emission line|lines? of|Mg\s*II|Ly-?\s*alpha|Lyman|\bFe\s*II|C\s*IV|"
     r"\[O\s*(?:II|III)\]|H-?alpha|Balmer|X-shooter|GMOS|LRIS|OSIRIS|FORS",
@@ -52,8 +47,80 @@ _DOUBTFUL = re.compile(
     re.I,
 )
 _REVISED = re.compile(r"\brefined|\brevised|\bcorrected|\bupdated|\bconfirm", re.I)
-_BAT = re.compile(r"\bBAT\b|15-350\s*keV", re.I)
-_GBM = re.compile(r"\bGBM\b|50-300\s*keV|Fermi", re.I)
+_BAND = re.compile(
+    r"(?P<lo>\d+(?:\.\d+)?)\s*(?P<lo_unit>keV|MeV|GeV)?\s*(?:-|\u2013|to)\s*"
+    r"(?P<hi>\d+(?:\.\d+)?)\s*(?P<hi_unit>keV|MeV|GeV)",
+    re.I,
+)
+_KEV = {"kev": 1.0, "mev": 1e3, "gev": 1e6}
+
+
+@dataclasses.dataclass(frozen=True)
+class Asked:
+    """What a value question asks: a quantity, and the instrument and band it names."""
+
+    quantity: Quantity
+    instrument: str | None = None  # named in the question
+    band: tuple[float, float] | None = None  # keV, named in the question
+    usual: bool = True  # without a named instrument, prefer the usual one (Swift-BAT for T90)
+    kind: str | None = None  # of the event asked about
+    event: str | None = None  # the event asked about
+
+    def about_another_event(self, sentence: str) -> bool:
+        """Whether ``sentence`` names events, none of them the asked one (any alias)."""
+        if self.event is None:
+            return False
+        named = find_event_ids(sentence)
+        keys = {event_key(alias) for alias in event_aliases(self.event)}
+        return bool(named) and not any(event_key(e) in keys for e in named)
+
+    @property
+    def preferred(self) -> str | None:
+        """The instrument whose reports count most: the named one, else the usual one, else
+        the team that found the event (LVK for a GW candidate, IceCube for its alerts)."""
+        if self.instrument or not self.usual:
+            return self.instrument
+        usual = _DEFAULT_INSTRUMENT.get(self.quantity.key)
+        return usual or (_DISCOVERER.get(self.kind) if self.kind else None)
+
+    @property
+    def by_instrument(self) -> bool:
+        """Whether the value depends on the instrument that measured it."""
+        return self.quantity.key in _BY_INSTRUMENT
+
+    @property
+    def label(self) -> str:
+        """How the answer names the quantity: "Fermi GBM peak energy Epeak", "redshift"."""
+        label = self.quantity.label
+        if self.quantity.key in _BY_INSTRUMENT and self.preferred:
+            label = f"{self.preferred} {label}"
+        if self.band is not None and self.quantity.key == "fluence":
+            label = f"{label} ({_band_text(self.band)})"
+        return label
+
+
+def parse_question(question: str, events: list[str]) -> Asked | None:
+    """What a question about ``events`` asks for, when it asks for a catalog quantity."""
+    kind = event_kind(events[0]) if events else None
+    quantity = asked_quantity(question, kind)
+    if quantity is None:
+        return None
+    event = events[0] if events else None
+    return Asked(quantity, named_instrument(question), band(question), kind=kind, event=event)
+
+
+def band(text: str) -> tuple[float, float] | None:
+    """The first energy band ``text`` names, in keV ("10 keV - 1 MeV" is (10, 1000))."""
+    match = _BAND.search(text)
+    if match is None:
+        return None
+    high_unit = _KEV[match["hi_unit"].lower()]
+    low_unit = _KEV[match["lo_unit"].lower()] if match["lo_unit"] else high_unit
+    return float(match["lo"]) * low_unit, float(match["hi"]) * high_unit
+
+
+def _band_text(keV: tuple[float, float]) -> str:
+    return f"{keV[0]:g}-{keV[1]:g} keV"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,22 +128,11 @@ class Evidence:
     """One value read from one sentence of one circular."""
 
     value: float
-    text: str  # the value as written ("0.151")
+    text: str  # the value as an answer writes it ("0.151", "3.6E-06")
     sentence: str
     weight: float
     circular_row: int
-
-
-_MENTIONS = {
-    REDSHIFT: re.compile(r"redshift|(?<![\w'])z\s*[=~≈:]", re.I),
-    T90: re.compile(r"T_?90", re.I),
-}
-
-
-def mentions(intent: str, text: str) -> bool:
-    """Could ``text`` state a value for ``intent``? (a cheap test before sentence splitting)"""
-    pattern = _MENTIONS.get(intent)
-    return bool(pattern and pattern.search(text))
+    instrument: str | None = None  # the instrument the sentence or its circular names
 
 
 def sentences(text: str) -> list[str]:
@@ -87,46 +143,72 @@ def sentences(text: str) -> list[str]:
     return [s for s in out if s]
 
 
-def find_values(
-    intent: str, sentence: str, subject: str, circular_row: int, *, prefer_bat: bool = True
-) -> list[Evidence]:
-    """Every value of ``intent`` stated in ``sentence``, with a plausibility weight."""
-    left_pattern = _REDSHIFT_LEFT if intent == REDSHIFT else _T90_LEFT
+def can_state(asked: Asked, text: str) -> bool:
+    """Could ``text`` state the asked value? (a cheap test before splitting it)"""
+    return mentions(asked.quantity, text)
+
+
+def find_values(asked: Asked, sentence: str, subject: str, circular_row: int) -> list[Evidence]:
+    """Every value of the asked quantity stated in ``sentence``, with a plausibility weight."""
     found: list[Evidence] = []
-    for match in _NUMBER.finditer(sentence):
-        left = sentence[max(0, match.start() - 48) : match.start()]
-        if not left_pattern.search(left) or _NOT_A_VALUE.match(sentence, match.end()):
-            continue
-        value = float(match.group())
-        if intent == REDSHIFT and not 0.0 < value < 15.0:
-            continue  # a z-band magnitude, not a redshift
-        if intent == T90 and not 0.0 < value < 100_000:
-            continue
-        weight = _weight(intent, sentence, subject, prefer_bat)
-        found.append(Evidence(value, match.group(), sentence, weight, circular_row))
+    for reading in read(asked.quantity, sentence):
+        if reading.limit:
+            continue  # a limit is not a value
+        weight, instrument = _weight(asked, sentence, subject)
+        found.append(
+            Evidence(reading.value, reading.text, sentence, weight, circular_row, instrument)
+        )
     return found
 
 
-def _weight(intent: str, sentence: str, subject: str, prefer_bat: bool) -> float:
+def _weight(asked: Asked, sentence: str, subject: str) -> tuple[float, str | None]:
     weight = 1.0
     if _DOUBTFUL.search(sentence):
         weight *= 0.3
-    if _REVISED.search(sentence) or _REVISED.search(subject):
+    if _REVISED.search(sentence) or (_REVISED.search(subject) and _about(asked, subject)):
         weight *= 1.5  # a later, refined measurement supersedes a preliminary one
-    if intent == REDSHIFT:
-        if _SPECTRO.search(sentence) or re.search(r"redshift|spectr", subject, re.I):
-            weight *= 2.0
-    elif prefer_bat:
-        if _BAT.search(sentence) or _BAT.search(subject):
+    quantity = asked.quantity
+    if asked.about_another_event(sentence):
+        weight *= 0.1  # "... GRB 210411C with T90 = 12.8 s" is no T90 of the asked burst
+    if quantity.specific is not None and quantity.specific.search(sentence):
+        weight *= 2.0
+    if quantity.foreign is not None and quantity.foreign.search(sentence):
+        weight *= 0.3  # the value of something else (a galaxy's distance, a host's redshift)
+    spectroscopic = _SPECTRO.search(sentence) or re.search(r"redshift|spectr", subject, re.I)
+    if asked.quantity.key == "redshift" and spectroscopic:
+        weight *= 2.0
+    instrument = named_instrument(sentence) or named_instrument(subject)
+    wanted = asked.preferred
+    if wanted is not None:
+        pattern = INSTRUMENTS[wanted]
+        if pattern.search(sentence) or pattern.search(subject):
             weight *= 3.0
-        elif _GBM.search(sentence) or _GBM.search(subject):
+            instrument = wanted
+        elif instrument is not None:
             weight *= 0.5
-    return weight
+    if asked.band is not None:
+        stated = band(sentence)
+        if stated is not None:
+            weight *= 3.0 if _same_band(stated, asked.band) else 0.5
+    return weight, instrument
 
 
-def tolerance(intent: str, value: float) -> float:
+def _about(asked: Asked, subject: str) -> bool:
+    """Whether a circular's subject is about the asked quantity or from its usual measurer
+    ("BAT refined analysis" refines a T90; "redshift confirmation" does not refine an Epeak)."""
+    preferred = asked.preferred
+    by_measurer = preferred is not None and INSTRUMENTS[preferred].search(subject) is not None
+    return by_measurer or mentions(asked.quantity, subject)
+
+
+def _same_band(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return abs(a[0] - b[0]) <= 0.05 * b[0] and abs(a[1] - b[1]) <= 0.05 * b[1]
+
+
+def tolerance(quantity: Quantity | str, value: float) -> float:
     """How far apart two reports may be and still count as the same value."""
-    return 0.10 * value if intent == T90 else max(0.01, 0.01 * value)
+    q = BY_KEY[quantity] if isinstance(quantity, str) else quantity
+    return max(q.absolute, q.relative * abs(value))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,12 +229,12 @@ class ValueGroup:
         return seen
 
 
-def group_values(intent: str, evidence: Iterable[Evidence]) -> list[ValueGroup]:
+def group_values(quantity: Quantity, evidence: Iterable[Evidence]) -> list[ValueGroup]:
     """Cluster agreeing values; a circular counts once per group (its best sentence)."""
     groups: list[list[Evidence]] = []
     for item in sorted(evidence, key=lambda e: -e.weight):
         for group in groups:
-            if abs(group[0].value - item.value) <= tolerance(intent, group[0].value):
+            if abs(group[0].value - item.value) <= tolerance(quantity, group[0].value):
                 group.append(item)
                 break
         else:
@@ -167,7 +249,8 @@ def group_values(intent: str, evidence: Iterable[Evidence]) -> list[ValueGroup]:
         spellings = [e.text for e in best.values()]
         text = max(spellings, key=lambda s: (spellings.count(s), -spellings.index(s)))
         ordered = tuple(sorted(best.values(), key=lambda e: -e.weight))
-        out.append(ValueGroup(text, float(text), support, ordered))
+        value = next(e.value for e in ordered if e.text == text)
+        out.append(ValueGroup(text, value, support, ordered))
     return sorted(out, key=lambda g: (-g.support, -len(g.evidence)))
 
 

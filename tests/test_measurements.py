@@ -1,0 +1,195 @@
+"""The quantity catalog and the value reader, then value answers on the fixture circulars."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gcn_rag.corpus.measurements import read
+from gcn_rag.corpus.quantities import BY_KEY, GRB, GW, NEUTRINO, asked_quantity, event_kind
+
+
+def _read(key: str, sentence: str) -> list[tuple[float, str, str]]:
+    return [(round(r.value, 12), r.text, r.limit) for r in read(BY_KEY[key], sentence)]
+
+
+@pytest.mark.parametrize(
+    ("key", "sentence", "expected"),
+    [
+        # symmetric and asymmetric errors, both orders
+        ("epeak", "parameterized as Epeak, is 375 +/- 87 keV.", [(375.0, "375", "")]),
+        ("epeak", "Epeak = 330 (+402/-150) keV", [(330.0, "330", "")]),
+        ("epeak", "alpha = -1.5 (-0.3/+0.2) and Epeak = 190 (-65/+230) keV", [(190.0, "190", "")]),
+        ("epeak", "an Epeak of 1.2 MeV", [(1200.0, "1200", "")]),
+        ("epeak", "Epeak > 2 MeV", [(2000.0, "2000", "lower")]),  # a limit, kept as one
+        ("epeak", "we fit a Band function with Epeak in 50-300 keV", []),  # a band, no value
+        # powers of ten in every spelling, a unit required
+        (
+            "fluence",
+            "The event fluence (10-1000 keV) in this interval is (2.12 +/- 0.05)E-05 erg/cm^2.",
+            [(2.12e-05, "2.12E-05", "")],
+        ),
+        (
+            "fluence",
+            "The fluence derived from the event data is 1.4 X 10^-5 erg/cm^2 in 15-350 keV.",
+            [(1.4e-05, "1.4E-05", "")],
+        ),
+        (
+            "fluence",
+            "The energy fluence in the 15-1200 keV band calculated by a power-law model for this "
+            "107.9 sec interval is (1.5 +/- 0.3)x10^-5 erg/cm2.",
+            [(1.5e-05, "1.5E-05", "")],
+        ),
+        (
+            "fluence",
+            "a fluence of 2 \u00d7 10\u207b\u2077 erg cm\u207b\u00b2",
+            [(2e-07, "2E-07", "")],
+        ),
+        ("fluence", "the fluence is 3.2", []),  # no unit: not a fluence
+        # durations, distances, rates with unit conversion
+        ("t90", "with a duration (T90) of about 327 s (10-1000 keV).", [(327.0, "327", "")]),
+        (
+            "t90",
+            "The total burst duration T90 is estimated at 33 seconds +/- 2 s",
+            [(33.0, "33", "")],
+        ),
+        (
+            "gw_distance",
+            "the a posteriori luminosity distance estimate is 155 +/- 45 Mpc (a posteriori mean",
+            [(155.0, "155", "")],
+        ),
+        ("gw_distance", "a luminosity distance of 1.2 Gpc", [(1200.0, "1200", "")]),
+        (
+            "false_alarm_rate",
+            "its false alarm rate, as estimated by the online analysis, is 4.5e-13 Hz",
+            [(1.420092e-05, "1.42E-05", "")],
+        ),
+        (
+            "false_alarm_rate",
+            "This alert has an estimated false alarm rate of 3.816 events per year.",
+            [(3.816, "3.816", "")],
+        ),
+        # positions: degrees with asymmetric errors, sexagesimal
+        ("ra", "RA: 184.97 (+0.59, -0.52 deg 90% PSF containment) J2000", [(184.97, "184.97", "")]),
+        ("dec", "Dec: -2.76 (+0.67, -0.67 deg 90% PSF containment) J2000", [(-2.76, "-2.76", "")]),
+        ("ra", "RA (J2000) = 05h 06m 07.8s", [(76.5325, "76.5325", "")]),
+        ("dec", "Dec (J2000) = -06d 21' 00\"", [(-6.35, "-6.3500", "")]),
+        ("dec", "Dec: 123.4 deg", []),  # out of range: not a declination
+        # redshifts keep their old reading
+        ("redshift", "we measure a redshift of z = 0.151 from Ca II", [(0.151, "0.151", "")]),
+        ("redshift", "the redshift range is 1.2-1.5", []),
+    ],
+)
+def test_values_are_read_as_circulars_write_them(
+    key: str, sentence: str, expected: list[tuple[float, str, str]]
+) -> None:
+    assert _read(key, sentence) == expected
+
+
+def test_a_limit_is_kept_as_a_limit() -> None:
+    (reading,) = read(BY_KEY["fluence"], "the fluence is less than 1.2e-7 erg/cm^2")
+    assert reading.limit == "upper" and reading.value == pytest.approx(1.2e-7)
+
+
+@pytest.mark.parametrize(
+    ("question", "kind", "key"),
+    [
+        ("What was the Epeak of GRB 190114C?", GRB, "epeak"),
+        ("At which energy does the nuFnu spectrum of GRB 190114C peak?", GRB, "epeak"),
+        ("What time-integrated flux in erg per square cm did GRB 190114C deliver?", GRB, "fluence"),
+        ("For how many seconds did the burst GRB 190114C last?", GRB, "t90"),
+        ("How far away is GRB 190114C?", GRB, "redshift"),
+        ("How far away is the merger S200105ae?", GW, "gw_distance"),
+        (
+            "How often would noise alone produce an alert like IceCube-191001A?",
+            NEUTRINO,
+            "false_alarm_rate",
+        ),
+        ("What is the right ascension of IceCube-191001A?", NEUTRINO, "ra"),
+        ("What instruments detected GRB 190114C?", GRB, None),
+    ],
+)
+def test_questions_name_quantities_in_many_words(question: str, kind: str, key: str | None) -> None:
+    quantity = asked_quantity(question, kind)
+    assert (quantity.key if quantity else None) == key
+
+
+def test_event_kinds() -> None:
+    assert [event_kind(e) for e in ("GRB 221009A", "S190425z", "GW170817", "IceCube-241224A")] == [
+        GRB,
+        GW,
+        GW,
+        NEUTRINO,
+    ]
+
+
+# --- value answers on the fixture circulars ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("question", "lead"),
+    [
+        (
+            "What is the peak energy Epeak of GRB 221009A measured by Fermi GBM?",
+            "The Fermi GBM peak energy Epeak of GRB 221009A is 375 keV (GCN 32642)",
+        ),
+        (
+            "How long did GRB 221009A last according to Fermi GBM?",
+            "The Fermi GBM T90 of GRB 221009A is 327 s (GCN 32642)",
+        ),
+        (
+            "What is the luminosity distance of S190425z?",
+            "The luminosity distance of S190425z is 155 Mpc (GCN 24168)",
+        ),
+        (
+            "How many megaparsecs away is S230518h?",
+            "The luminosity distance of S230518h is 276 Mpc (GCN 33813)",
+        ),
+        (
+            "What false alarm rate did IceCube give for IceCube-241224A?",
+            "The false alarm rate of IceCube-241224A is 3.816 per year (GCN 38664)",
+        ),
+        (
+            "What is the best-fit declination of IceCube-241224A?",
+            "The declination of IceCube-241224A is 2.76 deg (GCN 38664)",
+        ),
+        (
+            "What Epeak did Konus-Wind measure for GRB 090516A?",
+            "The Konus-Wind peak energy Epeak of GRB 090516A is 190 keV (GCN 9422)",
+        ),
+        (
+            "What is the Swift-BAT T90 duration of GRB 050401?",
+            "The Swift-BAT T90 of GRB 050401 is 33 s (GCN 3173)",
+        ),
+    ],
+)
+def test_value_answers_lead_with_the_value_and_cite_it(
+    fixture_assistant: Any, question: str, lead: str
+) -> None:
+    answer = fixture_assistant.ask(question)
+    assert answer.answer.startswith(lead), answer.answer
+    assert answer.citations and answer.citations[0].quote
+
+
+def test_two_episodes_two_fluences_both_said_and_cited(fixture_assistant: Any) -> None:
+    question = "What fluence did Fermi GBM measure for GRB 221009A in the 10 keV - 1 MeV band?"
+    answer = fixture_assistant.ask(question)
+    assert answer.answer.startswith(
+        "Reported Fermi GBM fluence (10-1000 keV) values for GRB 221009A differ: "
+    ), answer.answer
+    assert "2.12E-05 erg/cm^2" in answer.answer and "2.912E-02 erg/cm^2" in answer.answer
+    assert {c.circular_id for c in answer.citations} == {32642}
+
+
+def test_a_named_instrument_without_a_value_is_said(fixture_assistant: Any) -> None:
+    answer = fixture_assistant.ask("What is the Konus-Wind T90 of GRB 050401?")
+    assert answer.answer.startswith(
+        "The retrieved circulars about GRB 050401 do not state a Konus-Wind T90. "
+        "The Swift-BAT T90 of GRB 050401 is 33 s"
+    ), answer.answer
+
+
+def test_a_catalog_source_near_a_neutrino_is_not_its_position(fixture_assistant: Any) -> None:
+    answer = fixture_assistant.ask("What is the right ascension of IceCube-241224A?")
+    assert answer.answer.startswith("The right ascension of IceCube-241224A is 184.97 deg")
