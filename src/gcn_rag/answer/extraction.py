@@ -17,29 +17,15 @@ from collections.abc import Iterable
 
 from gcn_rag.corpus.chunking import split_sentences
 from gcn_rag.corpus.events import event_aliases, event_key, find_event_ids
-from gcn_rag.corpus.measurements import mentions, read
-from gcn_rag.corpus.quantities import (
-    BY_KEY,
-    GW,
-    INSTRUMENTS,
-    NEUTRINO,
-    Quantity,
-    asked_quantity,
-    event_kind,
-    named_instrument,
-)
+from gcn_rag.corpus.instruments import INSTRUMENTS, named_instrument
+from gcn_rag.corpus.measurements import SPECTROSCOPIC, band, mentions, read
+from gcn_rag.corpus.quantities import BY_KEY, asked_quantity
+from gcn_rag.corpus.quantity import GW, NEUTRINO, Quantity, event_kind
 
-#: Quantities whose value depends on the instrument (and is named after it in answers).
-_BY_INSTRUMENT = frozenset({"t90", "epeak", "fluence"})
 #: Without a named instrument, a T90 is the Swift-BAT one (the duration a GRB is known by).
 _DEFAULT_INSTRUMENT = {"t90": "Swift-BAT"}
 #: ... and an event's own measurements come from the team that found it.
 _DISCOVERER = {GW: "LIGO/Virgo/KAGRA", NEUTRINO: "IceCube"}
-_SPECTRO = re.compile(
-    r"spectr|absorption|emission line|lines? of|Mg\s*II|Ly-?\s*alpha|Lyman|\bFe\s*II|C\s*IV|"
-    r"\[O\s*(?:II|III)\]|H-?alpha|Balmer|X-shooter|GMOS|LRIS|OSIRIS|FORS",
-    re.I,
-)
 _DOUBTFUL = re.compile(
     r"photometric|\bphot-z|if (?:the|this|it)|assum|would|could be|might|candidate host|"
     r"upper limit|lower limit|pseudo|tentative|unlikely|not consistent|rule out|excluded|"
@@ -47,12 +33,6 @@ _DOUBTFUL = re.compile(
     re.I,
 )
 _REVISED = re.compile(r"\brefined|\brevised|\bcorrected|\bupdated|\bconfirm", re.I)
-_BAND = re.compile(
-    r"(?P<lo>\d+(?:\.\d+)?)\s*(?P<lo_unit>keV|MeV|GeV)?\s*(?:-|\u2013|to)\s*"
-    r"(?P<hi>\d+(?:\.\d+)?)\s*(?P<hi_unit>keV|MeV|GeV)",
-    re.I,
-)
-_KEV = {"kev": 1.0, "mev": 1e3, "gev": 1e6}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,13 +66,13 @@ class Asked:
     @property
     def by_instrument(self) -> bool:
         """Whether the value depends on the instrument that measured it."""
-        return self.quantity.key in _BY_INSTRUMENT
+        return self.quantity.by_instrument
 
     @property
     def label(self) -> str:
         """How the answer names the quantity: "Fermi GBM peak energy Epeak", "redshift"."""
         label = self.quantity.label
-        if self.quantity.key in _BY_INSTRUMENT and self.preferred:
+        if self.quantity.by_instrument and self.preferred:
             label = f"{self.preferred} {label}"
         if self.band is not None and self.quantity.key == "fluence":
             label = f"{label} ({_band_text(self.band)})"
@@ -107,16 +87,6 @@ def parse_question(question: str, events: list[str]) -> Asked | None:
         return None
     event = events[0] if events else None
     return Asked(quantity, named_instrument(question), band(question), kind=kind, event=event)
-
-
-def band(text: str) -> tuple[float, float] | None:
-    """The first energy band ``text`` names, in keV ("10 keV - 1 MeV" is (10, 1000))."""
-    match = _BAND.search(text)
-    if match is None:
-        return None
-    high_unit = _KEV[match["hi_unit"].lower()]
-    low_unit = _KEV[match["lo_unit"].lower()] if match["lo_unit"] else high_unit
-    return float(match["lo"]) * low_unit, float(match["hi"]) * high_unit
 
 
 def _band_text(keV: tuple[float, float]) -> str:
@@ -174,7 +144,7 @@ def _weight(asked: Asked, sentence: str, subject: str) -> tuple[float, str | Non
         weight *= 2.0
     if quantity.foreign is not None and quantity.foreign.search(sentence):
         weight *= 0.3  # the value of something else (a galaxy's distance, a host's redshift)
-    spectroscopic = _SPECTRO.search(sentence) or re.search(r"redshift|spectr", subject, re.I)
+    spectroscopic = SPECTROSCOPIC.search(sentence) or re.search(r"redshift|spectr", subject, re.I)
     if asked.quantity.key == "redshift" and spectroscopic:
         weight *= 2.0
     instrument = named_instrument(sentence) or named_instrument(subject)

@@ -122,7 +122,12 @@ def is_table(paragraph: str) -> bool:
 
 def split_sentences(text: str) -> list[str]:
     """Split unwrapped prose into sentences, not at "et al.", "GCN Circ.", initials or "Fig."."""
-    sentences: list[str] = []
+    return [text[start:end] for start, end in _sentence_bounds(text)]
+
+
+def _sentence_bounds(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of ``text``, surrounding whitespace left out."""
+    bounds: list[tuple[int, int]] = []
     start = 0
     for match in _BOUNDARY.finditer(text):
         head = text[start : match.start()]
@@ -130,12 +135,44 @@ def split_sentences(text: str) -> list[str]:
         stem = word.lstrip("(\"'[").lower()
         if stem in _ABBREV or _INITIAL.fullmatch(stem):
             continue  # "et al.", "J. Smith", "e.g."
-        sentences.append(text[start : match.end()].strip())
+        bounds.append(_trimmed(text, start, match.end()))
         start = match.end()
-    tail = text[start:].strip()
-    if tail:
-        sentences.append(tail)
-    return sentences
+    if text[start:].strip():
+        bounds.append(_trimmed(text, start, len(text)))
+    return [(a, b) for a, b in bounds if b > a]
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
+    piece = text[start:end]
+    return start + len(piece) - len(piece.lstrip()), start + len(piece.rstrip())
+
+
+def sentence_spans(body: str) -> Iterator[tuple[int, str]]:
+    """(offset in ``body``, sentence) for every sentence and table line after the author list.
+
+    The same units as :func:`split_units`, with where each starts in the raw body, so a value
+    read from a sentence can be pointed at in the circular; whitespace inside is unwrapped.
+    """
+    in_header, units, at = True, 0, 0
+    for separator in [*_PARAGRAPH.finditer(body), None]:
+        end = separator.start() if separator else len(body)
+        paragraph, offset = body[at:end], at
+        at = separator.end() if separator else len(body)
+        if not paragraph.strip():
+            continue
+        if in_header and units < 4 and is_header(paragraph):
+            units += 1
+            continue
+        in_header = False
+        units += 1
+        if is_table(paragraph):
+            for line in re.finditer(r"[^\n]+", paragraph):
+                if line.group().strip():
+                    start, _ = _trimmed(paragraph, line.start(), line.end())
+                    yield offset + start, line.group().strip()
+            continue
+        for start, stop in _sentence_bounds(paragraph):
+            yield offset + start, " ".join(paragraph[start:stop].split())
 
 
 def split_units(body: str) -> list[Unit]:

@@ -13,10 +13,11 @@ can cite exactly where it came from.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 
-from gcn_rag.corpus.quantities import Quantity
+from gcn_rag.corpus.quantity import Quantity
 
 _SUPERSCRIPTS = str.maketrans(
     "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079\u207b\u207a\u2212",
@@ -42,7 +43,8 @@ _RANGE = re.compile(r"\s*(?:-|\u2013|to)\s*\d")  # "15-350 keV": the start of a 
 _RANGE_END = re.compile(r"\d\s*(?:-|\u2013|to)\s*$")  # ... and what ends one
 _LIMIT = re.compile(
     r"(?:<|>|≤|≥|less than|more than|greater than|below|above|upper limit|lower limit|"
-    r"at most|at least|fainter than|brighter than)\s*(?:of|is|=|~|:)?\s*$",
+    r"at most|at least|fainter than|brighter than|limiting mag\w*(?: limit)?)"
+    r"\s*(?:of|is|was|=|~|:|about|approximately)?\s*~?\s*$",
     re.I,
 )
 _SEXAGESIMAL_RA = re.compile(
@@ -52,6 +54,20 @@ _SEXAGESIMAL_DEC = re.compile(
     r"(?P<sign>[-+]?)(?P<d>\d{1,2})\s*(?:d|°|:|\s)\s*(?P<m>\d{1,2})\s*(?:m|'|:|\s)\s*"
     r"(?P<s>\d{1,2}(?:\.\d+)?)\s*(?:s|\")?"
 )
+
+SPECTROSCOPIC = re.compile(
+    r"spectr|absorption|emission line|lines? of|Mg\s*II|Ly-?\s*alpha|Lyman|\bFe\s*II|C\s*IV|"
+    r"\[O\s*(?:II|III)\]|H-?alpha|Balmer|X-shooter|GMOS|LRIS|OSIRIS|FORS",
+    re.I,
+)
+_BAND = re.compile(
+    r"(?P<lo>\d+(?:\.\d+)?)\s*(?P<lo_unit>keV|MeV|GeV)?\s*(?:-|\u2013|to)\s*"
+    r"(?P<hi>\d+(?:\.\d+)?)\s*(?P<hi_unit>keV|MeV|GeV)",
+    re.I,
+)
+_KEV = {"kev": 1.0, "mev": 1e3, "gev": 1e6}
+
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +81,8 @@ class Reading:
     end: int
     limit: str = ""  # "upper" / "lower" when the sentence states a limit, not a value
     error: tuple[float, float] | None = None  # (minus, plus), in the quantity's unit
+    unit_text: str = ""  # the unit as written ("arcsec", "MeV"), when one was
+    qualifier: str = ""  # what the cue itself names (a magnitude's filter: "r")
 
 
 def mentions(quantity: Quantity, text: str) -> bool:
@@ -78,16 +96,29 @@ def read(quantity: Quantity, sentence: str) -> list[Reading]:
     found: list[Reading] = []
     for start in _START.finditer(text):
         left = text[max(0, start.start() - 160) : start.start()]
-        if _RANGE_END.search(left) or not quantity.cue.search(left):
+        cue = None if _RANGE_END.search(left) else quantity.cue.search(left)
+        if cue is None:
             continue  # the end of a range ("50-300 keV") is no value
         reading = _reading(quantity, text, start.start())
         if reading is not None and (not found or reading.start >= found[-1].end):
-            limit = _LIMIT.search(left)
-            if limit:
-                upper = re.search(r"<|≤|less|below|upper|most|fainter", limit.group(), re.I)
-                reading = dataclasses.replace(reading, limit="upper" if upper else "lower")
+            qualifier = (cue.groupdict().get("band") or "").strip()
+            reading = dataclasses.replace(
+                reading, limit=_limit(quantity, left), qualifier=qualifier
+            )
             found.append(reading)
     return found
+
+
+def _limit(quantity: Quantity, left: str) -> str:
+    """ "upper" or "lower" when the words before a value make it a limit, else ""."""
+    limit = _LIMIT.search(left)
+    if limit is None:
+        return ""
+    words = limit.group()
+    upper = re.search(r"<|≤|less|below|upper|most|fainter|limiting", words, re.I) is not None
+    if quantity.inverted and re.search(r"[<>≤≥]|less|more|greater", words, re.I):
+        upper = not upper  # "r > 22.5": fainter than, an upper limit on the brightness
+    return "upper" if upper else "lower"
 
 
 def _reading(quantity: Quantity, text: str, at: int) -> Reading | None:
@@ -114,29 +145,41 @@ def _reading(quantity: Quantity, text: str, at: int) -> Reading | None:
     if exponent:
         power = int((exponent["e1"] or exponent["e2"]).replace(" ", ""))
         end = exponent.end()
-    factor, end, has_unit = _unit(quantity, text, end)
-    if (quantity.unit_required and not has_unit) or re.compile(r"\s*%").match(text, end):
+    factor, end, unit_text = _unit(quantity, text, end)
+    if (quantity.unit_required and not unit_text) or re.compile(r"\s*%").match(text, end):
         return None
+    if quantity.not_after is not None and quantity.not_after.match(text, end):
+        return None  # "erg/cm2/s" is a flux, not a fluence; "R = 10 arcsec" no magnitude
+    if not unit_text:
+        factor = quantity.bare
     value = float(digits) * 10.0**power * factor
     if not (math.isfinite(value) and quantity.low <= value <= quantity.high):
         return None
     return Reading(
         quantity=quantity.key,
         value=value,
-        text=_written(digits, power, factor, quantity),
+        text=f"{digits.lstrip('+')} {unit_text}"
+        if quantity.as_written and unit_text and not power
+        else _written(digits, power, factor, quantity),
         start=at,
         end=end,
         error=_error(errors, power, factor),
+        unit_text=unit_text,
     )
 
 
-def _unit(quantity: Quantity, text: str, at: int) -> tuple[float, int, bool]:
-    """(factor to the quantity's unit, end, whether a unit was there) for what follows."""
+def _unit(quantity: Quantity, text: str, at: int) -> tuple[float, int, str]:
+    """(factor to the quantity's unit, end, the unit as written or "") for what follows."""
     for spelling, factor in quantity.units:
-        match = re.compile(rf"\s*(?:{spelling})", re.I).match(text, at)
+        match = _compiled(spelling).match(text, at)
         if match:
-            return factor, match.end(), True
-    return 1.0, at, False
+            return factor, match.end(), match.group().strip()
+    return 1.0, at, ""
+
+
+@functools.cache
+def _compiled(spelling: str) -> re.Pattern[str]:
+    return re.compile(rf"\s*(?:{spelling})", re.I)
 
 
 def _written(digits: str, power: int, factor: float, quantity: Quantity) -> str:
@@ -183,3 +226,13 @@ def _sexagesimal(quantity: Quantity, text: str, at: int) -> Reading | None:
     if not quantity.low <= value <= quantity.high:
         return None
     return Reading(quantity.key, value, f"{value:.4f}", at, match.end())
+
+
+def band(text: str) -> tuple[float, float] | None:
+    """The first energy band ``text`` names, in keV ("10 keV - 1 MeV" is (10, 1000))."""
+    match = _BAND.search(text)
+    if match is None:
+        return None
+    high_unit = _KEV[match["hi_unit"].lower()]
+    low_unit = _KEV[match["lo_unit"].lower()] if match["lo_unit"] else high_unit
+    return float(match["lo"]) * low_unit, float(match["hi"]) * high_unit

@@ -1,0 +1,110 @@
+"""What a catalog quantity is: :class:`Quantity`, and the pieces its entries are written with.
+
+The entries themselves are :mod:`gcn_rag.corpus.quantities`; reading values with them is
+:mod:`gcn_rag.corpus.measurements`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+GRB, GW, NEUTRINO, OTHER = "grb", "gw", "neutrino", "other"
+ANY = (GRB, GW, NEUTRINO, OTHER)
+
+# What may stand between a quantity's name and its value: "Epeak, is", "of about", "= ~",
+# "is <" (a limit, which the reader keeps as one).
+LINK = (
+    r"(?:\s*(?:,|:|=|~|≈|~=|\(|<=?|>=?|≤|≥|is|was|are|were|of|at|to|be|around|about|"
+    r"approximately|approx\.?|roughly|estimated|measured|found|determined|derived|given|as|"
+    r"by|a|an|the|value|estimate|best[- ]fit|(?<=\s)by)\s*)*"
+)
+
+
+def event_kind(event_id: str) -> str:
+    """The kind of an event from its name: a GRB, a GW candidate, a neutrino alert, other."""
+    name = event_id.strip()
+    if re.match(r"(?:GRB|XRF)\b", name):
+        return GRB
+    if re.match(r"(?:S\d{6}[a-z]+|GW\d{6}|G\d{4,})", name):
+        return GW
+    if re.match(r"(?:IceCube|ANTARES|KM3NeT|Baikal)", name, re.I):
+        return NEUTRINO
+    return OTHER
+
+
+@dataclasses.dataclass(frozen=True)
+class Quantity:
+    """One measured quantity: how questions name it and how circulars write its values."""
+
+    key: str
+    label: str  # in answers: "The <label> of <event> is <value> <unit>"
+    unit: str  # the unit values are kept and answered in ("" for none)
+    asked: re.Pattern[str]  # the quantity named in a question (paraphrases too)
+    cue: re.Pattern[str]  # what a circular writes right before the value (matched at the end)
+    mention: re.Pattern[str]  # the cue's words: a sentence without them states no value
+    units: tuple[tuple[str, float], ...] = ()  # (regex of a spelling, factor to ``unit``)
+    unit_required: bool = False  # a number without one of ``units`` is not this quantity
+    bare: float = 1.0  # factor for a number written without a unit (0.99 -> 99 %)
+    low: float = float("-inf")  # plausible range, in ``unit``
+    high: float = float("inf")
+    scientific: bool = False  # written with powers of ten ("3.6E-06")
+    as_written: bool = False  # answers keep the circular's unit ("3.5 arcsec", "1.2 deg")
+    inverted: bool = False  # a larger number is less (magnitudes): "r > 22" is an upper limit
+    not_after: re.Pattern[str] | None = None  # right after the value: not this quantity
+    prefix: str = ""  # before the value in answers ("z = ")
+    kinds: tuple[str, ...] = ANY  # the event kinds it is asked about
+    relative: float = 0.01  # two reports within this share of each other agree
+    absolute: float = 0.0  # ... or within this much
+    retrieval: tuple[str, ...] = ()  # extra search words for the event's circulars
+    specific: re.Pattern[str] | None = None  # a sentence that says it precisely: weighs more
+    foreign: re.Pattern[str] | None = None  # a sentence about another object's value
+    by_instrument: bool = False  # the value depends on the instrument (named in answers)
+
+    def agree(self, a: float, b: float) -> bool:
+        return abs(a - b) <= max(self.absolute, self.relative * abs(a))
+
+
+def words(pattern: str) -> re.Pattern[str]:
+    """A case-insensitive pattern."""
+    return re.compile(pattern, re.I)
+
+
+def cue(pattern: str, gap: int = 0) -> re.Pattern[str]:
+    """A cue: its words, then up to ``gap`` characters of anything ("as estimated by the
+    online analysis"), then linking words, at the very end of the text before a value."""
+    between = rf"(?:[\s,(]+[^=;]{{0,{gap}}}?)?" if gap else ""
+    return re.compile(rf"(?:{pattern}){between}{LINK}$", re.I)
+
+
+KEV = ((r"keV", 1.0), (r"MeV", 1000.0), (r"GeV", 1e6))
+SECONDS = ((r"s\b|sec\b|secs\b|seconds?\b", 1.0), (r"ms\b|msec", 0.001), (r"min\b|minutes?", 60))
+_CM2 = r"cm\s*(?:\^?\s*-?\s*2|2|\u00b2|\^\{-2\}|\*\*\s*-?2)"
+_PER_S = r"(?:s(?:ec)?\s*\^?\s*-1|(?:/|per\s)\s*s(?:ec)?\b)"
+FLUENCE = ((rf"erg\s*(?:/|per)?\s*{_CM2}|erg\b", 1.0),)
+FLUX = (
+    (
+        rf"erg\s*(?:/|per)?\s*(?:{_CM2}\s*{_PER_S}|s(?:ec)?\s*\^?-1\s*{_CM2}|/s(?:ec)?\s*/\s*{_CM2})",
+        1.0,
+    ),
+)
+PHOTON_FLUX = (
+    (
+        rf"(?:ph(?:otons?)?|counts?)\s*(?:/|per)?\s*(?:{_CM2}\s*{_PER_S}|s(?:ec)?\s*\^?-1\s*{_CM2}"
+        rf"|/s(?:ec)?\s*/\s*{_CM2})",
+        1.0,
+    ),
+)
+PER_YEAR = (
+    (r"(?:events?\s*)?(?:per|/)\s*(?:yr|year)|yr\s*\^?-1|yr\u207b\u00b9|year\s*\^?-1", 1.0),
+    (r"(?:events?\s*)?(?:per|/)\s*day|day\s*\^?-1", 365.25),
+    (r"Hz", 31_557_600.0),
+)
+DEGREES = ((r"deg(?:rees?)?\b|\u00b0", 1.0), (r"arcmin\w*|'", 1 / 60), (r"arcsec\w*|\"", 1 / 3600))
+PERCENT = ((r"%|per ?cent", 1.0),)
+# after a value: a rate ("erg/cm2/s") is no fluence, an angle or time no magnitude
+RATE_AFTER = words(r"\s*(?:/\s*s(?:ec)?\b|s\s*\^?\s*-1|per s(?:ec(?:ond)?)?\b)")
+NOT_A_MAGNITUDE = words(
+    r"\s*(?:arcsec|arcmin|deg|\"|'|\u00b0|keV|MeV|s\b|sec|min|hr|h\b|d\b|days?|km|Mpc|%|"
+    r"sigma|ks|mJy|uJy|Jy|counts?|cts|pixel|pix)"
+)
