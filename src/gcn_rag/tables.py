@@ -104,6 +104,10 @@ class Catalog:
     def version(self, name: str | TableName) -> int:
         return int(self._delta(name).version())
 
+    def description(self, name: str | TableName) -> str:
+        """The description the table's last overwrite gave it ("" when none)."""
+        return str(self._delta(name).metadata().description or "")
+
     def count(self, name: str | TableName) -> int:
         return int(self._delta(name).to_pyarrow_dataset().count_rows())
 

@@ -37,6 +37,7 @@ from gcn_rag.corpus.events import normalize_event_id, parse_event_id
 from gcn_rag.errors import BadInputError
 
 CIRCULAR_URL = "https://gcn.nasa.gov/circulars/{}"
+CIRCULARS = "gcn_circulars"  # the table ingest writes
 ATTRIBUTION = "NASA GCN Circulars"
 
 

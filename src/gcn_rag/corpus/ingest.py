@@ -1,8 +1,10 @@
-"""The corpus pipeline: archive -> ``gcn_circulars`` -> ``gcn_circulars_chunks``.
+"""The corpus pipeline: archive -> ``gcn_circulars`` -> ``gcn_circulars_chunks`` and
+``gcn_measurements``.
 
 Re-running is incremental: a circular is written only when it is new or its content hash
-changed (an edit), and only those circulars are re-chunked — unless the chunker settings
-changed, in which case every chunk is rebuilt. Each table changes in exactly one commit.
+changed (an edit), and only those circulars are re-chunked and re-read for measurements —
+unless the chunker settings (or the quantity catalog) changed, in which case every chunk (or
+measurement) is rebuilt. Each table changes in exactly one commit.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from gcn_rag.assets import (
     sha256_file,
 )
 from gcn_rag.corpus.chunking import Chunk, Chunker, ChunkerConfig, chunks_to_columns, load_tokenizer
-from gcn_rag.corpus.circulars import Circular, ReadReport, read_circulars
+from gcn_rag.corpus.circulars import CIRCULARS, Circular, ReadReport, read_circulars
 from gcn_rag.corpus.lab_tables import write_lab_tables
+from gcn_rag.corpus.measurement_table import update_measurements
 from gcn_rag.errors import BadInputError, SourceUnavailableError
 from gcn_rag.progress import SILENT, Reporter
 from gcn_rag.tables import Catalog
@@ -32,8 +35,8 @@ if TYPE_CHECKING:
 
     from gcn_rag.settings import Settings
 
-CIRCULARS = "gcn_circulars"
 CHUNKS = "gcn_circulars_chunks"
+__all__ = ["CHUNKS", "CIRCULARS", "ingest", "update_chunks"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +63,7 @@ class IngestReport:
     unchanged: int = 0
     chunks_written: int = 0
     chunks_total: int = 0
+    measurements: int = 0  # rows in gcn_measurements after the run
     first: datetime | None = None
     last: datetime | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
@@ -90,6 +94,8 @@ class IngestReport:
         ]
         if self.chunks_total:
             lines.append(f"Chunks table {self.chunks_table}: {self.chunks_total:,} chunks.")
+        if self.measurements:
+            lines.append(f"Measurements table: {self.measurements:,} values read.")
         return [*lines, "Source: NASA GCN Circulars (https://gcn.nasa.gov/circulars)."]
 
 
@@ -260,6 +266,7 @@ def ingest(
         report.chunks_written, report.chunks_total = update_chunks(
             catalog, settings, changed, reporter=reporter
         )
+        report.measurements = update_measurements(catalog, changed, reporter=reporter).rows
     write_lab_tables(catalog, settings)
     _summarize(catalog, report)
     return report

@@ -68,8 +68,6 @@ _BAND = re.compile(
 _KEV = {"kev": 1.0, "mev": 1e3, "gev": 1e6}
 
 
-
-
 @dataclasses.dataclass(frozen=True)
 class Reading:
     """One value of one quantity, as one sentence states it."""
@@ -96,9 +94,11 @@ def read(quantity: Quantity, sentence: str) -> list[Reading]:
     found: list[Reading] = []
     for start in _START.finditer(text):
         left = text[max(0, start.start() - 160) : start.start()]
-        cue = None if _RANGE_END.search(left) else quantity.cue.search(left)
+        if _RANGE_END.search(left) or not quantity.mention.search(left):
+            continue  # the end of a range ("50-300 keV") is no value; no cue words, no cue
+        cue = quantity.cue.search(left)
         if cue is None:
-            continue  # the end of a range ("50-300 keV") is no value
+            continue
         reading = _reading(quantity, text, start.start())
         if reading is not None and (not found or reading.start >= found[-1].end):
             qualifier = (cue.groupdict().get("band") or "").strip()
@@ -135,8 +135,8 @@ def _reading(quantity: Quantity, text: str, at: int) -> Reading | None:
         end = errors.end()
     if match["open"]:  # "(3.6 +/- 0.1)E-06": the group closes before its power of ten
         closing = re.compile(r"\s*\)").match(text, end)
-        if closing is None:
-            return None
+        if closing is None:  # "(276 +/- 56 Mpc)": the parenthesis holds value and unit
+            return _reading(quantity, text, match.start("digits"))
         end = closing.end()
     elif not errors and _RANGE.match(text, end):
         return None
@@ -145,6 +145,8 @@ def _reading(quantity: Quantity, text: str, at: int) -> Reading | None:
     if exponent:
         power = int((exponent["e1"] or exponent["e2"]).replace(" ", ""))
         end = exponent.end()
+        if abs(power) > 300:
+            return None  # no measured value; "1e999" would overflow
     factor, end, unit_text = _unit(quantity, text, end)
     if (quantity.unit_required and not unit_text) or re.compile(r"\s*%").match(text, end):
         return None

@@ -191,7 +191,7 @@ CATALOG: tuple[Quantity, ...] = (
             r"\bE_?iso\b|isotropic|energy (?:release|released|radiated|output|budget)|"
             r"energetics|how much energy|total (?:gamma-ray |radiated )?energy"
         ),
-        mention=words(r"E_?\{?iso|isotropic"),
+        mention=words(r"E_?\{?iso|isotropic|gamma,\s*iso"),
         cue=cue(
             r"\bE_?\{?iso\}?(?:,\s*\w+)?|\bE_?\{?\\?gamma,\s*iso\}?|"
             r"isotropic[- ](?:equivalent )?(?:gamma-ray )?(?:radiated )?energy(?: release)?",
@@ -242,7 +242,7 @@ CATALOG: tuple[Quantity, ...] = (
         label="photon index",
         unit="",
         asked=words(r"photon index|spectral index|power[- ]law index|\bGamma\b|spectral slope"),
-        mention=words(r"photon index|spectral index|power[- ]law index|Gamma|\u0393"),
+        mention=words(r"(?:photon|spectral|power[- ]law) index|Gamma|\u0393|index of the"),
         cue=cue(
             r"(?:photon|spectral|power[- ]law)(?: spectral)? index|\bGamma\b|\u0393"
             r"|index of the (?:power[- ]law|spectrum)",
@@ -301,7 +301,11 @@ CATALOG: tuple[Quantity, ...] = (
         label="magnitude",
         unit="mag",
         asked=words(r"magnitude|\bmag\b|how bright|brightness|how faint"),
-        mention=words(r"mag|(?<![\w'])[ugrizyUBVRIJHKw][_']?(?:c|s|AB)?\s*[=~<>≈]"),
+        mention=re.compile(
+            r"mag|(?<![\w'/.])[ugrizyUBVRIJHKwC]\w{0,4}'?(?:[- ]band)?\s*(?:\((?:AB|Vega)\)\s*)?"
+            r"(?:[=~<>≈≤≥]|of\b)|white|clear|unfiltered",
+            re.I,
+        ),
         cue=re.compile(
             r"(?:(?<![\w'/.])(?P<band>[ugrizyUBVRIJHK]|[ugriz]'|R_?c|I_?c|Ks|w[12]|uvw[12]|"
             r"uvm2|white|clear|CR|unfiltered)(?:[- ]band)?(?:\s*\((?:AB|Vega)\))?\s*"
@@ -385,7 +389,9 @@ CATALOG: tuple[Quantity, ...] = (
         asked=words(
             r"\bredshift|\bz\b|\bdistance\b|\bdistant\b|how far\b|\brecession\b|\bz[- ]value"
         ),
-        mention=words(r"redshift|(?<![\w'])z\s*[=~≈:]"),
+        mention=words(
+            r"redshift|(?<![\w'])z\s*(?:[=~≈:(]|of\b|is\b|was\b|at\b|around\b|about\b|approx)"
+        ),
         cue=re.compile(
             r"(?:\bredshifts?|(?<![\w'])z)"
             r"(?:\s*(?:of|is|was|at|to|be|around|about|approximately|approx\.?|=|~|≈|~=|:|\(|,)"

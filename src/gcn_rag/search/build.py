@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from gcn_rag.corpus.events import event_aliases, event_key, find_event_ids
 from gcn_rag.corpus.ingest import CHUNKS
+from gcn_rag.corpus.measurement_table import MEASUREMENTS, update_measurements
 from gcn_rag.errors import NotFoundError
 from gcn_rag.progress import SILENT, Reporter
 from gcn_rag.search import index as fmt
@@ -52,6 +53,7 @@ class BuildReport:
     circulars: int = 0
     chunks: int = 0
     embedded: int = 0  # lead passages embedded now (cache misses)
+    measurements: int = 0  # rows of gcn_measurements
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> str:
@@ -59,21 +61,24 @@ class BuildReport:
         if self.up_to_date:
             return (
                 f"Index at {self.path} is up to date ({self.circulars:,} circulars, "
-                f"{self.chunks:,} chunks)."
+                f"{self.chunks:,} chunks, {self.measurements:,} measurements)."
             )
         steps = ", ".join(f"{name} {sec:.1f} s" for name, sec in self.seconds.items())
         return (
-            f"Index at {self.path}: {self.circulars:,} circulars, {self.chunks:,} chunks; "
-            f"embedded {self.embedded:,} new lead passages ({steps})."
+            f"Index at {self.path}: {self.circulars:,} circulars, {self.chunks:,} chunks, "
+            f"{self.measurements:,} measurements; embedded {self.embedded:,} new lead passages "
+            f"({steps})."
         )
 
 
 def corpus_fingerprint(catalog: Catalog) -> dict[str, Any]:
-    """Identifies the chunks table version the index is built from."""
+    """Identifies the chunks (and measurements) table versions the index is built from."""
+    measured = catalog.exists(MEASUREMENTS)
     return {
         "chunks_table": str(catalog.name(CHUNKS)),
         "chunks_version": catalog.version(CHUNKS),
         "chunks_path": str(catalog.path(CHUNKS)),
+        "measurements_version": catalog.version(MEASUREMENTS) if measured else None,
     }
 
 
@@ -86,9 +91,15 @@ def build_index(
     force: bool = False,
     reporter: Reporter = SILENT,
 ) -> BuildReport:
-    """Build (or bring up to date) the index directory from ``gcn_circulars_chunks``."""
+    """Build (or bring up to date) the index directory from ``gcn_circulars_chunks``, after
+    bringing ``gcn_measurements`` up to date (the index carries a copy for dossiers)."""
     target = path or settings.index
     report = BuildReport(target)
+    clock = time.perf_counter()
+    measured = update_measurements(catalog, None, force=force, reporter=reporter)
+    report.measurements = measured.rows
+    if not measured.up_to_date:
+        report.seconds["measurements"] = time.perf_counter() - clock
     fingerprint = corpus_fingerprint(catalog)
     if not force and _up_to_date(target, fingerprint, embedder, report):
         return report
@@ -115,7 +126,8 @@ def build_index(
         "max_circular_id": max(parts["circ_ids"]),
     }
     manifest = _manifest(corpus, str(parts["chunker"]), embedder, int(vectors.shape[1]))
-    fmt.save(target, parts, event_rows, vectors, bm25, manifest)
+    measurements = catalog.read(MEASUREMENTS) if catalog.exists(MEASUREMENTS) else None
+    fmt.save(target, parts, event_rows, vectors, bm25, manifest, measurements)
     report.seconds["write"] = time.perf_counter() - clock
     report.circulars, report.chunks = len(parts["circ_ids"]), chunks.num_rows
     return report
@@ -128,7 +140,8 @@ def _up_to_date(
     if not fmt.exists(target):
         return False
     old = fmt.Manifest.read(target / fmt.MANIFEST)
-    same_corpus = old.corpus.get("chunks_version") == fingerprint["chunks_version"]
+    versions = ("chunks_version", "measurements_version")
+    same_corpus = all(old.corpus.get(key) == fingerprint[key] for key in versions)
     if not (same_corpus and old.embedding.get("model_id") == embedder.model_id):
         return False
     report.up_to_date = True

@@ -10,6 +10,7 @@ Layout (format version 1)::
                            event_keys / event_offsets / event_rows (event key -> circulars)
       dense.npy            float32 [circulars, 384]: one unit vector per circular
       lexical/             a bm25s index over chunks (subject + chunk text + event keys)
+      measurements.arrow   a copy of ``gcn_measurements`` (optional: older indexes lack it)
 
 Arrow files and arrays are memory-mapped on load, so loading is fast and cheap. The writer
 fills a staging directory and swaps it in, so a reader never sees half an index.
@@ -46,6 +47,7 @@ TABLES = ("circulars", "chunks")  # <name>.arrow
 ARRAYS = "arrays.npz"
 DENSE = "dense.npy"
 LEXICAL = "lexical"
+MEASUREMENTS = "measurements.arrow"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,12 +108,15 @@ def save(
     vectors: np.ndarray,
     bm25: Any,
     manifest: Manifest,
+    measurements: pa.Table | None = None,
 ) -> None:
     """Write an index to ``target`` through a staging directory, replacing what was there."""
     staging = target.with_name(target.name + ".building")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     _write_tables(staging, parts)
+    if measurements is not None:
+        _write_arrow(staging / MEASUREMENTS, measurements)
     _write_arrays(staging, parts, event_rows, vectors)
     bm25.save(str(staging / LEXICAL))
     manifest.write(staging / MANIFEST)
@@ -139,11 +144,14 @@ def _write_tables(out: Path, parts: dict[str, Any]) -> None:
         }
     )
     for name, table in zip(TABLES, (circulars, chunks), strict=True):
-        with (
-            pa.OSFile(str(out / f"{name}.arrow"), "wb") as sink,
-            pa.ipc.new_file(sink, table.schema) as writer,
-        ):
-            writer.write_table(table, max_chunksize=1 << 16)
+        _write_arrow(out / f"{name}.arrow", table)
+
+
+def _write_arrow(path: Path, table: pa.Table) -> None:
+    import pyarrow as pa
+
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=1 << 16)
 
 
 def _write_arrays(
@@ -208,6 +216,7 @@ class SearchIndex:
         offsets, rows = parts["event_offsets"], parts["event_rows"]
         self._event_rows = {str(k): rows[offsets[i] : offsets[i + 1]] for i, k in enumerate(keys)}
         self.event_ids: list[str | None] = self.circulars["event_id"].to_pylist()
+        self.measurements: pa.Table | None = parts.get("measurements")
 
     @classmethod
     def load(cls, path: Path, *, model_id: str | None = None) -> SearchIndex:
@@ -235,6 +244,10 @@ class SearchIndex:
             name: pa.ipc.open_file(pa.memory_map(str(path / f"{name}.arrow"))).read_all()
             for name in TABLES
         }
+        if (path / MEASUREMENTS).is_file():
+            tables["measurements"] = pa.ipc.open_file(
+                pa.memory_map(str(path / MEASUREMENTS))
+            ).read_all()
         return cls(
             path,
             manifest,
