@@ -126,16 +126,20 @@ def write_sample(catalog: Catalog, n: int, out: Path, seed: int = 15) -> None:
     rows = catalog.read(MEASUREMENTS).to_pylist()
     picked = sorted(random.Random(seed).sample(range(len(rows)), n))
     lines = [
-        "| # | circular | event | quantity | value | limit | band | instrument | sentence | ok |",
-        "|---:|---:|---|---|---|---|---|---|---|---|",
+        "| # | circular | event | quantity | value | limit | band | instrument | method | sentence "
+        "| ok |",
+        "|---:|---:|---|---|---|---|---|---|---|---|---|",
     ]
     for i, index in enumerate(picked, 1):
         r = rows[index]
         sentence = r["sentence"].replace("|", "\\|")
         value = f"{r['value_text']} {r['unit']}".strip()
+        if r["unit"] and r["value_text"].endswith(tuple("abcdefghijklmnopqrstuvwxyz'\"")):
+            value = f"{r['value_text']} (= {r['value']:.4g} {r['unit']})"  # kept as written
         lines.append(
             f"| {i} | {r['circular_id']:g} | {r['event_id'] or ''} | {r['quantity']} | {value} "
-            f"| {r['limit'] or ''} | {r['band'] or ''} | {r['instrument'] or ''} | {sentence} | |"
+            f"| {r['limit'] or ''} | {r['band'] or ''} | {r['instrument'] or ''} "
+            f"| {r['method'] or ''} | {sentence} | |"
         )
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {n} sampled rows to {out}")

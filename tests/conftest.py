@@ -18,6 +18,7 @@ from gcn_rag.corpus.chunking import load_tokenizer
 from gcn_rag.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
+EVENTS_ARCHIVE = FIXTURES / "events.txt.tar.gz"
 TXT_ARCHIVE = FIXTURES / "archive.txt.tar.gz"
 JSON_ARCHIVE = FIXTURES / "archive.json.tar.gz"
 FIXTURE_COUNT = 46
@@ -69,6 +70,27 @@ def fixture_workspace(tmp_path_factory: pytest.TempPathFactory, asset_cache: Pat
     (home / "cache").symlink_to(asset_cache, target_is_directory=True)
     settings = Settings.load(environ={}, home=home)
     ingest(settings, str(TXT_ARCHIVE))
+    embedder = Embedder.from_settings(settings, max_tokens=DENSE_MAX_TOKENS)
+    build_index(settings, Catalog(settings.warehouse), embedder)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def events_workspace(tmp_path_factory: pytest.TempPathFactory, asset_cache: Path) -> Settings:
+    """A workspace with whole stories of a few events (tests/fixtures/events.txt.tar.gz):
+    detections and a redshift, a retracted GW candidate, a reclassification, only upper
+    limits, and an afterglow report retracted by a later circular."""
+    from gcn_rag.corpus.ingest import ingest
+    from gcn_rag.search.build import build_index
+    from gcn_rag.search.embedding import Embedder
+    from gcn_rag.search.index import DENSE_MAX_TOKENS
+    from gcn_rag.tables import Catalog
+
+    home = tmp_path_factory.mktemp("events") / "workspace"
+    home.mkdir()
+    (home / "cache").symlink_to(asset_cache, target_is_directory=True)
+    settings = Settings.load(environ={}, home=home)
+    ingest(settings, str(EVENTS_ARCHIVE))
     embedder = Embedder.from_settings(settings, max_tokens=DENSE_MAX_TOKENS)
     build_index(settings, Catalog(settings.warehouse), embedder)
     return settings

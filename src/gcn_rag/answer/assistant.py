@@ -35,6 +35,7 @@ from gcn_rag.answer.extraction import (
     sentences,
     tolerance,
 )
+from gcn_rag.answer.open_questions import Reply, answer_open
 from gcn_rag.corpus.circulars import circular_url, format_circular_id
 from gcn_rag.corpus.events import find_event_ids
 from gcn_rag.errors import BadInputError
@@ -206,6 +207,8 @@ class Assistant:
             answer = self._abstain(text, result.events, len(result.hits[:k]))
         elif asked is not None and result.events:
             answer = self._value_answer(text, asked, result.events, result.hits, k)
+        elif result.events and (reply := self._open_reply(text, result.events[0])) is not None:
+            answer = self._open_answer(text, reply, result.hits, k)
         else:
             answer = self._broad_answer(text, result.hits[:k])
         timings["answer"] = time.perf_counter() - clock
@@ -386,6 +389,27 @@ class Assistant:
     def _refs(self, group: ValueGroup) -> str:
         ids = [format_circular_id(float(self.index.circ_ids[row])) for row in group.rows[:3]]
         return "; ".join(f"GCN {i}" for i in ids)
+
+    def _open_reply(self, question: str, event: str) -> Reply | None:
+        """The dossier's answer to an open question about ``event`` (needs the measurements)."""
+        if self.index.measurements is None:
+            return None
+        return answer_open(self.index, question, event)
+
+    def _open_answer(self, question: str, reply: Reply, hits: list[Hit], k: int) -> Answer:
+        scores = {hit.row: hit.score for hit in hits}
+        citations = [
+            Citation(
+                circular_id=float(self.index.circ_ids[row]),
+                event_id=self.index.event_ids[row],
+                subject=self.index.subject(row),
+                url=circular_url(float(self.index.circ_ids[row])),
+                score=scores.get(row, 0.0),
+                quote=_clip(quote),
+            )
+            for row, quote in reply.cited[:k]
+        ]
+        return self._finish(question, reply.text, citations, len(hits[:k]))
 
     def _broad_answer(self, question: str, hits: list[Hit]) -> Answer:
         if not hits:

@@ -1,4 +1,5 @@
-"""``gcn-rag index | ask | predict | eval``: build the index, answer questions, score answers."""
+"""``gcn-rag index | ask | event | predict | eval``: build the index, answer questions, show an
+event's dossier, score answers."""
 
 from __future__ import annotations
 
@@ -17,13 +18,14 @@ from gcn_rag.cli.common import (
     print_rows,
     progress_reporter,
 )
-from gcn_rag.corpus.circulars import format_circular_id
+from gcn_rag.corpus.circulars import circular_url, format_circular_id
 from gcn_rag.settings import Settings
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from gcn_rag.answer.assistant import Answer
+    from gcn_rag.answer.dossier import Dossier
     from gcn_rag.search.build import BuildReport
 
 ModeOption = typer.Option(
@@ -96,6 +98,31 @@ def ask(
         sys.stdout.write(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2) + "\n")
         return
     print_answer(make_console(), answer)
+
+
+@friendly
+def event(
+    name: str = typer.Argument(..., help="An event: GRB 160625B, S190425z, IceCube-200530A ..."),
+    as_json: bool = typer.Option(False, "--json", help="Print the dossier as JSON."),
+    settings: Settings = SettingsOption,
+) -> None:
+    """An event's dossier: what it is, who reported it first, status changes, measurements
+    (with the circulars that state them), facilities, and the timeline of its circulars."""
+    import json
+
+    from gcn_rag.answer.dossier import build
+    from gcn_rag.corpus.events import normalize_event_id
+    from gcn_rag.errors import NotFoundError
+    from gcn_rag.search.index import SearchIndex
+
+    event_id = normalize_event_id(name) or name.strip()
+    dossier = build(SearchIndex.load(settings.index), event_id)
+    if dossier is None:
+        raise NotFoundError(f"No circular is about or names {event_id}.")
+    if as_json:
+        sys.stdout.write(json.dumps(dossier.to_dict(), ensure_ascii=False, indent=2) + "\n")
+        return
+    print_dossier(make_console(), dossier)
 
 
 @friendly
@@ -184,3 +211,31 @@ def print_answer(console: Console, answer: Answer) -> None:
         f"{answer.num_docs} circulars retrieved; "
         f"{answer.timings_ms.get('total', 0):.0f} ms. Source: NASA GCN Circulars."
     )
+
+
+def print_dossier(console: Console, dossier: Dossier) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console.print(escape(dossier.summary()), soft_wrap=True)
+    if dossier.measurements:
+        view = Table(
+            "quantity", "value", "instrument / band", "status", "circular", title="Measurements"
+        )
+        for v in dossier.measurements:
+            link = _link(v.circular_id)
+            qualifier = ", ".join(q for q in (v.instrument, v.band) if q)
+            value = v.text.removeprefix(f"{v.label} ({qualifier})" if qualifier else v.label)
+            view.add_row(escape(v.label), escape(value.strip()), escape(qualifier), v.status, link)
+        console.print(view)
+    timeline = Table(
+        "date", "circular", "subject", title=f"Timeline ({len(dossier.timeline)} circulars)"
+    )
+    for e in dossier.timeline:
+        timeline.add_row(f"{e.created_on:%Y-%m-%d %H:%M}", _link(e.circular_id), escape(e.subject))
+    console.print(timeline)
+    console.print("Source: NASA GCN Circulars (https://gcn.nasa.gov/circulars).")
+
+
+def _link(circular_id: float) -> str:
+    return f"[link={circular_url(circular_id)}]GCN {format_circular_id(circular_id)}[/link]"

@@ -39,3 +39,8 @@ def named_instrument(text: str) -> str | None:
         if pattern.search(text):
             return name
     return None
+
+
+def named_instruments(text: str) -> list[str]:
+    """Every instrument ``text`` names, by catalog order."""
+    return [name for name, pattern in INSTRUMENTS.items() if pattern.search(text)]

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from gcn_rag.corpus.chunking import sentence_spans
 from gcn_rag.corpus.circulars import CIRCULARS, Circular
 from gcn_rag.corpus.events import event_key, find_event_ids
-from gcn_rag.corpus.instruments import named_instrument
+from gcn_rag.corpus.instruments import named_instrument, named_instruments
 from gcn_rag.corpus.measurements import SPECTROSCOPIC, Reading, band, read
 from gcn_rag.corpus.quantities import CATALOG
 from gcn_rag.corpus.quantity import Quantity
@@ -136,11 +136,11 @@ def extract(circular: Circular) -> list[Measurement]:
         event = own
         if named and not any(event_key(e) in own_keys for e in named):
             event = named[0]  # "GRB 210411C had a T90 of 12.8 s", said in another's circular
-        instrument = named_instrument(sentence) or named_instrument(circular.subject)
         status = _status(sentence) if offset >= 0 else subject_status
         if status == "reported":
             status = subject_status
         for quantity, reading in readings:
+            instrument = _instrument(quantity, sentence, circular.subject)
             found.append(
                 _row(circular, event, quantity, reading, sentence, offset, instrument, status)
             )
@@ -169,7 +169,9 @@ def _row(
         error_minus=minus,
         error_plus=plus,
         limit=reading.limit or None,
-        band=reading.qualifier or _band(sentence),
+        band=reading.qualifier
+        or _band(sentence[reading.end : reading.end + 40])
+        or _band(sentence),
         instrument=instrument,
         method=_method(quantity, sentence, reading),
         status=status,
@@ -177,6 +179,17 @@ def _row(
         sentence=sentence,
         offset=offset,
     )
+
+
+def _instrument(quantity: Quantity, sentence: str, subject: str) -> str | None:
+    """The instrument that measured a value: one the sentence names that can measure it, or
+    for an instrument-dependent quantity (a T90) the one the subject names."""
+    named = named_instruments(sentence)
+    if quantity.instruments is not None:
+        return next((name for name in named if name in quantity.instruments), None)
+    if named:
+        return named[0]
+    return named_instrument(subject) if quantity.by_instrument else None
 
 
 def _status(text: str) -> str:

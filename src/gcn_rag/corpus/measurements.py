@@ -41,9 +41,27 @@ _EXPONENT = re.compile(
 )
 _RANGE = re.compile(r"\s*(?:-|\u2013|to)\s*\d")  # "15-350 keV": the start of a range
 _RANGE_END = re.compile(r"\d\s*(?:-|\u2013|to)\s*$")  # ... and what ends one
+_AN_ERROR = re.compile(r"\d\s*(?:\+/-|\+-|\u00b1)\s*$")  # "67.978 +/- 0.205": no second value
+_PAIR = re.compile(  # "RA, Dec = ", "RA,Dec (J2000) = (": two values follow, RA first
+    r"\bR\.?A\.?\s*(?:\(J2000(?:\.0)?\))?\s*[,/&]\s*Dec\w*\.?\s*(?:\(J2000(?:\.0)?\))?\s*"
+    r"(?:=|:|is|are)?\s*[(\[]?\s*$"
+)
+_CITED = re.compile(
+    r"[^;]{0,40}?(?:\bGCNC?\s*(?:Circ\.?\s*)?\d|\bCirc|\bet al)"
+)  # "z = 2.9 (GCN 31)"
+_CLAUSE = re.compile(r";|\.\s|,\s+(?:we|and we|which|while|whereas|but)\b")  # a clause ends
+_LIMIT_ON = re.compile(
+    r"\b(?P<kind>upper|lower)[- ]limits?\s+(?:on|of|for|to)\s+(?:the\s+|a\s+|its\s+)?"
+    r"(?:[\w-]+\s+){0,2}$",
+    re.I,
+)
+_SIGMA = re.compile(r"\s*(?:sigma\b|\u03c3)")
+_MONTH = re.compile(r"\bDec\.?\s+$")  # "Dec 04": a month, unless the number is a coordinate
+_DAY = re.compile(r"\d{1,2}(?![\d.:\s]*\d)")
 _LIMIT = re.compile(
     r"(?:<|>|≤|≥|less than|more than|greater than|below|above|upper limit|lower limit|"
-    r"at most|at least|fainter than|brighter than|limiting mag\w*(?: limit)?)"
+    r"at most|at least|fainter than|brighter than|limiting\s*(?:\([^)]{0,40}\)\s*)?mag\w*"
+    r"(?: limit)?)"
     r"\s*(?:of|is|was|=|~|:|about|approximately)?\s*~?\s*$",
     re.I,
 )
@@ -93,20 +111,57 @@ def read(quantity: Quantity, sentence: str) -> list[Reading]:
     text = sentence.translate(_SUPERSCRIPTS)
     found: list[Reading] = []
     for start in _START.finditer(text):
-        left = text[max(0, start.start() - 160) : start.start()]
-        if _RANGE_END.search(left) or not quantity.mention.search(left):
-            continue  # the end of a range ("50-300 keV") is no value; no cue words, no cue
-        cue = quantity.cue.search(left)
-        if cue is None:
-            continue
-        reading = _reading(quantity, text, start.start())
+        at = start.start()
+        offset = max(0, at - 160)
+        left = text[offset:at]
+        if _RANGE_END.search(left) or _AN_ERROR.search(left) or not quantity.mention.search(left):
+            continue  # the end of a range ("50-300 keV") or an error is no value; no cue words
+        pair = _PAIR.search(left) if quantity.pair >= 0 else None
+        cue = pair or quantity.cue.search(left)
+        if cue is None or (found and found[-1].end > offset + cue.start()):
+            continue  # no cue, or its value was read already ("fluence of 1e-5, peak flux 2e-7")
+        near = _CLAUSE.split(text[max(0, offset + cue.start() - 120) : at])[-1]
+        if (
+            quantity.reject is not None
+            and quantity.reject.search(near)
+            and not _CITED.match(text, at)
+        ):
+            continue  # "assuming alpha = -1", "decay index alpha", "the USNO star at RA ="
+        if pair is not None:
+            reading = _paired(quantity, text, at)
+        elif quantity.key == "dec" and _MONTH.search(left) and _DAY.match(text, at):
+            continue  # "2008 Dec 04" is a date
+        else:
+            reading = _reading(quantity, text, at)
         if reading is not None and (not found or reading.start >= found[-1].end):
             qualifier = (cue.groupdict().get("band") or "").strip()
-            reading = dataclasses.replace(
-                reading, limit=_limit(quantity, left), qualifier=qualifier
-            )
+            limit = _limit(quantity, left) or _limit_before(text[: offset + cue.start()])
+            reading = dataclasses.replace(reading, limit=limit, qualifier=qualifier)
             found.append(reading)
     return found
+
+
+def _paired(quantity: Quantity, text: str, at: int) -> Reading | None:
+    """The first or second value of "RA, Dec = a, b" (the pair index of ``quantity``)."""
+    first = _reading(quantity, text, at) if quantity.pair == 0 else _any_coordinate(text, at)
+    if quantity.pair == 0 or first is None:
+        return first
+    comma = re.compile(r"\s*[,;/]?\s*").match(text, first.end)
+    return _reading(quantity, text, comma.end()) if comma else None
+
+
+def _any_coordinate(text: str, at: int) -> Reading | None:
+    """The first value of a pair, only for its span (an RA in degrees or hours)."""
+    match = _SEXAGESIMAL_RA.match(text, at) or re.compile(r"[-+]?" + _U + r"\s*(?:deg\w*)?").match(
+        text, at
+    )
+    return None if match is None else Reading("ra", 0.0, match.group(), at, match.end())
+
+
+def _limit_before(text: str) -> str:
+    """ "upper" for "an upper limit on the <cue> ..." (the limit named before the quantity)."""
+    limit = _LIMIT_ON.search(text[-60:])
+    return "" if limit is None else limit["kind"].lower()
 
 
 def _limit(quantity: Quantity, left: str) -> str:
@@ -152,6 +207,8 @@ def _reading(quantity: Quantity, text: str, at: int) -> Reading | None:
         return None
     if quantity.not_after is not None and quantity.not_after.match(text, end):
         return None  # "erg/cm2/s" is a flux, not a fluence; "R = 10 arcsec" no magnitude
+    if _SIGMA.match(text, end):
+        return None  # "11 sigma" is a significance
     if not unit_text:
         factor = quantity.bare
     value = float(digits) * 10.0**power * factor

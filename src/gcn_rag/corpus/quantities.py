@@ -1,16 +1,11 @@
 """The quantity catalog: what astronomers measure and how the circulars write it, as data.
 
 One :class:`~gcn_rag.corpus.quantity.Quantity` per measured quantity: the words a question
-uses for it (paraphrases included), the words a circular puts right before its value, the
-units it is written in (and their conversion to one unit), its plausible range, and whether it
-is usually written with a power of ten. :mod:`gcn_rag.corpus.measurements` reads values with
-it; the answerer picks the quantity a question asks for with :func:`asked_quantity`. A new
-quantity is a new entry here, not new code. Entries are tried in order, so a narrower question
-word comes before a wider one ("low-energy photon index" before "photon index").
-
-Events have kinds (a GRB, a gravitational-wave candidate, a neutrino alert, ...): a quantity
-applies to some kinds only, so "how far is it?" asks for a redshift of a GRB and for a
-luminosity distance of a GW candidate.
+uses for it (paraphrases too), the words a circular puts right before its value, its units
+and their conversion, its plausible range, what makes a number not its value. A new quantity
+is a new entry here, not new code. Entries are tried in order, so a narrower question word
+comes before a wider one ("low-energy photon index" before "photon index"). A quantity applies
+to some event kinds only: "how far is it?" asks a GRB's redshift, a GW candidate's distance.
 """
 
 from __future__ import annotations
@@ -19,6 +14,7 @@ import re
 
 from gcn_rag.corpus.quantity import (
     ANY,
+    ASSUMED,
     DEGREES,
     FLUENCE,
     FLUX,
@@ -32,6 +28,7 @@ from gcn_rag.corpus.quantity import (
     PERCENT,
     PHOTON_FLUX,
     RATE_AFTER,
+    REFERENCE,
     SECONDS,
     Quantity,
     cue,
@@ -42,6 +39,9 @@ from gcn_rag.corpus.quantity import (
 __all__ = ["ANY", "BY_KEY", "CATALOG", "GRB", "GW", "NEUTRINO", "OTHER", "Quantity", "event_kind"]
 
 _BURSTS = (GRB, OTHER)
+_DECAY = r"deca\w+|declin\w*|temporal|light[- ]?curve|fading"  # an index in time, not energy
+_NOT_SPECTRAL = words(rf"{ASSUMED}|{_DECAY}")
+_FOREIGN_SOURCE = words(r"nearest|\b4FGL|\b3FHL|catalog source|galax|\bstar\b|\bhost\b")
 _T_CUE = (  # "T90 (50-300 keV) duration is estimated by ... to be", "duration (T90) of"
     r"(?:\b{t}\b\s*(?:\([^)]{{0,30}}\))?\s*(?:duration\s*)?|duration\s*\({t}\)\s*)"
     r"(?:[\s,]+(?:estimated|measured|derived|calculated|computed)\b[^=;]{{0,70}}?\s)?"
@@ -66,6 +66,29 @@ def _probability(key: str, label: str, asked: str, name: str) -> Quantity:
         absolute=1.0,
         relative=0.0,
         retrieval=tuple(w.lower() for w in re.findall(r"[A-Za-z]+", name)[:1]),
+    )
+
+
+def _position(
+    pair: int, key: str, label: str, asked: str, name: str, span: tuple[float, float]
+) -> Quantity:
+    """A coordinate, in degrees or sexagesimal, alone or in a pair ("RA, Dec = 17.3, +35.8")."""
+    return Quantity(
+        key=key,
+        label=label,
+        unit="deg",
+        asked=words(rf"{label}|{asked}"),
+        mention=words(rf"{name}|{label}"),
+        cue=cue(rf"{name}\s*(?:\(J2000(?:\.0)?\))?|{label}"),
+        units=DEGREES,
+        low=span[0],
+        high=span[1],
+        absolute=0.5,
+        relative=0.0,
+        retrieval=(key,),
+        pair=pair,
+        foreign=_FOREIGN_SOURCE,
+        reject=words(REFERENCE),
     )
 
 
@@ -158,6 +181,7 @@ CATALOG: tuple[Quantity, ...] = (
         high=100_000.0,
         kinds=_BURSTS,
         relative=0.10,
+        reject=words(ASSUMED),
         retrieval=("epeak", "peak", "energy"),
         by_instrument=True,
     ),
@@ -219,6 +243,7 @@ CATALOG: tuple[Quantity, ...] = (
         kinds=_BURSTS,
         absolute=0.1,
         relative=0.0,
+        reject=_NOT_SPECTRAL,
         retrieval=("alpha", "index"),
         by_instrument=True,
     ),
@@ -234,6 +259,7 @@ CATALOG: tuple[Quantity, ...] = (
         kinds=_BURSTS,
         absolute=0.1,
         relative=0.0,
+        reject=_NOT_SPECTRAL,
         retrieval=("beta", "index"),
         by_instrument=True,
     ),
@@ -253,6 +279,7 @@ CATALOG: tuple[Quantity, ...] = (
         kinds=ANY,
         absolute=0.1,
         relative=0.0,
+        reject=words(rf"{ASSUMED}|{_DECAY}|low[- ]energy|high[- ]energy|\bBand\b"),
         retrieval=("photon", "index"),
         by_instrument=True,
     ),
@@ -319,6 +346,8 @@ CATALOG: tuple[Quantity, ...] = (
         high=32.0,
         inverted=True,
         kinds=ANY,
+        reject=words(REFERENCE),
+        instruments=("Swift-UVOT",),
         absolute=0.3,
         relative=0.0,
         retrieval=("magnitude", "mag"),
@@ -401,6 +430,7 @@ CATALOG: tuple[Quantity, ...] = (
         low=0.0,
         high=15.0,
         prefix="z = ",
+        reject=words(ASSUMED),
         kinds=_BURSTS,
         relative=0.01,
         absolute=0.01,
@@ -455,38 +485,8 @@ CATALOG: tuple[Quantity, ...] = (
         relative=0.10,
         retrieval=("energy", "tev"),
     ),
-    Quantity(
-        key="ra",
-        label="right ascension",
-        unit="deg",
-        asked=words(r"right ascension|\bRA\b"),
-        mention=words(r"\bR\.?A\b|right ascension"),
-        cue=cue(r"\bR\.?A\.?\b\s*(?:\(J2000(?:\.0)?\))?|right ascension"),
-        units=DEGREES,
-        low=0.0,
-        high=360.0,
-        kinds=ANY,
-        absolute=0.5,
-        relative=0.0,
-        retrieval=("ra",),
-        foreign=words(r"nearest|\b4FGL|\b3FHL|catalog source|galax|\bstar\b|\bhost\b"),
-    ),
-    Quantity(
-        key="dec",
-        label="declination",
-        unit="deg",
-        asked=words(r"declination|\bDec\b"),
-        mention=words(r"\bDec|declination"),
-        cue=cue(r"\bDec(?:l\.?)?\b\s*(?:\(J2000(?:\.0)?\))?|declination"),
-        units=DEGREES,
-        low=-90.0,
-        high=90.0,
-        kinds=ANY,
-        absolute=0.5,
-        relative=0.0,
-        retrieval=("dec",),
-        foreign=words(r"nearest|\b4FGL|\b3FHL|catalog source|galax|\bstar\b|\bhost\b"),
-    ),
+    _position(0, "ra", "right ascension", r"\bR\.?A\b", r"\bR\.?A\.?\b", (0.0, 360.0)),
+    _position(1, "dec", "declination", r"\bDec\b", r"\bDec(?:l\.?)?\b", (-90.0, 90.0)),
 )
 
 BY_KEY = {quantity.key: quantity for quantity in CATALOG}

@@ -52,6 +52,11 @@ class Quantity:
     as_written: bool = False  # answers keep the circular's unit ("3.5 arcsec", "1.2 deg")
     inverted: bool = False  # a larger number is less (magnitudes): "r > 22" is an upper limit
     not_after: re.Pattern[str] | None = None  # right after the value: not this quantity
+    # shortly before the cue: the value is not this event's measurement ("assuming",
+    # "decay index", "USNO star")
+    reject: re.Pattern[str] | None = None
+    pair: int = -1  # 0 / 1: first / second of a pair ("RA, Dec = 17.34, +35.81")
+    instruments: tuple[str, ...] | None = None  # that can measure it (None: any)
     prefix: str = ""  # before the value in answers ("z = ")
     kinds: tuple[str, ...] = ANY  # the event kinds it is asked about
     relative: float = 0.01  # two reports within this share of each other agree
@@ -103,7 +108,11 @@ PER_YEAR = (
 DEGREES = ((r"deg(?:rees?)?\b|\u00b0", 1.0), (r"arcmin\w*|'", 1 / 60), (r"arcsec\w*|\"", 1 / 3600))
 PERCENT = ((r"%|per ?cent", 1.0),)
 # after a value: a rate ("erg/cm2/s") is no fluence, an angle or time no magnitude
-RATE_AFTER = words(r"\s*(?:/\s*s(?:ec)?\b|s\s*\^?\s*-1|per s(?:ec(?:ond)?)?\b)")
+RATE_AFTER = words(r"\s*(?:/\s*s(?:ec)?\b|s\s*\^?\s*-1|per s(?:ec(?:ond)?)?\b|s\b(?![-\w]))")
+# a value assumed to compute another ("for a typical Band spectrum with alpha = -1")
+ASSUMED = r"\bassum\w*|\btypical\b|\bcanonical\b|\bcharacteristic\b|\bfix(?:ed|ing)\b|\badopt\w*"
+# a comparison or catalog object's value, not the event's
+REFERENCE = r"\bUSNO|\bstar\b|reference|comparison|calibrat\w*|\b4FGL|\b3FHL|catalog source"
 NOT_A_MAGNITUDE = words(
     r"\s*(?:arcsec|arcmin|deg|\"|'|\u00b0|keV|MeV|s\b|sec|min|hr|h\b|d\b|days?|km|Mpc|%|"
     r"sigma|ks|mJy|uJy|Jy|counts?|cts|pixel|pix)"

@@ -217,6 +217,7 @@ class SearchIndex:
         self._event_rows = {str(k): rows[offsets[i] : offsets[i + 1]] for i, k in enumerate(keys)}
         self.event_ids: list[str | None] = self.circulars["event_id"].to_pylist()
         self.measurements: pa.Table | None = parts.get("measurements")
+        self._measurement_rows: dict[str, list[int]] | None = None  # event key -> rows
 
     @classmethod
     def load(cls, path: Path, *, model_id: str | None = None) -> SearchIndex:
@@ -273,6 +274,21 @@ class SearchIndex:
     def created_on(self, circ_row: int) -> datetime:
         value: datetime = self.circulars["created_on"][circ_row].as_py()
         return value
+
+    def measurements_of(self, keys: set[str]) -> pa.Table:
+        """The rows of ``gcn_measurements`` whose event has one of ``keys`` (:func:`event_key`)."""
+        import numpy as np
+
+        if self.measurements is None:
+            raise NotFoundError("This index has no measurements; rebuild it with `gcn-rag index`.")
+        if self._measurement_rows is None:
+            by_key: dict[str, list[int]] = {}
+            for i, event in enumerate(self.measurements["event_id"].to_pylist()):
+                if event:
+                    by_key.setdefault(event_key(event), []).append(i)
+            self._measurement_rows = by_key
+        picked = sorted(i for key in keys for i in self._measurement_rows.get(key, ()))
+        return self.measurements.take(np.asarray(picked, dtype=np.int64))
 
     def rows_about(self, events: list[str]) -> np.ndarray:
         """Circular rows about or naming any of ``events`` (any alias)."""

@@ -1,0 +1,564 @@
+"""An event's dossier: what it is, who reported it first, who followed it up, how its status
+changed, and its key measurements — read from one loaded index, every statement cited.
+
+:func:`build` makes a :class:`Dossier` from the circulars about an event (their subjects and
+chunks) and the index's copy of ``gcn_measurements``. It is deterministic and cheap (a few ms
+for an event with a hundred circulars), so the assistant builds one per open question and
+``gcn-rag event`` prints it. :mod:`gcn_rag.answer.open_questions` answers questions with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from gcn_rag.corpus.chunking import sentence_spans
+from gcn_rag.corpus.circulars import circular_url, format_circular_id
+from gcn_rag.corpus.events import event_aliases, event_key
+from gcn_rag.corpus.instruments import named_instrument
+from gcn_rag.corpus.quantities import BY_KEY, CATALOG
+from gcn_rag.corpus.quantity import GRB, GW, NEUTRINO, event_kind
+
+if TYPE_CHECKING:
+    from gcn_rag.search.index import SearchIndex
+
+DETECTED, LIMITS, OBSERVED, RETRACTED = "detected", "limits only", "observed", "retracted"
+MAX_STATUS = 6
+_ORDER = {quantity.key: i for i, quantity in enumerate(CATALOG)}
+_SHOWN_FIRST = ("redshift", "t90", "epeak", "fluence", "gw_distance", "false_alarm_rate")
+
+# what the words after "EVENT:" in a subject say about the outcome
+_LIMITS = re.compile(
+    r"upper limits?|non-?detection|\bno (?:\w+ ){0,3}(?:counterpart|candidate|source|detection|"
+    r"emission|afterglow|neutrino|transient|signal|evidence|events?)s?\b|not detected|"
+    r"\blimits\b",
+    re.I,
+)
+_DETECTED = re.compile(
+    r"detect|afterglow|counterpart|candidate|redshift|discover|identif|localization|"
+    r"position|spectroscop|light ?curve|rebrightening|flare|confirm|observations? of the "
+    r"(?:afterglow|source|transient)|\bfound\b|kilonova",
+    re.I,
+)
+_NOT_A_DETECTION = re.compile(  # catalogs and coverage: observations, no detection
+    r"galax(?:y|ies) in|galaxy (?:catalog|list)|localization volume|coverage|not observable|"
+    r"occult",
+    re.I,
+)
+# ... and in a body, when the subject says neither
+_BODY_DETECTED = re.compile(
+    r"\b(?:we |is |was |are |were )?(?:detect(?:ed)?|find|found|identif\w+|see|saw|observe[ds]?)"
+    r" (?:a|an|the|one|two|several|\d+) (?:\w+ ){0,3}(?:source|counterpart|candidate|afterglow|"
+    r"object|transient|emission|signal)|\btriggered\b|(?:was|were) (?:clearly |also )?"
+    r"(?:detected|seen)\b",
+    re.I,
+)
+_BODY_LIMITS = re.compile(
+    r"\bno (?:\w+ ){0,3}(?:source|counterpart|candidate|afterglow|transient|emission|signal|"
+    r"detection)s?\b|not detected|upper limits?|non-?detection",
+    re.I,
+)
+# how a status changes, latest first in a dossier
+_STATUS = (
+    ("retraction", re.compile(r"\bretract\w*|\bwithdraw\w*", re.I)),
+    (
+        "downgrade",
+        re.compile(
+            r"downgrad\w*|(?:lower|reduced|decreased) (?:the )?significance|no longer "
+            r"(?:considered|significant|a candidate)|not (?:of )?astrophysical|(?:likely|probably"
+            r"|most likely) (?:of )?(?:terrestrial|instrumental) origin|noise (?:artifact|"
+            r"transient)|\bglitch\b|consistent with (?:a )?background fluctuation",
+            re.I,
+        ),
+    ),
+    (
+        "reclassification",
+        re.compile(
+            r"re-?classif\w*|(?:is|was) (?:not|likely not|probably not) (?:a |an )?(?:GRB|"
+            r"gamma-ray burst|astrophysical)|(?:is|was) (?:now |instead |rather )?(?:re-?)?"
+            r"identified as (?:a |an )?(?:\w+ ){0,2}(?:flare|star|AGN|SGR|magnetar|binary|"
+            r"particle event|solar|variable)",
+            re.I,
+        ),
+    ),
+    ("correction", re.compile(r"^[^:]*:.*\b(?:erratum|corrigendum|correction)\b", re.I)),
+)
+# "Retraction of GCN 37255", "Correction to GCN Circ. 30915": one circular, not the event
+_TARGET = re.compile(r"\bGCNC?\s*(?:Circ(?:ular)?\.?\s*)?(?:No\.?\s*)?#?(?P<id>\d{1,6})\b", re.I)
+# a body sentence changes the event's status only when it is about the event itself
+_ITSELF = r"\b(?:this|the) (?:event|trigger|alert|candidate|burst|signal|GRB|source)\b"
+# what is left of "SGR 1935+2154" or "IceCube Alert 200530.33" once the event is not a name
+_NOT_A_NAME = re.compile(
+    r"\S*\d{4,}\S*|\b(?:GRB|SGR|FRB|XRF|AT|SN|EP|ZTF|Alert|Event|Trigger|IceCube(?:-Cascade)?)\b",
+    re.I,
+)
+# generic words that end a facility's name in a subject ("Fermi GBM Final Real-time ...")
+_GENERIC = frozenset(
+    "final refined updated update preliminary optical observations observation observed "
+    "detection detections upper limit limits identification follow-up followup and of the a "
+    "an on for in x-ray radio nir near-infrared infrared uv ultraviolet gamma-ray spectroscopic "
+    "spectroscopy photometric photometry redshift afterglow candidate candidates counterpart "
+    "localization analysis search searches real-time ground-based further continued late-time "
+    "early possible no new imaging monitoring trigger triggered burst grb detected emission "
+    "source sources position refined improved revised correction erratum retraction "
+    "triangulation spectrum spectral light curve lightcurve confirmation confirmed evidence "
+    "with from by at mm sub-mm millimeter tev gev high-energy event alert neutrino track "
+    "cascade gold bronze gravitational-wave gravitational wave classification circular "
+    "report reports results result discovery detects detect observe observes prompt "
+    "transient transients counterparts field galaxy galaxies host tiled coverage another "
+    "pre-discovery ghz mhz gw frb ned".split()
+)
+_KIND_WORDS = (  # subject words that say more than the event's name does
+    ("magnetar burst", re.compile(r"\bSGR\b|magnetar|soft gamma repeater", re.I)),
+    ("fast radio burst", re.compile(r"\bFRB\b|fast radio burst", re.I)),
+    ("supernova", re.compile(r"\bsupernova\b|\bSN ?\d{4}", re.I)),
+    ("tidal disruption event", re.compile(r"tidal disruption|\bTDE\b", re.I)),
+    ("X-ray transient", re.compile(r"Einstein Probe|\bEP\d{6}|fast X-ray transient", re.I)),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One circular about the event."""
+
+    circular_id: float
+    created_on: datetime
+    subject: str
+    row: int  # in the index
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "circular_id": _json_id(self.circular_id),
+            "created_on": self.created_on.isoformat(),
+            "subject": self.subject,
+            "url": circular_url(self.circular_id),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Facility:
+    """An instrument or telescope that observed the event, and what it saw."""
+
+    name: str
+    outcome: str  # detected / limits only / observed
+    circulars: tuple[float, ...]
+    first: datetime
+    quote: str  # the subject (or sentence) that says so
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "outcome": self.outcome,
+            "circulars": [_json_id(c) for c in self.circulars],
+            "first": self.first.isoformat(),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusChange:
+    kind: str  # retraction / downgrade / reclassification / correction
+    circular_id: float
+    created_on: datetime
+    sentence: str
+    target: float | None = None  # the circular it retracts or corrects ("Retraction of GCN 37255")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "circular_id": _json_id(self.circular_id),
+            "created_on": self.created_on.isoformat(),
+            "sentence": self.sentence,
+            "target": None if self.target is None else _json_id(self.target),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Value:
+    """The best value of one quantity (per instrument) among the event's measurements."""
+
+    quantity: str
+    label: str
+    value: float
+    value_text: str
+    unit: str
+    limit: str
+    band: str
+    instrument: str
+    status: str
+    circular_id: float
+    sentence: str
+
+    @property
+    def text(self) -> str:
+        """ "T90 (Fermi GBM) = 32 s", "magnitude (r) > 21.5 mag"."""
+        qualifier = ", ".join(q for q in (self.instrument, self.band) if q)
+        sign = {"upper": "<", "lower": ">"}.get(self.limit, "=")
+        if self.limit and BY_KEY[self.quantity].inverted:
+            sign = ">" if self.limit == "upper" else "<"
+        unit = f" {self.unit}" if self.unit and not self.value_text[-1:].isalpha() else ""
+        label = f"{self.label} ({qualifier})" if qualifier else self.label
+        return f"{label} {sign} {self.value_text}{unit}"
+
+    def to_dict(self) -> dict[str, Any]:
+        fields = dataclasses.asdict(self)
+        fields["circular_id"] = _json_id(self.circular_id)
+        return fields
+
+
+@dataclasses.dataclass(frozen=True)
+class Dossier:
+    event_id: str
+    kind: str  # "gamma-ray burst", "gravitational-wave candidate", ...
+    timeline: tuple[Entry, ...]  # oldest first
+    facilities: tuple[Facility, ...]  # in order of first report
+    status: tuple[StatusChange, ...]  # latest first
+    measurements: tuple[Value, ...]
+    mentions: int  # circulars that name the event without being about it
+
+    @property
+    def first(self) -> Entry:
+        return self.timeline[0]
+
+    @property
+    def discoverer(self) -> str:
+        """Who reported the event first: the detectors that find GW candidates and neutrino
+        alerts, else the facility of its first circular."""
+        kind = event_kind(self.event_id)
+        if kind == GW:
+            return "LIGO/Virgo/KAGRA"
+        if kind == NEUTRINO:
+            return named_instrument(self.event_id) or self.event_id.split("-")[0]
+        facilities = [f for f in self.facilities if self.first.circular_id in f.circulars]
+        return facilities[0].name if facilities else ""
+
+    def summary(self) -> str:
+        """A few plain sentences with circular references, latest status first."""
+        parts = []
+        if self.status:
+            parts.append(_status_sentence(self.event_id, self.status[0]))
+        parts += [_status_sentence(self.event_id, c) for c in self.status[1:] if c.target]
+        parts.append(f"{self.event_id} is {_article(self.kind)} {self.kind}.")
+        by = f"First reported by {self.discoverer}; its" if self.discoverer else "Its"
+        parts.append(
+            f"{by} first circular is {_ref(self.first.circular_id)} "
+            f"({self.first.created_on:%Y-%m-%d}: {self.first.subject})."
+        )
+        if self.measurements:
+            shown = "; ".join(f"{v.text} ({_ref(v.circular_id)})" for v in self.measurements[:6])
+            parts.append(f"Key measurements: {shown}.")
+        detected = [f for f in self.facilities if f.outcome == DETECTED]
+        limits = [f for f in self.facilities if f.outcome == LIMITS]
+        if detected:
+            parts.append(f"Detected by: {_facility_list(detected)}.")
+        if limits:
+            parts.append(f"Only limits from: {_facility_list(limits)}.")
+        last = self.timeline[-1]
+        parts.append(
+            f"{len(self.timeline)} circulars are about it, from {self.first.created_on:%Y-%m-%d}"
+            f" to {last.created_on:%Y-%m-%d}."
+        )
+        return " ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "kind": self.kind,
+            "summary": self.summary(),
+            "first": self.first.to_dict(),
+            "discoverer": self.discoverer,
+            "status": [s.to_dict() for s in self.status],
+            "measurements": [v.to_dict() for v in self.measurements],
+            "facilities": [f.to_dict() for f in self.facilities],
+            "timeline": [e.to_dict() for e in self.timeline],
+            "mentions": self.mentions,
+        }
+
+
+def build(index: SearchIndex, event_id: str) -> Dossier | None:
+    """The dossier of ``event_id``, or None when no circular is about it or names it."""
+    rows = [int(r) for r in index.rows_about([event_id])]
+    keys = {event_key(alias) for alias in event_aliases(event_id)}
+    about = [
+        r
+        for r in rows
+        if (index.event_ids[r] or "") and event_key(index.event_ids[r] or "") in keys
+    ]
+    own = about or rows
+    if not own:
+        return None
+    timeline = tuple(
+        sorted(
+            (
+                Entry(float(index.circ_ids[r]), index.created_on(r), index.subject(r), r)
+                for r in own
+            ),
+            key=lambda e: (e.created_on, e.circular_id),
+        )
+    )
+    texts = _Bodies(index)
+    values = _values(index, keys)
+    status = _status(event_id, timeline, texts)
+    return Dossier(
+        event_id=event_id,
+        kind=_kind(event_id, timeline, values),
+        timeline=timeline,
+        facilities=_facilities(timeline, texts, status),
+        status=status,
+        measurements=values,
+        mentions=len(rows) - len(about) if about else 0,
+    )
+
+
+# --- pieces ----------------------------------------------------------------------------------
+
+
+class _Bodies(dict[int, str]):
+    """Circular bodies by index row, read from the chunks when first needed."""
+
+    def __init__(self, index: SearchIndex) -> None:
+        super().__init__()
+        self.index = index
+
+    def __missing__(self, row: int) -> str:
+        chunks = self.index.chunk_rows_of(row)
+        body = " ".join(
+            self.index.chunk_text(c) for c in chunks if self.index.chunk_kind(c) != "header"
+        )
+        self[row] = body
+        return body
+
+
+def _kind(event_id: str, timeline: tuple[Entry, ...], values: tuple[Value, ...]) -> str:
+    kind = event_kind(event_id)
+    best = {v.quantity: v for v in values if not v.limit}
+    if kind == GRB:
+        t90 = best.get("t90")
+        if t90 is not None:
+            return f"{'short' if t90.value < 2.0 else 'long'} gamma-ray burst"
+        return "gamma-ray burst"
+    if kind == GW:
+        return "gravitational-wave candidate" + _gw_class(values)
+    if kind == NEUTRINO:
+        return "high-energy neutrino alert"
+    subjects = " ".join(e.subject for e in timeline[:10])
+    for label, pattern in _KIND_WORDS:
+        if pattern.search(event_id) or pattern.search(subjects):
+            return label
+    return "transient"
+
+
+def _gw_class(values: tuple[Value, ...]) -> str:
+    """ " (most likely BBH, >99%)" from the classification probabilities, when one dominates."""
+    names = {"p_bns": "BNS", "p_nsbh": "NSBH", "p_bbh": "BBH", "p_terrestrial": "terrestrial"}
+    shares = [
+        (v.value, v.limit, names[v.quantity])
+        for v in values
+        if v.quantity in names and v.limit != "upper"
+    ]
+    if not shares:
+        return ""
+    share, limit, name = max(shares)
+    if share < 50:
+        return ""
+    return f" (most likely {name}, {'>' if limit else ''}{share:g}%)"
+
+
+def _values(index: SearchIndex, keys: set[str]) -> tuple[Value, ...]:
+    """Per quantity and instrument, the latest refined (else latest) live value."""
+    table = index.measurements
+    if table is None or table.num_rows == 0:
+        return ()
+    rows = index.measurements_of(keys).to_pylist()
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        if row["status"] in ("retracted", "superseded") or row["quantity"] not in BY_KEY:
+            continue
+        slot = (row["quantity"], row["instrument"] or "")
+        if slot not in best or _rank(row) > _rank(best[slot]):
+            best[slot] = row
+    measured = {q for (q, _), row in best.items() if row["limit"] is None}
+    kept = [r for r in best.values() if r["limit"] is None or r["quantity"] not in measured]
+    chosen = sorted(kept, key=lambda r: (_priority(r["quantity"]), r["instrument"] or ""))
+    return tuple(_value(r) for r in chosen[:15])
+
+
+def _rank(row: dict[str, Any]) -> tuple[int, int, Any]:
+    measured = row["limit"] is None
+    if row["quantity"] == "magnitude":  # the first magnitude measured says most
+        return (measured, 0, -row["created_on"].timestamp())
+    return (measured, row["status"] == "refined", row["created_on"])
+
+
+def _priority(quantity: str) -> tuple[int, int]:
+    first = _SHOWN_FIRST.index(quantity) if quantity in _SHOWN_FIRST else len(_SHOWN_FIRST)
+    return first, _ORDER[quantity]
+
+
+def _value(row: dict[str, Any]) -> Value:
+    quantity = BY_KEY[row["quantity"]]
+    return Value(
+        quantity=quantity.key,
+        label=quantity.label,
+        value=row["value"],
+        value_text=row["value_text"],
+        unit=row["unit"] or "",
+        limit=row["limit"] or "",
+        band=row["band"] or "",
+        instrument=row["instrument"] or "",
+        status=row["status"],
+        circular_id=row["circular_id"],
+        sentence=row["sentence"],
+    )
+
+
+def _facilities(
+    timeline: tuple[Entry, ...], texts: dict[int, str], status: tuple[StatusChange, ...]
+) -> tuple[Facility, ...]:
+    retracted = {c.target for c in status if c.kind == "retraction" and c.target is not None}
+    found: dict[str, list[tuple[Entry, str, str]]] = {}
+    for entry in timeline:
+        name = facility_of(entry.subject)
+        if name:
+            outcome = _outcome(entry.subject, functools.partial(texts.__getitem__, entry.row))
+            if entry.circular_id in retracted:
+                outcome = RETRACTED  # "Retraction of GCN 37255": that detection does not count
+            found.setdefault(name, []).append((entry, outcome, entry.subject))
+    facilities = []
+    for name, seen in found.items():
+        outcomes = {outcome for _, outcome, _ in seen}
+        outcome = next(o for o in (DETECTED, LIMITS, OBSERVED, RETRACTED) if o in outcomes)
+        quote = next(q for _, o, q in seen if o == outcome)
+        ids = tuple(e.circular_id for e, _, _ in seen)
+        facilities.append(Facility(name, outcome, ids, seen[0][0].created_on, quote))
+    return tuple(sorted(facilities, key=lambda f: f.first))
+
+
+def facility_of(subject: str) -> str:
+    """The instrument or telescope a circular's subject names ("GRB X: Swift-XRT afterglow
+    detection" -> "Swift-XRT"), or ""."""
+    head, _, rest = subject.partition(":")
+    event = re.search(r"\S*\d{4,}\S*", subject)
+    if not rest and event:  # "LIGO/Virgo S190822c Global MASTER-Net observations report"
+        head, rest = subject[: event.end()], subject[event.end() :]
+    name = _leading_name(rest) if rest else ""
+    if not name and rest:  # "Upper limits from IceCube neutrino searches"
+        name = named_instrument(rest) or _leading_name(_first_name_on(rest))
+    if not name:  # "LIGO/Virgo S190425z: Identification ...": the facility precedes the event
+        name = _leading_name(_NOT_A_NAME.sub(" ", head))
+    if not name:
+        return ""
+    return named_instrument(name) or name
+
+
+def _first_name_on(text: str) -> str:
+    """``text`` from its first capitalized word that is not a generic one."""
+    for match in re.finditer(r"[A-Z][\w/-]*", _NOT_A_NAME.sub(" ", text)):
+        if match.group().lower() not in _GENERIC:
+            return _NOT_A_NAME.sub(" ", text)[match.start() :]
+    return ""
+
+
+def _leading_name(text: str) -> str:
+    tokens = []
+    for token in text.replace(",", " ").split():
+        word = token.strip("()[].;")
+        if not word or word.lower() in _GENERIC or not (word[0].isupper() or word[0].isdigit()):
+            break
+        tokens.append(word)
+        if len(tokens) == 4:
+            break
+    while tokens and tokens[-1].isdigit():
+        tokens.pop()  # "AMI 15 GHz"
+    name = " ".join(tokens)
+    # a name has a word of three letters or an acronym ("VLA", "NOT", "Swope"), not "Pi"
+    return name if re.search(r"[A-Za-z]{3}|\b[A-Z]{2}\b", name) else ""
+
+
+def _outcome(subject: str, body: Callable[[], str]) -> str:
+    head = subject.partition(":")[2] or subject
+    if _NOT_A_DETECTION.search(head):
+        return OBSERVED
+    if _LIMITS.search(head):
+        return LIMITS
+    if _DETECTED.search(head):
+        return DETECTED
+    text = body()  # whichever the body says first
+    detected, limits = _BODY_DETECTED.search(text), _BODY_LIMITS.search(text)
+    if detected and (limits is None or detected.start() < limits.start()):
+        return DETECTED
+    return LIMITS if limits else OBSERVED
+
+
+def _status(
+    event_id: str, timeline: tuple[Entry, ...], texts: dict[int, str]
+) -> tuple[StatusChange, ...]:
+    itself = re.compile("|".join([_ITSELF, *(re.escape(a) for a in event_aliases(event_id))]), re.I)
+    changes = []
+    for entry in timeline:
+        body = texts[entry.row]
+        for kind, pattern in _STATUS:
+            sentence = _first_match(pattern, [entry.subject])
+            if not sentence and kind != "correction" and pattern.search(body):
+                said = (s for s in _sentences(body) if itself.search(s))
+                sentence = _first_match(pattern, said)
+            if sentence:
+                target = _TARGET.search(sentence)
+                named = float(target["id"]) if target else None
+                changes.append(
+                    StatusChange(kind, entry.circular_id, entry.created_on, sentence, named)
+                )
+                break
+    changes.sort(key=lambda c: (c.created_on, c.circular_id), reverse=True)
+    return tuple(changes[:MAX_STATUS])
+
+
+def _sentences(body: str) -> Iterable[str]:
+    return (sentence for _, sentence in sentence_spans(body))
+
+
+def _first_match(pattern: re.Pattern[str], texts: Iterable[str]) -> str:
+    for text in texts:
+        if pattern.search(text):
+            return text if len(text) <= 300 else text[:299].rstrip() + "…"
+    return ""
+
+
+def _status_sentence(event_id: str, change: StatusChange) -> str:
+    if change.target is not None:
+        verb = "retracted" if change.kind == "retraction" else "corrected"
+        return (
+            f"{_ref(change.circular_id)} ({change.created_on:%Y-%m-%d}) {verb} "
+            f'{_ref(change.target)}: "{change.sentence}".'
+        )
+    said = {
+        "retraction": "was retracted",
+        "downgrade": "was downgraded",
+        "reclassification": "was reclassified",
+        "correction": "had a correction",
+    }[change.kind]
+    return (
+        f"Latest status: {event_id} {said} on {change.created_on:%Y-%m-%d} "
+        f'({_ref(change.circular_id)}: "{change.sentence}").'
+    )
+
+
+def _facility_list(facilities: list[Facility]) -> str:
+    shown = [f"{f.name} ({_ref(f.circulars[0])})" for f in facilities[:8]]
+    more = f" and {len(facilities) - 8} more" if len(facilities) > 8 else ""
+    return ", ".join(shown) + more
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiox" and not word.startswith("one") else "a"
+
+
+def _ref(circular_id: float) -> str:
+    return f"GCN {format_circular_id(circular_id)}"
+
+
+def _json_id(circular_id: float) -> int | float:
+    return int(circular_id) if float(circular_id).is_integer() else circular_id
