@@ -113,9 +113,11 @@ def _close(got: float, want: float, tol: dict[str, object]) -> bool:
 
 
 def bench_counts(catalog: Catalog) -> None:
-    table = catalog.read(MEASUREMENTS, ["quantity", "status", "limit"])
+    table = catalog.read(MEASUREMENTS, ["quantity", "status", "limit_type"])
     print(f"{table.num_rows:,} rows")
-    limits = Counter(zip(table["quantity"].to_pylist(), table["limit"].to_pylist(), strict=True))
+    limits = Counter(
+        zip(table["quantity"].to_pylist(), table["limit_type"].to_pylist(), strict=True)
+    )
     for quantity, n in Counter(table["quantity"].to_pylist()).most_common():
         limited = sum(c for (q, lim), c in limits.items() if q == quantity and lim)
         print(f"  {quantity:18s} {n:7,d} ({limited:,} limits)")
@@ -138,7 +140,7 @@ def write_sample(catalog: Catalog, n: int, out: Path, seed: int = 15) -> None:
             value = f"{r['value_text']} (= {r['value']:.4g} {r['unit']})"  # kept as written
         lines.append(
             f"| {i} | {r['circular_id']:g} | {r['event_id'] or ''} | {r['quantity']} | {value} "
-            f"| {r['limit'] or ''} | {r['band'] or ''} | {r['instrument'] or ''} "
+            f"| {r['limit_type'] or ''} | {r['band'] or ''} | {r['instrument'] or ''} "
             f"| {r['method'] or ''} | {sentence} | |"
         )
     out.write_text("\n".join(lines) + "\n")
@@ -151,6 +153,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=200)
     parser.add_argument("--sample-out", type=Path, default=None)
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--seed", type=int, default=16, help="of the sample (15: the first one)")
     args = parser.parse_args()
     settings = Settings.load()
     catalog = Catalog.from_settings(settings)
@@ -164,7 +167,7 @@ def main() -> None:
     bench_evidence(catalog, args.broad)
     bench_counts(catalog)
     if args.sample_out:
-        write_sample(catalog, args.sample, args.sample_out)
+        write_sample(catalog, args.sample, args.sample_out, seed=args.seed)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from gcn_rag.settings import Settings
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+STATE_KEY = "gcn_rag_state"  # a commit's note of what the table was made from
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -104,9 +105,12 @@ class Catalog:
     def version(self, name: str | TableName) -> int:
         return int(self._delta(name).version())
 
-    def description(self, name: str | TableName) -> str:
-        """The description the table's last overwrite gave it ("" when none)."""
-        return str(self._delta(name).metadata().description or "")
+    def state(self, name: str | TableName) -> str:
+        """What the table's last commit recorded as ``state`` ("" when none): a writer's note of
+        what the contents were made from (Delta keeps a table's description from its first
+        write, so a changing note lives in the commit instead)."""
+        history = self._delta(name).history(1)
+        return str(history[0].get(STATE_KEY, "")) if history else ""
 
     def count(self, name: str | TableName) -> int:
         return int(self._delta(name).to_pyarrow_dataset().count_rows())
@@ -114,10 +118,16 @@ class Catalog:
     # --- writing -----------------------------------------------------------------------------
 
     def overwrite(
-        self, name: str | TableName, data: pa.Table | pa.RecordBatchReader, description: str = ""
+        self,
+        name: str | TableName,
+        data: pa.Table | pa.RecordBatchReader,
+        description: str = "",
+        *,
+        state: str = "",
     ) -> int:
-        """Replace the table's contents (and schema) in one commit; returns the new version."""
-        from deltalake import write_deltalake
+        """Replace the table's contents (and schema) in one commit; returns the new version.
+        ``state`` is recorded with the commit (see :meth:`state`)."""
+        from deltalake import CommitProperties, write_deltalake
 
         path = self.path(name)
         path.mkdir(parents=True, exist_ok=True)
@@ -127,6 +137,9 @@ class Catalog:
             mode="overwrite",
             schema_mode="overwrite",
             description=description or None,
+            commit_properties=CommitProperties(custom_metadata={STATE_KEY: state})
+            if state
+            else None,
         )
         return self.version(name)
 

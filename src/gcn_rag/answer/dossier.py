@@ -380,14 +380,14 @@ def _values(index: SearchIndex, keys: set[str]) -> tuple[Value, ...]:
         slot = (row["quantity"], row["instrument"] or "")
         if slot not in best or _rank(row) > _rank(best[slot]):
             best[slot] = row
-    measured = {q for (q, _), row in best.items() if row["limit"] is None}
-    kept = [r for r in best.values() if r["limit"] is None or r["quantity"] not in measured]
+    measured = {q for (q, _), row in best.items() if row["limit_type"] is None}
+    kept = [r for r in best.values() if r["limit_type"] is None or r["quantity"] not in measured]
     chosen = sorted(kept, key=lambda r: (_priority(r["quantity"]), r["instrument"] or ""))
     return tuple(_value(r) for r in chosen[:15])
 
 
 def _rank(row: dict[str, Any]) -> tuple[int, int, Any]:
-    measured = row["limit"] is None
+    measured = row["limit_type"] is None
     if row["quantity"] == "magnitude":  # the first magnitude measured says most
         return (measured, 0, -row["created_on"].timestamp())
     return (measured, row["status"] == "refined", row["created_on"])
@@ -406,7 +406,7 @@ def _value(row: dict[str, Any]) -> Value:
         value=row["value"],
         value_text=row["value_text"],
         unit=row["unit"] or "",
-        limit=row["limit"] or "",
+        limit=row["limit_type"] or "",
         band=row["band"] or "",
         instrument=row["instrument"] or "",
         status=row["status"],

@@ -93,7 +93,7 @@ class Measurement:
     value_text: str
     error_minus: float | None
     error_plus: float | None
-    limit: str | None  # "upper" / "lower"
+    limit_type: str | None  # "upper" / "lower" when the value is a limit, not a measurement
     band: str | None  # energy band or filter
     instrument: str | None
     method: str | None
@@ -168,7 +168,7 @@ def _row(
         value_text=reading.text,
         error_minus=minus,
         error_plus=plus,
-        limit=reading.limit or None,
+        limit_type=reading.limit or None,
         band=reading.qualifier
         or _band(sentence[reading.end : reading.end + 40])
         or _band(sentence),
@@ -243,7 +243,7 @@ def settle(rows: list[Measurement], bodies: dict[float, tuple[str, str]]) -> lis
             out[i] = dataclasses.replace(row, status="retracted")
         elif row.circular_id in corrected and row.status in ("reported", "preliminary"):
             out[i] = dataclasses.replace(row, status="superseded")
-        if row.limit is None and row.event_id:
+        if row.limit_type is None and row.event_id:
             by_group[(row.event_id, row.quantity, row.instrument, row.band)].append(i)
     for members in by_group.values():
         refined = [out[i].created_on for i in members if out[i].status == "refined"]
@@ -320,7 +320,7 @@ def update_measurements(
 def _state(catalog: Catalog) -> str | None:
     if not catalog.exists(MEASUREMENTS):
         return None
-    return catalog.description(MEASUREMENTS).rpartition("state ")[2] or None
+    return catalog.state(MEASUREMENTS) or None
 
 
 def _wanted_state(catalog: Catalog) -> str:
@@ -442,7 +442,7 @@ def measurement_schema() -> pa.Schema:
             ("value_text", text),
             ("error_minus", number),
             ("error_plus", number),
-            ("limit", text),
+            ("limit_type", text),
             ("band", text),
             ("instrument", text),
             ("method", text),
@@ -467,8 +467,8 @@ def _write(
     catalog: Catalog, rows: list[Measurement], state: str, report: MeasurementsReport
 ) -> None:
     table = to_arrow(rows)
-    description = f"values read from gcn_circulars by the quantity catalog; state {state}"
-    report.version = catalog.overwrite(MEASUREMENTS, table, description=description)
+    description = "values read from gcn_circulars by the quantity catalog"
+    report.version = catalog.overwrite(MEASUREMENTS, table, description=description, state=state)
     report.rows = table.num_rows
     counts: dict[str, int] = defaultdict(int)
     for key in table["quantity"].to_pylist():

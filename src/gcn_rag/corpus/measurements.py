@@ -43,7 +43,7 @@ _RANGE = re.compile(r"\s*(?:-|\u2013|to)\s*\d")  # "15-350 keV": the start of a 
 _RANGE_END = re.compile(r"\d\s*(?:-|\u2013|to)\s*$")  # ... and what ends one
 _AN_ERROR = re.compile(r"\d\s*(?:\+/-|\+-|\u00b1)\s*$")  # "67.978 +/- 0.205": no second value
 _PAIR = re.compile(  # "RA, Dec = ", "RA,Dec (J2000) = (": two values follow, RA first
-    r"\bR\.?A\.?\s*(?:\(J2000(?:\.0)?\))?\s*[,/&]\s*Dec\w*\.?\s*(?:\(J2000(?:\.0)?\))?\s*"
+    r"\bR\.?A\.?\s*(?:\([JB]?(?:2000|1950)(?:\.0)?\))?\s*[,/&]\s*Dec\w*\.?\s*(?:\([JB]?(?:2000|1950)(?:\.0)?\))?\s*"
     r"(?:=|:|is|are)?\s*[(\[]?\s*$"
 )
 _CITED = re.compile(
@@ -143,6 +143,8 @@ def read(quantity: Quantity, sentence: str) -> list[Reading]:
 
 def _paired(quantity: Quantity, text: str, at: int) -> Reading | None:
     """The first or second value of "RA, Dec = a, b" (the pair index of ``quantity``)."""
+    opening = re.compile(r"\(\s*").match(text, at)
+    at = opening.end() if opening else at  # "RA,Dec (J2000) = (11:15:19.00, -21:58:04.9)"
     first = _reading(quantity, text, at) if quantity.pair == 0 else _any_coordinate(text, at)
     if quantity.pair == 0 or first is None:
         return first

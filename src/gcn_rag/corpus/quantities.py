@@ -79,7 +79,7 @@ def _position(
         unit="deg",
         asked=words(rf"{label}|{asked}"),
         mention=words(rf"{name}|{label}"),
-        cue=cue(rf"{name}\s*(?:\(J2000(?:\.0)?\))?|{label}"),
+        cue=cue(rf"{name}\s*(?:\([JB]?(?:2000|1950)(?:\.0)?\))?|{label}"),
         units=DEGREES,
         low=span[0],
         high=span[1],
@@ -485,8 +485,8 @@ CATALOG: tuple[Quantity, ...] = (
         relative=0.10,
         retrieval=("energy", "tev"),
     ),
-    _position(0, "ra", "right ascension", r"\bR\.?A\b", r"\bR\.?A\.?\b", (0.0, 360.0)),
-    _position(1, "dec", "declination", r"\bDec\b", r"\bDec(?:l\.?)?\b", (-90.0, 90.0)),
+    _position(0, "ra", "right ascension", r"\bR\.?A\b", r"\bR\.?A\b\.?", (0.0, 360.0)),
+    _position(1, "dec", "declination", r"\bDec\b", r"\bDec(?:l)?\b\.?", (-90.0, 90.0)),
 )
 
 BY_KEY = {quantity.key: quantity for quantity in CATALOG}

@@ -1,0 +1,174 @@
+"""``gcn_measurements``: built by ingest and index from real circulars, incremental, queryable with
+SQL, statuses across circulars (a retraction), and shipped in the index."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import EVENTS_ARCHIVE
+from gcn_rag.corpus.circulars import CIRCULARS, Circular
+from gcn_rag.corpus.measurement_table import (
+    MEASUREMENTS,
+    MeasurementsReport,
+    circulars_of,
+    extract,
+    extract_all,
+    update_measurements,
+)
+from gcn_rag.settings import Settings
+from gcn_rag.tables import Catalog
+
+
+def _circular(body: str, subject: str = "GRB 990101A: Konus-Wind observation") -> Circular:
+    from datetime import UTC, datetime
+
+    return Circular(
+        circular_id=99999.0,
+        subject=subject,
+        submitter="",
+        created_on=datetime(2020, 1, 1, tzinfo=UTC),
+        body=body,
+        event_id="GRB 990101A",
+    )
+
+
+def test_one_circular_gives_one_row_per_value_with_its_qualifiers() -> None:
+    rows = extract(
+        _circular(
+            "The burst had a duration of ~25 s. The Band model gives: the low-energy photon index "
+            "alpha = -0.53 (-0.14, +0.17), the peak energy Ep = 246(-34, +37) keV. The fluence "
+            "is (2.1 +/- 0.5) x 10^-5 erg/cm^2 in the 20 keV - 2 MeV range. "
+            "The afterglow is at RA, Dec = 17.340, +35.809 (J2000). "
+            "We estimate an upper limit r > 21.5 mag."
+        )
+    )
+    by_quantity = {row.quantity: row for row in rows}
+    assert by_quantity["alpha"].value == -0.53
+    assert by_quantity["epeak"].value == 246 and by_quantity["epeak"].method == "Band"
+    fluence = by_quantity["fluence"]
+    assert fluence.value == pytest.approx(2.1e-5) and fluence.error_minus == pytest.approx(5e-6)
+    assert fluence.band == "20-2000 keV" and fluence.instrument == "Konus-Wind"
+    assert by_quantity["ra"].value == 17.34 and by_quantity["dec"].value == 35.809
+    magnitude = by_quantity["magnitude"]
+    assert magnitude.limit_type == "upper" and magnitude.band == "r"
+    assert magnitude.instrument is None  # Konus-Wind measures no magnitude
+    assert all(row.event_id == "GRB 990101A" and row.offset >= 0 for row in rows)
+
+
+def test_assumed_values_and_comparison_stars_are_no_rows() -> None:
+    rows = extract(
+        _circular(
+            "For a typical long GRB spectrum (Band function with alpha=-1, beta=-2.5, and "
+            "Ep=300 keV), the derived peak flux upper limit is ~3.4e-07 erg/cm^2/s. "
+            "Using the USNO star at RA = 12.345, Dec = -10.0 with R = 16.1 for calibration, "
+            "the light curve decays with an index alpha = 1.2."
+        )
+    )
+    assert {row.quantity for row in rows} <= {"peak_flux"}
+    assert all(row.limit_type == "upper" for row in rows)
+
+
+def test_ingest_builds_the_table_and_sql_reads_it(events_workspace: Settings) -> None:
+    catalog = Catalog(events_workspace.warehouse)
+    table = catalog.read(MEASUREMENTS)
+    assert table.num_rows > 20
+    circulars = set(catalog.read(CIRCULARS, ["circular_id"])["circular_id"].to_pylist())
+    assert set(table["circular_id"].to_pylist()) <= circulars
+    redshifts = catalog.sql(
+        "SELECT circular_id, value FROM sandbox.nasa_gcn_dev.gcn_measurements "
+        "WHERE event_id = 'GRB 160625B' AND quantity = 'redshift' AND limit_type IS NULL"
+    ).to_pylist()
+    assert 1.406 in {round(r["value"], 3) for r in redshifts}
+
+
+def test_a_retracted_circular_retracts_its_values(events_workspace: Settings) -> None:
+    """GCN 37259 ("Retraction of GCN 37255") retracts what GCN 37255 reported."""
+    rows = Catalog(events_workspace.warehouse).read(MEASUREMENTS).to_pylist()
+    retracted = [r for r in rows if r["circular_id"] == 37255]
+    assert retracted and {r["status"] for r in retracted} == {"retracted"}
+    assert {r["stated"] for r in retracted} != {"retracted"}  # the circular itself did not say
+    assert all(r["status"] != "retracted" for r in rows if r["circular_id"] == 37254)
+
+
+class _Totals:
+    """A progress reporter that remembers how much work each task announced."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float | None] = {}
+
+    def task(self, description: str, total: float | None = None) -> Any:
+        from gcn_rag.progress import SILENT
+
+        self.totals[description] = total
+        return SILENT.task(description, total)
+
+    def note(self, message: str) -> None:
+        pass
+
+
+def _edited_archive(tmp_path: Path, circular_id: int, line: str) -> Path:
+    """The events archive with ``line`` added to one circular (an edit, as the archive gets)."""
+    out = tmp_path / "edited.tar.gz"
+    with tarfile.open(EVENTS_ARCHIVE) as source, tarfile.open(out, "w:gz") as target:
+        for member in source:
+            data = source.extractfile(member).read()  # type: ignore[union-attr]
+            if member.name.endswith(f"/{circular_id}.txt"):
+                data += f"\n{line}\n".encode()
+                member.size = len(data)
+            target.addfile(member, io.BytesIO(data))
+    return out
+
+
+def test_updates_are_incremental_and_a_rerun_is_a_no_op(
+    settings: Settings, tokenizer_path: Any, tmp_path: Path
+) -> None:
+    from gcn_rag.corpus.ingest import ingest
+
+    ingest(settings, str(EVENTS_ARCHIVE))
+    catalog = Catalog(settings.warehouse)
+    version = catalog.version(MEASUREMENTS)
+    again = update_measurements(catalog)
+    assert again.up_to_date and catalog.version(MEASUREMENTS) == version
+    totals = _Totals()
+    ingest(
+        settings,
+        str(_edited_archive(tmp_path, 19581, "The redshift is z = 2.345.")),
+        reporter=totals,
+    )
+    assert totals.totals["Reading measurements"] == 1  # only the edited circular is read again
+    rows = catalog.read(MEASUREMENTS).to_pylist()
+    assert any(r["value"] == 2.345 and r["circular_id"] == 19581 for r in rows)
+    assert update_measurements(catalog).up_to_date
+    forced = update_measurements(catalog, force=True)
+    assert forced.circulars_read == catalog.count(CIRCULARS)
+
+
+def test_reading_on_two_processes_gives_the_same_rows(events_workspace: Settings) -> None:
+    table = Catalog(events_workspace.warehouse).read(
+        CIRCULARS, ["circular_id", "event_id", "subject", "created_on", "body"]
+    )
+    one = extract_all(circulars_of(table), table.num_rows, MeasurementsReport(), workers=1)
+    import gcn_rag.corpus.measurement_table as module
+
+    saved = module.PARALLEL_FROM, module.BATCH
+    module.PARALLEL_FROM, module.BATCH = 1, 5
+    try:
+        two = extract_all(circulars_of(table), table.num_rows, MeasurementsReport(), workers=2)
+    finally:
+        module.PARALLEL_FROM, module.BATCH = saved
+    assert one == two
+
+
+def test_the_index_ships_the_table_and_finds_an_events_rows(events_workspace: Settings) -> None:
+    from gcn_rag.corpus.events import event_key
+    from gcn_rag.search.index import SearchIndex
+
+    index = SearchIndex.load(events_workspace.index)
+    assert index.measurements is not None
+    rows = index.measurements_of({event_key("GRB 160625B")})
+    assert rows.num_rows > 0 and set(rows["event_id"].to_pylist()) == {"GRB 160625B"}
