@@ -142,9 +142,22 @@ def test_facilities_are_read_from_subjects(subject: str, facility: str) -> None:
     assert facility_of(subject) == facility
 
 
-def test_value_answers_are_unchanged_by_open_questions(assistant: Any) -> None:
+def test_value_answers_name_their_values(assistant: Any) -> None:
     answer = assistant.ask("What is the Konus-Wind fluence of GRB 160625B?")
-    assert "9.44E-04" in answer.answer or "9.44" in answer.answer
+    assert answer.answer.startswith("The Konus-Wind fluence of GRB 160625B is 9.44E-04 erg/cm^2")
+    assert answer.measurements[0]["quantity"] == "fluence"
+    assert answer.measurements[0]["value"] == pytest.approx(9.44e-4)
+    assert answer.measurements[0]["circular_id"] == 19604
+    assert assistant.ask("What is GRB 160625B?").measurements == []  # not a value answer
+
+
+def test_a_retracted_circulars_values_do_not_answer(assistant: Any) -> None:
+    """GCN 37255 gave a position for an afterglow that GCN 37259 retracts."""
+    assert 37255.0 in assistant.index.retracted_circulars()
+    answer = assistant.ask("What is the right ascension of GRB 240824A?")
+    assert 37255 not in {c.circular_id for c in answer.citations}
+    assert all(37255 not in m["circulars"] for m in answer.measurements)
+    assert answer.measurements and answer.answer.startswith("The right ascension of GRB 240824A")
 
 
 def test_event_command_prints_the_dossier(events_workspace: Settings) -> None:

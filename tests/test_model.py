@@ -81,8 +81,10 @@ def test_predict_shapes_params_and_bad_rows(champion: dict[str, Any]) -> None:
     os.environ["MLFLOW_TRACKING_URI"] = champion["env"]["MLFLOW_TRACKING_URI"]
     model = mlflow.pyfunc.load_model(CHAMPION)
     frame = model.predict(pd.DataFrame({"question": ["What is the redshift of GRB 221009A?"]}))
-    columns = ["answer", "sources", "num_docs", "citations", "generator_fallback"]
+    columns = ["answer", "sources", "num_docs", "citations", "generator_fallback", "measurements"]
     assert list(frame.columns) == columns
+    (value,) = json.loads(frame.iloc[0]["measurements"])  # a value answer names its value
+    assert value["quantity"] == "redshift" and value["unit"] == "" and value["circular_id"] > 0
     assert model.predict(["What is a GRB?", "What is the redshift of GRB 221009A?"]).shape[0] == 2
     assert model.predict("What is a GRB?").shape[0] == 1
     assert model.predict({"question": "What is a GRB?"}).shape[0] == 1
@@ -97,6 +99,7 @@ def test_predict_shapes_params_and_bad_rows(champion: dict[str, Any]) -> None:
     assert bad["answer"][0].startswith("Error:") and bad["num_docs"][0] == 0
     assert bad["answer"][1].startswith("Error:") and bad["num_docs"][1] == 0
     assert bad["num_docs"][2] > 0
+    assert json.loads(bad["measurements"][2]) == []  # not a value answer
 
 
 def _free_port() -> int:

@@ -130,7 +130,14 @@ def test_the_labs_curl_without_content_type(
         timeout=60,
     )
     (prediction,) = json.loads(out.stdout)["predictions"]
-    assert set(prediction) == {"answer", "sources", "num_docs", "citations", "generator_fallback"}
+    assert set(prediction) == {
+        "answer",
+        "sources",
+        "num_docs",
+        "citations",
+        "generator_fallback",
+        "measurements",
+    }
 
 
 def test_headers_name_the_entity_and_time_the_model(

@@ -103,6 +103,7 @@ class NASAGCNRagModel(PythonModel):  # type: ignore[misc, unused-ignore]
                     "num_docs": int(record["num_docs"]),
                     "citations": json.dumps(record["citations"], ensure_ascii=False),
                     "generator_fallback": str(record.get("generator_fallback", "")),
+                    "measurements": json.dumps(record.get("measurements", [])),
                 }
             )
         # Plain Python values (dtype object): pandas 3 would infer Arrow-backed strings, which

@@ -48,7 +48,14 @@ if TYPE_CHECKING:
     from gcn_rag.settings import Settings
 
 #: The fields of a prediction row, in the PyFunc's column order (see :meth:`Answer.prediction`).
-PREDICTION_FIELDS = ("answer", "sources", "num_docs", "citations", "generator_fallback")
+PREDICTION_FIELDS = (
+    "answer",
+    "sources",
+    "num_docs",
+    "citations",
+    "generator_fallback",
+    "measurements",
+)
 ABSTAIN = "I don't have sufficient information in the available GCN Circulars"
 MAX_QUESTION_CHARS = 2_000
 VALUE_SCAN = 40  # circulars scanned for a value when the question names an event
@@ -89,6 +96,8 @@ class Answer:
     generator: str = "extractive"  # who wrote ``answer``
     generator_fallback: str = ""  # why an LLM's answer was replaced by the extractive one
     generated: str = ""  # the LLM's own text, kept or not (for logs and evaluation)
+    # a value answer's values: {quantity, value, unit, circular_id, circulars}, best first
+    measurements: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def prediction(self) -> dict[str, Any]:
         """The prediction row: the PyFunc's output columns (``PREDICTION_FIELDS``), as values."""
@@ -98,6 +107,7 @@ class Answer:
             "num_docs": self.num_docs,
             "citations": [c.to_dict() for c in self.citations],
             "generator_fallback": self.generator_fallback,
+            "measurements": self.measurements,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,6 +121,7 @@ class Answer:
             "generator": self.generator,
             "generator_fallback": self.generator_fallback,
             "generated": self.generated,
+            "measurements": self.measurements,
         }
 
 
@@ -256,6 +267,7 @@ class Assistant:
                 "sources": [],
                 "num_docs": 0,
                 "citations": [],
+                "measurements": [],
                 "error": exc.message,
             }
         return {"id": row_id, **answer.prediction()}
@@ -324,7 +336,10 @@ class Assistant:
         self, question: str, asked: Asked, events: list[str], hits: list[Hit], k: int
     ) -> Answer:
         evidence: list[Evidence] = []
+        retracted = self.index.retracted_circulars()
         for hit in hits:
+            if hit.circular_id in retracted:
+                continue  # a later circular retracts this one: its values do not count
             texts = [hit.subject]  # subjects state values too ("confirmation of redshift z = 3.5")
             for row in self.index.chunk_rows_of(hit.row):
                 chunk = self.index.chunk_text(row)
@@ -384,7 +399,19 @@ class Assistant:
                     c.circular_id != self.index.circ_ids[ev.circular_row] for c in citations
                 ):
                     citations.append(self._citation(by_row[ev.circular_row], ev.sentence))
-        return self._finish(question, text, citations, len(hits))
+        answer = self._finish(question, text, citations, len(hits))
+        ids = [[float(self.index.circ_ids[row]) for row in group.rows] for group in shown]
+        values = [
+            {
+                "quantity": quantity.key,
+                "value": group.value,
+                "unit": quantity.unit,
+                "circular_id": _json_id(circulars[0]),
+                "circulars": [_json_id(c) for c in circulars],
+            }
+            for group, circulars in zip(shown, ids, strict=True)
+        ]
+        return dataclasses.replace(answer, measurements=values)
 
     def _refs(self, group: ValueGroup) -> str:
         ids = [format_circular_id(float(self.index.circ_ids[row])) for row in group.rows[:3]]
@@ -465,3 +492,7 @@ def _content_words(text: str) -> set[str]:
 
 def _clip(sentence: str, limit: int = 400) -> str:
     return sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…"
+
+
+def _json_id(circular_id: float) -> int | float:
+    return int(circular_id) if float(circular_id).is_integer() else circular_id

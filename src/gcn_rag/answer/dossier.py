@@ -12,10 +12,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from gcn_rag.answer.facilities import (
+    DETECTED,
+    LIMITS,
+    OBSERVED,
+    RETRACTED,
+    facility_of,
+    outcome,
+)
 from gcn_rag.corpus.chunking import sentence_spans
 from gcn_rag.corpus.circulars import circular_url, format_circular_id
 from gcn_rag.corpus.events import event_aliases, event_key
@@ -26,42 +34,10 @@ from gcn_rag.corpus.quantity import GRB, GW, NEUTRINO, event_kind
 if TYPE_CHECKING:
     from gcn_rag.search.index import SearchIndex
 
-DETECTED, LIMITS, OBSERVED, RETRACTED = "detected", "limits only", "observed", "retracted"
 MAX_STATUS = 6
 _ORDER = {quantity.key: i for i, quantity in enumerate(CATALOG)}
 _SHOWN_FIRST = ("redshift", "t90", "epeak", "fluence", "gw_distance", "false_alarm_rate")
 
-# what the words after "EVENT:" in a subject say about the outcome
-_LIMITS = re.compile(
-    r"upper limits?|non-?detection|\bno (?:\w+ ){0,3}(?:counterpart|candidate|source|detection|"
-    r"emission|afterglow|neutrino|transient|signal|evidence|events?)s?\b|not detected|"
-    r"\blimits\b",
-    re.I,
-)
-_DETECTED = re.compile(
-    r"detect|afterglow|counterpart|candidate|redshift|discover|identif|localization|"
-    r"position|spectroscop|light ?curve|rebrightening|flare|confirm|observations? of the "
-    r"(?:afterglow|source|transient)|\bfound\b|kilonova",
-    re.I,
-)
-_NOT_A_DETECTION = re.compile(  # catalogs and coverage: observations, no detection
-    r"galax(?:y|ies) in|galaxy (?:catalog|list)|localization volume|coverage|not observable|"
-    r"occult",
-    re.I,
-)
-# ... and in a body, when the subject says neither
-_BODY_DETECTED = re.compile(
-    r"\b(?:we |is |was |are |were )?(?:detect(?:ed)?|find|found|identif\w+|see|saw|observe[ds]?)"
-    r" (?:a|an|the|one|two|several|\d+) (?:\w+ ){0,3}(?:source|counterpart|candidate|afterglow|"
-    r"object|transient|emission|signal)|\btriggered\b|(?:was|were) (?:clearly |also )?"
-    r"(?:detected|seen)\b",
-    re.I,
-)
-_BODY_LIMITS = re.compile(
-    r"\bno (?:\w+ ){0,3}(?:source|counterpart|candidate|afterglow|transient|emission|signal|"
-    r"detection)s?\b|not detected|upper limits?|non-?detection",
-    re.I,
-)
 # how a status changes, latest first in a dossier
 _STATUS = (
     ("retraction", re.compile(r"\bretract\w*|\bwithdraw\w*", re.I)),
@@ -91,27 +67,6 @@ _STATUS = (
 _TARGET = re.compile(r"\bGCNC?\s*(?:Circ(?:ular)?\.?\s*)?(?:No\.?\s*)?#?(?P<id>\d{1,6})\b", re.I)
 # a body sentence changes the event's status only when it is about the event itself
 _ITSELF = r"\b(?:this|the) (?:event|trigger|alert|candidate|burst|signal|GRB|source)\b"
-# what is left of "SGR 1935+2154" or "IceCube Alert 200530.33" once the event is not a name
-_NOT_A_NAME = re.compile(
-    r"\S*\d{4,}\S*|\b(?:GRB|SGR|FRB|XRF|AT|SN|EP|ZTF|Alert|Event|Trigger|IceCube(?:-Cascade)?)\b",
-    re.I,
-)
-# generic words that end a facility's name in a subject ("Fermi GBM Final Real-time ...")
-_GENERIC = frozenset(
-    "final refined updated update preliminary optical observations observation observed "
-    "detection detections upper limit limits identification follow-up followup and of the a "
-    "an on for in x-ray radio nir near-infrared infrared uv ultraviolet gamma-ray spectroscopic "
-    "spectroscopy photometric photometry redshift afterglow candidate candidates counterpart "
-    "localization analysis search searches real-time ground-based further continued late-time "
-    "early possible no new imaging monitoring trigger triggered burst grb detected emission "
-    "source sources position refined improved revised correction erratum retraction "
-    "triangulation spectrum spectral light curve lightcurve confirmation confirmed evidence "
-    "with from by at mm sub-mm millimeter tev gev high-energy event alert neutrino track "
-    "cascade gold bronze gravitational-wave gravitational wave classification circular "
-    "report reports results result discovery detects detect observe observes prompt "
-    "transient transients counterparts field galaxy galaxies host tiled coverage another "
-    "pre-discovery ghz mhz gw frb ned".split()
-)
 _KIND_WORDS = (  # subject words that say more than the event's name does
     ("magnetar burst", re.compile(r"\bSGR\b|magnetar|soft gamma repeater", re.I)),
     ("fast radio burst", re.compile(r"\bFRB\b|fast radio burst", re.I)),
@@ -423,74 +378,18 @@ def _facilities(
     for entry in timeline:
         name = facility_of(entry.subject)
         if name:
-            outcome = _outcome(entry.subject, functools.partial(texts.__getitem__, entry.row))
+            said = outcome(entry.subject, functools.partial(texts.__getitem__, entry.row))
             if entry.circular_id in retracted:
-                outcome = RETRACTED  # "Retraction of GCN 37255": that detection does not count
-            found.setdefault(name, []).append((entry, outcome, entry.subject))
+                said = RETRACTED  # "Retraction of GCN 37255": that detection does not count
+            found.setdefault(name, []).append((entry, said, entry.subject))
     facilities = []
     for name, seen in found.items():
-        outcomes = {outcome for _, outcome, _ in seen}
-        outcome = next(o for o in (DETECTED, LIMITS, OBSERVED, RETRACTED) if o in outcomes)
-        quote = next(q for _, o, q in seen if o == outcome)
+        outcomes = {said for _, said, _ in seen}
+        best = next(o for o in (DETECTED, LIMITS, OBSERVED, RETRACTED) if o in outcomes)
+        quote = next(q for _, o, q in seen if o == best)
         ids = tuple(e.circular_id for e, _, _ in seen)
-        facilities.append(Facility(name, outcome, ids, seen[0][0].created_on, quote))
+        facilities.append(Facility(name, best, ids, seen[0][0].created_on, quote))
     return tuple(sorted(facilities, key=lambda f: f.first))
-
-
-def facility_of(subject: str) -> str:
-    """The instrument or telescope a circular's subject names ("GRB X: Swift-XRT afterglow
-    detection" -> "Swift-XRT"), or ""."""
-    head, _, rest = subject.partition(":")
-    event = re.search(r"\S*\d{4,}\S*", subject)
-    if not rest and event:  # "LIGO/Virgo S190822c Global MASTER-Net observations report"
-        head, rest = subject[: event.end()], subject[event.end() :]
-    name = _leading_name(rest) if rest else ""
-    if not name and rest:  # "Upper limits from IceCube neutrino searches"
-        name = named_instrument(rest) or _leading_name(_first_name_on(rest))
-    if not name:  # "LIGO/Virgo S190425z: Identification ...": the facility precedes the event
-        name = _leading_name(_NOT_A_NAME.sub(" ", head))
-    if not name:
-        return ""
-    return named_instrument(name) or name
-
-
-def _first_name_on(text: str) -> str:
-    """``text`` from its first capitalized word that is not a generic one."""
-    for match in re.finditer(r"[A-Z][\w/-]*", _NOT_A_NAME.sub(" ", text)):
-        if match.group().lower() not in _GENERIC:
-            return _NOT_A_NAME.sub(" ", text)[match.start() :]
-    return ""
-
-
-def _leading_name(text: str) -> str:
-    tokens = []
-    for token in text.replace(",", " ").split():
-        word = token.strip("()[].;")
-        if not word or word.lower() in _GENERIC or not (word[0].isupper() or word[0].isdigit()):
-            break
-        tokens.append(word)
-        if len(tokens) == 4:
-            break
-    while tokens and tokens[-1].isdigit():
-        tokens.pop()  # "AMI 15 GHz"
-    name = " ".join(tokens)
-    # a name has a word of three letters or an acronym ("VLA", "NOT", "Swope"), not "Pi"
-    return name if re.search(r"[A-Za-z]{3}|\b[A-Z]{2}\b", name) else ""
-
-
-def _outcome(subject: str, body: Callable[[], str]) -> str:
-    head = subject.partition(":")[2] or subject
-    if _NOT_A_DETECTION.search(head):
-        return OBSERVED
-    if _LIMITS.search(head):
-        return LIMITS
-    if _DETECTED.search(head):
-        return DETECTED
-    text = body()  # whichever the body says first
-    detected, limits = _BODY_DETECTED.search(text), _BODY_LIMITS.search(text)
-    if detected and (limits is None or detected.start() < limits.start()):
-        return DETECTED
-    return LIMITS if limits else OBSERVED
 
 
 def _status(
@@ -562,3 +461,18 @@ def _ref(circular_id: float) -> str:
 
 def _json_id(circular_id: float) -> int | float:
     return int(circular_id) if float(circular_id).is_integer() else circular_id
+
+
+__all__ = [
+    "DETECTED",
+    "LIMITS",
+    "OBSERVED",
+    "RETRACTED",
+    "Dossier",
+    "Entry",
+    "Facility",
+    "StatusChange",
+    "Value",
+    "build",
+    "facility_of",
+]

@@ -51,6 +51,12 @@ OUTPUTS = (
         "string",
         "Why an LLM answer was replaced by the extractive one ('' if not).",
     ),
+    Field(
+        "measurements",
+        "string",
+        "JSON array of the values a value answer states (quantity, value, unit, circular_id); "
+        "[] otherwise.",
+    ),
 )
 
 #: JSON Schema types of MLflow's type names.

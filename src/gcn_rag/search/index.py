@@ -218,6 +218,7 @@ class SearchIndex:
         self.event_ids: list[str | None] = self.circulars["event_id"].to_pylist()
         self.measurements: pa.Table | None = parts.get("measurements")
         self._measurement_rows: dict[str, list[int]] | None = None  # event key -> rows
+        self._retracted: frozenset[float] | None = None
 
     @classmethod
     def load(cls, path: Path, *, model_id: str | None = None) -> SearchIndex:
@@ -289,6 +290,22 @@ class SearchIndex:
             self._measurement_rows = by_key
         picked = sorted(i for key in keys for i in self._measurement_rows.get(key, ()))
         return self.measurements.take(np.asarray(picked, dtype=np.int64))
+
+    def retracted_circulars(self) -> frozenset[float]:
+        """Circulars that a later circular retracts (from the measurements' statuses)."""
+        if self._retracted is None:
+            found: set[float] = set()
+            if self.measurements is not None:
+                import pyarrow.compute as pc
+
+                table = self.measurements
+                later = pc.and_(
+                    pc.equal(table["status"], "retracted"),
+                    pc.not_equal(table["stated"], "retracted"),
+                )
+                found = set(table.filter(later)["circular_id"].to_pylist())
+            self._retracted = frozenset(found)
+        return self._retracted
 
     def rows_about(self, events: list[str]) -> np.ndarray:
         """Circular rows about or naming any of ``events`` (any alias)."""
