@@ -12,6 +12,9 @@ Needs a workspace where `gcn-rag ingest` has run (GCN_RAG_HOME, default ~/.gcn-r
 3. Rows per quantity and per status.
 4. A seeded random sample of rows, written as a Markdown table with an empty verdict column,
    to be checked by reading each sentence (docs/measurements_sample.md).
+5. Open questions (``--open N``): dossier answers to three kinds of question on N random
+   events of the index with at least three circulars; p50 / p95, against a value question on
+   the same events in the same run.
 """
 
 from __future__ import annotations
@@ -147,6 +150,29 @@ def write_sample(catalog: Catalog, n: int, out: Path, seed: int = 15) -> None:
     print(f"wrote {n} sampled rows to {out}")
 
 
+def bench_open(settings: Settings, n: int, seed: int) -> None:
+    from gcn_rag.answer.assistant import Assistant
+
+    assistant = Assistant.load(settings)
+    counts = Counter(e for e in assistant.index.event_ids if e)
+    events = sorted(e for e, c in counts.items() if c >= 3)
+    picked = random.Random(seed).sample(events, min(n, len(events)))
+    kinds = {
+        "what is": "What is {}?",
+        "instruments": "Which instruments detected {}?",
+        "counterpart": "Was a counterpart found for {}?",
+        "value (baseline)": "What is the redshift of {}?",
+    }
+    assistant.ask(kinds["what is"].format(picked[0]))  # warm up (the measurements lookup)
+    baseline = None
+    for kind, template in reversed(list(kinds.items())):
+        times = [assistant.ask(template.format(e)).timings_ms["total"] for e in picked]
+        times.sort()
+        p50, p95 = times[len(times) // 2], times[int(0.95 * (len(times) - 1))]
+        baseline = baseline or p50
+        print(f"  {kind:17s} p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  ({p50 / baseline:.2f}x value)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--broad", type=Path, default=BENCH / "dev_broad.jsonl")
@@ -154,6 +180,7 @@ def main() -> None:
     parser.add_argument("--sample-out", type=Path, default=None)
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--seed", type=int, default=16, help="of the sample (15: the first one)")
+    parser.add_argument("--open", type=int, default=0, help="time open questions on N events")
     args = parser.parse_args()
     settings = Settings.load()
     catalog = Catalog.from_settings(settings)
@@ -168,6 +195,9 @@ def main() -> None:
     bench_counts(catalog)
     if args.sample_out:
         write_sample(catalog, args.sample, args.sample_out, seed=args.seed)
+    if args.open:
+        print(f"open questions on {args.open} random events (hybrid, warm process):")
+        bench_open(settings, args.open, args.seed)
 
 
 if __name__ == "__main__":

@@ -93,6 +93,50 @@ def test_a_limit_is_kept_as_a_limit() -> None:
 
 
 @pytest.mark.parametrize(
+    ("key", "sentence", "expected"),
+    [
+        # pairs: "RA, Dec = a, b" gives the RA the first value and the Dec the second
+        ("dec", "The best-fit position is RA, Dec = 17.340, +35.809.", [(35.809, "")]),
+        ("ra", "The best-fit position is RA, Dec = 17.340, +35.809.", [(17.34, "")]),
+        ("dec", "at RA,Dec (J2000) = (11:15:19.00, -21:58:04.9) we", [(-21.968, "")]),
+        ("ra", "R.A. (J2000): 14:12:43.899", [(213.1829, "")]),
+        ("dec", "Decl.(2000)=-66.103 deg.", [(-66.103, "")]),
+        ("dec", "Dec. =  -7o 08' 41\"", [(-7.1447, "")]),
+        # what is not a value of the event
+        ("dec", "The Swift observation started on 2008 Dec 04 at 19:29 UT", []),  # a date
+        ("dec", "Rc   Dec 18.840    20.81 +- 0.08   2x600s", []),  # a date in a table
+        ("dec", "an annulus centered at RA(2000)=129.532, Decl.(2000)=-33.150, with", []),
+        ("beta", "For a typical long GRB spectrum (Band function with alpha=-1, beta=-2.5)", []),
+        ("alpha", "a power-law decay with a decay index of alpha=0.88 (+0.07, -0.06)", []),
+        ("photon_index", "the high energy photon index beta = -2.65 (-0.62, +0.28)", []),
+        ("magnitude", "the USNO star at 19:06:56.17, +06:44:25.9 with I=16.56", []),
+        ("magnitude", "(trigger 594528816, 18h 42m 50.400s , +25d 13m 48.00s, R=9.42)", []),
+        ("t90", "The T90 is 91.0 s and the significance during T90 reaches 11 sigma", [(91, "")]),
+        ("error_radius", "radius 67.978 +/- 0.205 deg.", []),  # an error, no second value
+        ("error_radius", "an error box approximately 0.3 degrees wide in RA", []),
+        ("redshift", "Assuming z = 1 and a standard cosmology", []),
+        ("redshift", "Assuming z = 2.90 (GCN 3176) and a standard cosmology", [(2.9, "")]),
+        # limits named before the quantity, or before a list of magnitudes
+        (
+            "fluence",
+            "a 3-sigma upper limit on the 75-2000 keV fluence of 3.8e-07 erg/cm^2",
+            [(3.8e-07, "upper")],
+        ),
+        (
+            "magnitude",
+            "down to the limiting magnitudes of J=16.4, K=13.9 (3-sigma)",
+            [(16.4, "upper"), (13.9, "upper")],
+        ),
+        ("magnitude", "A limiting (unfiltered) magnitude of 9.2 is derived", [(9.2, "upper")]),
+        ("magnitude", "the afterglow has R = 19.2 mag", [(19.2, "")]),
+    ],
+)
+def test_what_a_number_is_not(key: str, sentence: str, expected: list[tuple[float, str]]) -> None:
+    got = [(round(r.value, 4), r.limit) for r in read(BY_KEY[key], sentence)]
+    assert got == [(pytest.approx(v, abs=1e-4), limit) for v, limit in expected]
+
+
+@pytest.mark.parametrize(
     ("question", "kind", "key"),
     [
         ("What was the Epeak of GRB 190114C?", GRB, "epeak"),

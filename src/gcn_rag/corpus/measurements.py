@@ -55,9 +55,11 @@ _LIMIT_ON = re.compile(
     r"(?:[\w-]+\s+){0,2}$",
     re.I,
 )
+_LIMITING = re.compile(r"limiting mag|upper limit|down to|no (?:\w+ )?(?:source|object)", re.I)
 _SIGMA = re.compile(r"\s*(?:sigma\b|\u03c3)")
 _MONTH = re.compile(r"\bDec\.?\s+$")  # "Dec 04": a month, unless the number is a coordinate
-_DAY = re.compile(r"\d{1,2}(?![\d.:\s]*\d)")
+# ... "Dec 04" alone, or "Dec 18.840" before a time, a year, a value: a date
+_DAY = re.compile(r"\d{1,2}(?:(?![\d.:\s]*\d)|\.\d+\s*(?:UT\b|,?\s+(?:19|20)\d\d\b|\s+\d))")
 _LIMIT = re.compile(
     r"(?:<|>|≤|≥|less than|more than|greater than|below|above|upper limit|lower limit|"
     r"at most|at least|fainter than|brighter than|limiting\s*(?:\([^)]{0,40}\)\s*)?mag\w*"
@@ -66,11 +68,11 @@ _LIMIT = re.compile(
     re.I,
 )
 _SEXAGESIMAL_RA = re.compile(
-    r"(?P<h>\d{1,2})\s*(?:h|:|\s)\s*(?P<m>\d{1,2})\s*(?:m|:|\s)\s*(?P<s>\d{1,2}(?:\.\d+)?)\s*s?"
+    r"\+?(?P<h>\d{1,2})\s*(?:h|:|\s)\s*(?P<m>\d{1,2})\s*(?:m|:|\s)\s*(?P<s>\d{1,2}(?:\.\d+)?)\s*s?"
 )
 _SEXAGESIMAL_DEC = re.compile(
-    r"(?P<sign>[-+]?)(?P<d>\d{1,2})\s*(?:d|°|:|\s)\s*(?P<m>\d{1,2})\s*(?:m|'|:|\s)\s*"
-    r"(?P<s>\d{1,2}(?:\.\d+)?)\s*(?:s|\")?"
+    r"(?P<sign>[-+]?)(?P<d>\d{1,2})\s*(?:d|°|o|:|\s)\s*(?P<m>\d{1,2})\s*(?:m|'|\u2032|:|\s)\s*"
+    r"(?P<s>\d{1,2}(?:\.\d+)?)\s*(?:s|\"|\u2033|'')?"
 )
 
 SPECTROSCOPIC = re.compile(
@@ -135,7 +137,7 @@ def read(quantity: Quantity, sentence: str) -> list[Reading]:
             reading = _reading(quantity, text, at)
         if reading is not None and (not found or reading.start >= found[-1].end):
             qualifier = (cue.groupdict().get("band") or "").strip()
-            limit = _limit(quantity, left) or _limit_before(text[: offset + cue.start()])
+            limit = _limit(quantity, left) or _limit_before(text[: offset + cue.start()], quantity)
             reading = dataclasses.replace(reading, limit=limit, qualifier=qualifier)
             found.append(reading)
     return found
@@ -160,10 +162,14 @@ def _any_coordinate(text: str, at: int) -> Reading | None:
     return None if match is None else Reading("ra", 0.0, match.group(), at, match.end())
 
 
-def _limit_before(text: str) -> str:
-    """ "upper" for "an upper limit on the <cue> ..." (the limit named before the quantity)."""
+def _limit_before(text: str, quantity: Quantity) -> str:
+    """ "upper" for "an upper limit on the <cue> ..." (the limit named before the quantity),
+    and for magnitudes listed after "limiting magnitudes of" or "down to"."""
     limit = _LIMIT_ON.search(text[-60:])
-    return "" if limit is None else limit["kind"].lower()
+    if limit is not None:
+        return limit["kind"].lower()
+    clause = _CLAUSE.split(text[-120:])[-1]
+    return "upper" if quantity.inverted and _LIMITING.search(clause) else ""
 
 
 def _limit(quantity: Quantity, left: str) -> str:

@@ -88,7 +88,7 @@ def _position(
         retrieval=(key,),
         pair=pair,
         foreign=_FOREIGN_SOURCE,
-        reject=words(REFERENCE),
+        reject=words(rf"{REFERENCE}|annul\w*|field of view|pointing"),  # not the event's
     )
 
 
@@ -316,9 +316,9 @@ CATALOG: tuple[Quantity, ...] = (
         units=DEGREES,
         unit_required=True,
         as_written=True,
+        not_after=words(r"\s*(?:wide|long|across|in (?:RA|Dec)|x\s*\d)"),  # a box, no radius
         low=0.0,
         high=60.0,
-        kinds=ANY,
         relative=0.15,
         retrieval=("uncertainty", "radius"),
         by_instrument=True,
@@ -346,7 +346,7 @@ CATALOG: tuple[Quantity, ...] = (
         high=32.0,
         inverted=True,
         kinds=ANY,
-        reject=words(REFERENCE),
+        reject=words(rf"{REFERENCE}|\d+s\s*,\s*R\s*=\s*$"),  # "..48.0s, R=7.82": a radius
         instruments=("Swift-UVOT",),
         absolute=0.3,
         relative=0.0,
@@ -476,7 +476,7 @@ CATALOG: tuple[Quantity, ...] = (
             r"(?:neutrino|most probable|muon)\b[^?]{0,30}\benergy\b|\benergy of the neutrino"
         ),
         mention=words(r"energy|\bE_?nu\b"),
-        cue=cue(r"(?:neutrino|most probable)\s+energy|\bE_?nu\b"),
+        cue=cue(r"(?:neutrino|most probable|estimated|deposited|reconstructed)\s+energy|\bE_?nu\b"),
         units=((r"TeV", 1.0), (r"GeV", 0.001), (r"PeV", 1000.0)),
         unit_required=True,
         low=0.001,

@@ -112,7 +112,7 @@ RATE_AFTER = words(r"\s*(?:/\s*s(?:ec)?\b|s\s*\^?\s*-1|per s(?:ec(?:ond)?)?\b|s\
 # a value assumed to compute another ("for a typical Band spectrum with alpha = -1")
 ASSUMED = r"\bassum\w*|\btypical\b|\bcanonical\b|\bcharacteristic\b|\bfix(?:ed|ing)\b|\badopt\w*"
 # a comparison or catalog object's value, not the event's
-REFERENCE = r"\bUSNO|\bstar\b|reference|comparison|calibrat\w*|\b4FGL|\b3FHL|catalog source"
+REFERENCE = r"\bUSNO|\bstars?\b|reference|comparison|calibrat\w*|\b4FGL|\b3FHL|catalog source"
 NOT_A_MAGNITUDE = words(
     r"\s*(?:arcsec|arcmin|deg|\"|'|\u00b0|keV|MeV|s\b|sec|min|hr|h\b|d\b|days?|km|Mpc|%|"
     r"sigma|ks|mJy|uJy|Jy|counts?|cts|pixel|pix)"
