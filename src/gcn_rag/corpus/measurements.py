@@ -55,7 +55,9 @@ _LIMIT_ON = re.compile(
     r"(?:[\w-]+\s+){0,2}$",
     re.I,
 )
-_LIMITING = re.compile(r"limiting mag|upper limit|down to|no (?:\w+ )?(?:source|object)", re.I)
+_LIMITING = re.compile(
+    r"limiting mag|upper limit|down to|to a limit|no (?:\w+ )?(?:source|object|transient)", re.I
+)
 _SIGMA = re.compile(r"\s*(?:sigma\b|\u03c3)")
 _MONTH = re.compile(r"\bDec\.?\s+$")  # "Dec 04": a month, unless the number is a coordinate
 # ... "Dec 04" alone, or "Dec 18.840" before a time, a year, a value: a date

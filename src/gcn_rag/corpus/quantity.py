@@ -110,7 +110,10 @@ PERCENT = ((r"%|per ?cent", 1.0),)
 # after a value: a rate ("erg/cm2/s") is no fluence, an angle or time no magnitude
 RATE_AFTER = words(r"\s*(?:/\s*s(?:ec)?\b|s\s*\^?\s*-1|per s(?:ec(?:ond)?)?\b|s\b(?![-\w]))")
 # a value assumed to compute another ("for a typical Band spectrum with alpha = -1")
-ASSUMED = r"\bassum\w*|\btypical\b|\bcanonical\b|\bcharacteristic\b|\bfix(?:ed|ing)\b|\badopt\w*"
+ASSUMED = (
+    r"\bassum\w*|\baverage\b|\btypical\b|\bcanonical\b|\bcharacteristic\b|\bfix(?:ed|ing)\b|"
+    r"\badopt\w*"
+)
 # a comparison or catalog object's value, not the event's
 REFERENCE = r"\bUSNO|\bstars?\b|reference|comparison|calibrat\w*|\b4FGL|\b3FHL|catalog source"
 NOT_A_MAGNITUDE = words(
