@@ -172,3 +172,24 @@ def test_the_index_ships_the_table_and_finds_an_events_rows(events_workspace: Se
     assert index.measurements is not None
     rows = index.measurements_of({event_key("GRB 160625B")})
     assert rows.num_rows > 0 and set(rows["event_id"].to_pylist()) == {"GRB 160625B"}
+
+
+def test_new_values_alone_swap_the_index_copy_only(settings: Settings, tokenizer_path: Any) -> None:
+    from gcn_rag.corpus.ingest import ingest
+    from gcn_rag.search.build import build_index
+    from gcn_rag.search.embedding import Embedder
+    from gcn_rag.search.index import DENSE_MAX_TOKENS, MANIFEST, Manifest
+
+    ingest(settings, str(EVENTS_ARCHIVE))
+    catalog = Catalog(settings.warehouse)
+    embedder = Embedder.from_settings(settings, max_tokens=DENSE_MAX_TOKENS)
+    build_index(settings, catalog, embedder)
+    lexical = {p.name: p.stat().st_mtime_ns for p in (settings.index / "lexical").iterdir()}
+    assert build_index(settings, catalog, embedder).up_to_date
+    version = update_measurements(catalog, force=True).version  # say the reader changed
+    report = build_index(settings, catalog, embedder)
+    assert not report.up_to_date and set(report.seconds) == {"write"}
+    manifest = Manifest.read(settings.index / MANIFEST)
+    assert manifest.corpus["measurements_version"] == version
+    assert lexical == {p.name: p.stat().st_mtime_ns for p in (settings.index / "lexical").iterdir()}
+    assert build_index(settings, catalog, embedder).up_to_date

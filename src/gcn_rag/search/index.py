@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -121,6 +122,19 @@ def save(
     bm25.save(str(staging / LEXICAL))
     manifest.write(staging / MANIFEST)
     _swap(staging, target)
+
+
+def replace_measurements(target: Path, measurements: pa.Table, version: int | None) -> None:
+    """Swap a new copy of ``gcn_measurements`` into a built index (the rest unchanged): a
+    process that has the old file mapped keeps reading it."""
+    staging = target / (MEASUREMENTS + ".new")
+    _write_arrow(staging, measurements)
+    os.replace(staging, target / MEASUREMENTS)
+    manifest = Manifest.read(target / MANIFEST)
+    corpus = {**manifest.corpus, "measurements_version": version}
+    fresh = target / (MANIFEST + ".new")
+    dataclasses.replace(manifest, corpus=corpus).write(fresh)
+    os.replace(fresh, target / MANIFEST)
 
 
 def _write_tables(out: Path, parts: dict[str, Any]) -> None:
