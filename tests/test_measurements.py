@@ -129,6 +129,14 @@ def test_a_limit_is_kept_as_a_limit() -> None:
         ),
         ("magnitude", "A limiting (unfiltered) magnitude of 9.2 is derived", [(9.2, "upper")]),
         ("magnitude", "the afterglow has R = 19.2 mag", [(19.2, "")]),
+        (
+            "magnitude",
+            "limiting magnitudes of R > 21.0, J < 18.3",
+            [(21, "upper"), (18.3, "upper")],
+        ),
+        ("peak_flux", "the limiting peak flux of 3.0e-7 erg/cm2/s (1 s scale)", [(3e-7, "upper")]),
+        ("error_radius", "and an additional systematic error of 1 deg", []),
+        ("ra", "The error box corners are at RA = 123.45, Dec = 12.3", []),
     ],
 )
 def test_what_a_number_is_not(key: str, sentence: str, expected: list[tuple[float, str]]) -> None:

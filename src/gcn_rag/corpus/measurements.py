@@ -51,8 +51,8 @@ _CITED = re.compile(
 )  # "z = 2.9 (GCN 31)"
 _CLAUSE = re.compile(r";|\.\s|,\s+(?:we|and we|which|while|whereas|but)\b")  # a clause ends
 _LIMIT_ON = re.compile(
-    r"\b(?P<kind>upper|lower)[- ]limits?\s+(?:on|of|for|to)\s+(?:the\s+|a\s+|its\s+)?"
-    r"(?:[\w-]+\s+){0,2}$",
+    r"\b(?:(?P<kind>upper|lower)[- ]limits?\s+(?:on|of|for|to)\s+(?:the\s+|a\s+|its\s+)?"
+    r"|(?P<limiting>limiting)\s+)(?:[\w-]+\s+){0,2}$",  # "... on the fluence", "limiting peak flux"
     re.I,
 )
 _LIMITING = re.compile(
@@ -139,7 +139,9 @@ def read(quantity: Quantity, sentence: str) -> list[Reading]:
             reading = _reading(quantity, text, at)
         if reading is not None and (not found or reading.start >= found[-1].end):
             qualifier = (cue.groupdict().get("band") or "").strip()
-            limit = _limit(quantity, left) or _limit_before(text[: offset + cue.start()], quantity)
+            before = _limit_before(text[: offset + cue.start()], quantity)
+            # in a list of limiting magnitudes, "J < 18.3" is one more limit, however written
+            limit = before if before and quantity.inverted else _limit(quantity, left) or before
             reading = dataclasses.replace(reading, limit=limit, qualifier=qualifier)
             found.append(reading)
     return found
@@ -169,7 +171,7 @@ def _limit_before(text: str, quantity: Quantity) -> str:
     and for magnitudes listed after "limiting magnitudes of" or "down to"."""
     limit = _LIMIT_ON.search(text[-60:])
     if limit is not None:
-        return limit["kind"].lower()
+        return "upper" if limit["limiting"] else limit["kind"].lower()
     clause = _CLAUSE.split(text[-120:])[-1]
     return "upper" if quantity.inverted and _LIMITING.search(clause) else ""
 

@@ -1,11 +1,10 @@
 """The quantity catalog: what astronomers measure and how the circulars write it, as data.
 
-One :class:`~gcn_rag.corpus.quantity.Quantity` per measured quantity: the words a question
-uses for it (paraphrases too), the words a circular puts right before its value, its units
-and their conversion, its plausible range, what makes a number not its value. A new quantity
-is a new entry here, not new code. Entries are tried in order, so a narrower question word
-comes before a wider one ("low-energy photon index" before "photon index"). A quantity applies
-to some event kinds only: "how far is it?" asks a GRB's redshift, a GW candidate's distance.
+One :class:`~gcn_rag.corpus.quantity.Quantity` per quantity: the words a question uses for it,
+the words a circular puts right before its value, its units and conversions, its plausible
+range, what makes a number not its value. A new quantity is a new entry, not new code. Entries
+are tried in order, so a narrower question word comes first ("low-energy photon index" before
+"photon index"); a quantity applies to some event kinds ("how far?": a GRB's redshift).
 """
 
 from __future__ import annotations
@@ -88,7 +87,7 @@ def _position(
         retrieval=(key,),
         pair=pair,
         foreign=_FOREIGN_SOURCE,
-        reject=words(rf"{REFERENCE}|annul\w*|field of view|pointing"),  # not the event's
+        reject=words(rf"{REFERENCE}|annul\w*|field of view|pointing|corners?\b"),  # not the event's
     )
 
 
@@ -317,6 +316,7 @@ CATALOG: tuple[Quantity, ...] = (
         unit_required=True,
         as_written=True,
         not_after=words(r"\s*(?:wide|long|across|in (?:RA|Dec)|x\s*\d)"),  # a box, no radius
+        reject=words(r"systematic (?:error|uncertainty)|tiling|tiled"),  # a part, or a search
         low=0.0,
         high=60.0,
         relative=0.15,
