@@ -175,6 +175,12 @@ class Dossier:
     mentions: int  # circulars that name the event without being about it
 
     @property
+    def latest_status(self) -> StatusChange | None:
+        """The latest change of the event's own status (not a correction of one circular)."""
+        own = (c for c in self.status if c.target is None and c.kind != "correction")
+        return next(own, None)
+
+    @property
     def first(self) -> Entry:
         return self.timeline[0]
 
@@ -193,10 +199,12 @@ class Dossier:
     def summary(self) -> str:
         """A few plain sentences with circular references, latest status first."""
         parts = []
-        if self.status:
-            parts.append(_status_sentence(self.event_id, self.status[0]))
-        parts += [_status_sentence(self.event_id, c) for c in self.status[1:] if c.target]
+        latest = self.latest_status
+        if latest is not None:
+            parts.append(status_sentence(self.event_id, latest))
         parts.append(f"{self.event_id} is {_article(self.kind)} {self.kind}.")
+        retracted = [c for c in self.status if c.target is not None and c.kind == "retraction"]
+        parts += [status_sentence(self.event_id, c) for c in retracted]
         by = f"First reported by {self.discoverer}; its" if self.discoverer else "Its"
         parts.append(
             f"{by} first circular is {_ref(self.first.circular_id)} "
@@ -323,22 +331,35 @@ def _gw_class(values: tuple[Value, ...]) -> str:
 
 
 def _values(index: SearchIndex, keys: set[str]) -> tuple[Value, ...]:
-    """Per quantity and instrument, the latest refined (else latest) live value."""
+    """Per quantity and instrument, the value the most circulars state (then the refined,
+    then the latest report of it); limits only where no value was measured."""
     table = index.measurements
     if table is None or table.num_rows == 0:
         return ()
-    rows = index.measurements_of(keys).to_pylist()
-    best: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in rows:
-        if row["status"] in ("retracted", "superseded") or row["quantity"] not in BY_KEY:
-            continue
-        slot = (row["quantity"], row["instrument"] or "")
-        if slot not in best or _rank(row) > _rank(best[slot]):
-            best[slot] = row
+    slots: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in index.measurements_of(keys).to_pylist():
+        if row["status"] not in ("retracted", "superseded") and row["quantity"] in BY_KEY:
+            slots.setdefault((row["quantity"], row["instrument"] or ""), []).append(row)
+    best = {slot: _supported(rows) for slot, rows in slots.items()}
     measured = {q for (q, _), row in best.items() if row["limit_type"] is None}
     kept = [r for r in best.values() if r["limit_type"] is None or r["quantity"] not in measured]
     chosen = sorted(kept, key=lambda r: (_priority(r["quantity"]), r["instrument"] or ""))
     return tuple(_value(r) for r in chosen[:15])
+
+
+def _supported(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best row of the value that most circulars agree on."""
+    quantity = BY_KEY[rows[0]["quantity"]]
+    measured = [r for r in rows if r["limit_type"] is None] or rows
+    groups: list[list[dict[str, Any]]] = []
+    for row in sorted(measured, key=_rank, reverse=True):
+        home = next((g for g in groups if quantity.agree(g[0]["value"], row["value"])), None)
+        if home is None:
+            groups.append([row])
+        else:
+            home.append(row)
+    support = max(groups, key=lambda g: len({r["circular_id"] for r in g}))
+    return support[0]
 
 
 def _rank(row: dict[str, Any]) -> tuple[int, int, Any]:
@@ -426,7 +447,7 @@ def _first_match(pattern: re.Pattern[str], texts: Iterable[str]) -> str:
     return ""
 
 
-def _status_sentence(event_id: str, change: StatusChange) -> str:
+def status_sentence(event_id: str, change: StatusChange) -> str:
     if change.target is not None:
         verb = "retracted" if change.kind == "retraction" else "corrected"
         return (
@@ -475,4 +496,5 @@ __all__ = [
     "Value",
     "build",
     "facility_of",
+    "status_sentence",
 ]

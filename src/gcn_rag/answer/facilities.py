@@ -93,6 +93,9 @@ def _first_name_on(text: str) -> str:
     return ""
 
 
+_ALONE_GENERIC = frozenset({"telescope", "telescopes", "observatory", "array", "network", "team"})
+
+
 def _leading_name(text: str) -> str:
     tokens = []
     for token in text.replace(",", " ").split():
@@ -106,6 +109,8 @@ def _leading_name(text: str) -> str:
         tokens.pop()  # "AMI 15 GHz"
     name = " ".join(tokens)
     # a name has a word of three letters or an acronym ("VLA", "NOT", "Swope"), not "Pi"
+    if name.lower() in _ALONE_GENERIC:
+        return ""  # "Telescope", "Observatory": a kind of facility, not one
     return name if re.search(r"[A-Za-z]{3}|\b[A-Z]{2}\b", name) else ""
 
 

@@ -20,6 +20,7 @@ from gcn_rag.answer.dossier import (
     Dossier,
     Facility,
     build,
+    status_sentence,
 )
 from gcn_rag.corpus.circulars import format_circular_id
 from gcn_rag.corpus.instruments import named_instruments
@@ -171,25 +172,26 @@ def _instruments(dossier: Dossier, question: str) -> Reply:
 
 
 def _status(dossier: Dossier, question: str) -> Reply:
-    if not dossier.status:
-        last = dossier.timeline[-1]
+    last = dossier.timeline[-1]
+    own = dossier.latest_status
+    if own is not None:
+        text = status_sentence(dossier.event_id, own)
+    else:
         text = (
-            f"No circular about {dossier.event_id} retracts, downgrades or reclassifies it. "
-            f"The latest is {_ref(last.circular_id)} ({last.created_on:%Y-%m-%d}: {last.subject})."
+            f"No circular about {dossier.event_id} retracts, downgrades or reclassifies it; "
+            f"the latest is {_ref(last.circular_id)} ({last.created_on:%Y-%m-%d}: {last.subject})."
         )
+    if not dossier.status:
         return Reply(text, ((last.row, last.subject),), "status")
     changes = [
-        f'{c.created_on:%Y-%m-%d} {c.kind} ({_ref(c.circular_id)}): "{c.sentence}"'
+        f"{c.created_on:%Y-%m-%d} {c.kind}"
+        f"{' of ' + _ref(c.target) if c.target is not None else ''} ({_ref(c.circular_id)}): "
+        f'"{c.sentence}"'
         for c in dossier.status
     ]
-    text = f"{dossier.summary().split('. ')[0]}. Status changes, latest first: " + "; ".join(
-        changes
-    )
-    return Reply(
-        text,
-        _unique([(_row(dossier, c.circular_id), c.sentence) for c in dossier.status]),
-        "status",
-    )
+    text += " Changes, latest first: " + "; ".join(changes)
+    cited = [(_row(dossier, c.circular_id), c.sentence) for c in dossier.status]
+    return Reply(text, _unique(cited), "status")
 
 
 def _measured(dossier: Dossier, question: str) -> Reply:
