@@ -78,8 +78,8 @@ def fixture_workspace(tmp_path_factory: pytest.TempPathFactory, asset_cache: Pat
 @pytest.fixture(scope="session")
 def events_workspace(tmp_path_factory: pytest.TempPathFactory, asset_cache: Path) -> Settings:
     """A workspace with whole stories of a few events (tests/fixtures/events.txt.tar.gz):
-    detections and a redshift, a retracted GW candidate, a reclassification, only upper
-    limits, and an afterglow report retracted by a later circular."""
+    detections and a redshift, a retracted GW candidate, a significance downgrade, a
+    reclassification, only upper limits, and an afterglow report retracted by a later one."""
     from gcn_rag.corpus.ingest import ingest
     from gcn_rag.search.build import build_index
     from gcn_rag.search.embedding import Embedder

@@ -90,6 +90,20 @@ def test_a_retracted_candidate_leads_with_its_retraction(assistant: Any) -> None
     assert real.startswith("No: S190822c was retracted")
 
 
+def test_a_significance_downgrade_is_said_first(assistant: Any) -> None:
+    answer = assistant.ask("What is the status of S240422ed?")
+    assert answer.answer.startswith("Latest status: S240422ed was downgraded on 2024-07-03")
+    assert [c.circular_id for c in answer.citations] == [36812]
+    assert assistant.ask("Is S240422ed a real astrophysical signal?").answer.startswith(
+        "No: S240422ed was downgraded"
+    )
+    summary = assistant.ask("What is S240422ed?").answer
+    assert "gravitational-wave candidate (most likely NSBH" in summary
+    assert "redshift" not in summary  # the candidate counterpart's, not the merger's
+    counterpart = assistant.ask("Was a counterpart found for S240422ed?").answer
+    assert counterpart.startswith("No confirmed counterpart")
+
+
 def test_a_reclassification_is_the_latest_status(assistant: Any) -> None:
     answer = assistant.ask("What is the status of GRB 210928A?")
     assert answer.answer.startswith("Latest status: GRB 210928A was reclassified")

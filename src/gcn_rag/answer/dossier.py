@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 MAX_STATUS = 6
 _ORDER = {quantity.key: i for i, quantity in enumerate(CATALOG)}
+_OF_COUNTERPARTS = {GW: ("magnitude", "ra", "dec", "error_radius"), NEUTRINO: ("magnitude",)}
 _SHOWN_FIRST = ("redshift", "t90", "epeak", "fluence", "gw_distance", "false_alarm_rate")
 
 # how a status changes, latest first in a dossier
@@ -46,8 +47,8 @@ _STATUS = (
         re.compile(
             r"downgrad\w*|(?:lower|reduced|decreased) (?:the )?significance|no longer "
             r"(?:considered|significant|a candidate)|not (?:of )?astrophysical|(?:likely|probably"
-            r"|most likely) (?:of )?(?:terrestrial|instrumental) origin|noise (?:artifact|"
-            r"transient)|\bglitch\b|consistent with (?:a )?background fluctuation",
+            r"|most likely) (?:of )?(?:terrestrial|instrumental) origin|noise artifact|"
+            r"consistent with (?:a )?background fluctuation",
             re.I,
         ),
     ),
@@ -263,7 +264,7 @@ def build(index: SearchIndex, event_id: str) -> Dossier | None:
         )
     )
     texts = _Bodies(index)
-    values = _values(index, keys)
+    values = _values(index, keys, event_kind(event_id))
     status = _status(event_id, timeline, texts)
     return Dossier(
         event_id=event_id,
@@ -330,7 +331,7 @@ def _gw_class(values: tuple[Value, ...]) -> str:
     return f" (most likely {name}, {'>' if limit else ''}{share:g}%)"
 
 
-def _values(index: SearchIndex, keys: set[str]) -> tuple[Value, ...]:
+def _values(index: SearchIndex, keys: set[str], kind: str) -> tuple[Value, ...]:
     """Per quantity and instrument, the value the most circulars state (then the refined,
     then the latest report of it); limits only where no value was measured."""
     table = index.measurements
@@ -338,13 +339,22 @@ def _values(index: SearchIndex, keys: set[str]) -> tuple[Value, ...]:
         return ()
     slots: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in index.measurements_of(keys).to_pylist():
-        if row["status"] not in ("retracted", "superseded") and row["quantity"] in BY_KEY:
+        if row["status"] not in ("retracted", "superseded") and _about_event(row, kind):
             slots.setdefault((row["quantity"], row["instrument"] or ""), []).append(row)
     best = {slot: _supported(rows) for slot, rows in slots.items()}
     measured = {q for (q, _), row in best.items() if row["limit_type"] is None}
     kept = [r for r in best.values() if r["limit_type"] is None or r["quantity"] not in measured]
     chosen = sorted(kept, key=lambda r: (_priority(r["quantity"]), r["instrument"] or ""))
     return tuple(_value(r) for r in chosen[:15])
+
+
+def _about_event(row: dict[str, Any], kind: str) -> bool:
+    """Whether a row can be a value of an event of ``kind``: a GW candidate has no redshift
+    or magnitude of its own (those are of candidate counterparts), nor one position."""
+    quantity = BY_KEY.get(row["quantity"])
+    if quantity is None or kind not in quantity.kinds:
+        return False
+    return not (kind in (GW, NEUTRINO) and quantity.key in _OF_COUNTERPARTS[kind])
 
 
 def _supported(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ _DETECTED = re.compile(
 )
 _NOT_A_DETECTION = re.compile(  # catalogs and coverage: observations, no detection
     r"galax(?:y|ies) in|galaxy (?:catalog|list)|localization volume|coverage|not observable|"
-    r"occult",
+    r"occult|unrelated|not related|ruled out|not associated",
     re.I,
 )
 # ... and in a body, when the subject says neither
@@ -64,7 +64,7 @@ _GENERIC = frozenset(
     "cascade gold bronze gravitational-wave gravitational wave classification circular "
     "report reports results result discovery detects detect observe observes prompt "
     "transient transients counterparts field galaxy galaxies host tiled coverage another "
-    "pre-discovery ghz mhz gw frb ned".split()
+    "pre-discovery ghz mhz gw frb ned potential".split()
 )
 
 

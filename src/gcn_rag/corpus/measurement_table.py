@@ -169,9 +169,7 @@ def _row(
         error_minus=minus,
         error_plus=plus,
         limit_type=reading.limit or None,
-        band=reading.qualifier
-        or _band(sentence[reading.end : reading.end + 40])
-        or _band(sentence),
+        band=reading.qualifier or _energy_band(quantity, sentence, reading),
         instrument=instrument,
         method=_method(quantity, sentence, reading),
         status=status,
@@ -200,6 +198,14 @@ def _status(text: str) -> str:
     if _PRELIMINARY.search(text):
         return "preliminary"
     return "reported"
+
+
+def _energy_band(quantity: Quantity, sentence: str, reading: Reading) -> str | None:
+    """The energy band of an instrument's value: the one right after it, else the sentence's
+    first (none for a quantity that has no band, such as a distance)."""
+    if not quantity.by_instrument:
+        return None
+    return _band(sentence[reading.end : reading.end + 40]) or _band(sentence)
 
 
 def _band(sentence: str) -> str | None:
