@@ -164,6 +164,7 @@ def test_mlflow_models_serve_answers_the_labs_curl(
             "num_docs",
             "citations",
             "generator_fallback",
+            "measurements",
         }
         assert prediction["num_docs"] > 0 and prediction["answer"]
     finally:
