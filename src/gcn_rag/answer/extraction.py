@@ -139,7 +139,7 @@ def _weight(asked: Asked, sentence: str, subject: str) -> tuple[float, str | Non
         weight *= 1.5  # a later, refined measurement supersedes a preliminary one
     quantity = asked.quantity
     if asked.about_another_event(sentence):
-        weight *= 0.1  # "... GRB 210411C with T90 = 12.8 s" is no T90 of the asked burst
+        weight *= 0.1  # "... GRB <another> with T90 = 12.8 s" is no T90 of the asked burst
     if quantity.specific is not None and quantity.specific.search(sentence):
         weight *= 2.0
     if quantity.foreign is not None and quantity.foreign.search(sentence):

@@ -102,7 +102,7 @@ def ask(
 
 @friendly
 def event(
-    name: str = typer.Argument(..., help="An event: GRB 160625B, S190425z, IceCube-200530A ..."),
+    name: str = typer.Argument(..., help="An event: GRB 160625B, S190425z, IceCube-221224A ..."),
     as_json: bool = typer.Option(False, "--json", help="Print the dossier as JSON."),
     settings: Settings = SettingsOption,
 ) -> None:

@@ -135,7 +135,7 @@ def extract(circular: Circular) -> list[Measurement]:
         named = find_event_ids(sentence)
         event = own
         if named and not any(event_key(e) in own_keys for e in named):
-            event = named[0]  # "GRB 210411C had a T90 of 12.8 s", said in another's circular
+            event = named[0]  # "GRB <another> had a T90 of 12.8 s", said in this circular
         status = _status(sentence) if offset >= 0 else subject_status
         if status == "reported":
             status = subject_status
