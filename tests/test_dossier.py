@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from gcn_rag.answer.dossier import DETECTED, LIMITS, RETRACTED, build, facility_of
+from gcn_rag.answer.dossier import build
+from gcn_rag.answer.facilities import DETECTED, LIMITS, RETRACTED, facility_of
 from gcn_rag.answer.open_questions import classify
 from gcn_rag.cli import app
 from gcn_rag.settings import Settings

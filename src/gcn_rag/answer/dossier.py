@@ -492,19 +492,3 @@ def _ref(circular_id: float) -> str:
 
 def _json_id(circular_id: float) -> int | float:
     return int(circular_id) if float(circular_id).is_integer() else circular_id
-
-
-__all__ = [
-    "DETECTED",
-    "LIMITS",
-    "OBSERVED",
-    "RETRACTED",
-    "Dossier",
-    "Entry",
-    "Facility",
-    "StatusChange",
-    "Value",
-    "build",
-    "facility_of",
-    "status_sentence",
-]

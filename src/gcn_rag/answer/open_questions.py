@@ -12,16 +12,8 @@ import dataclasses
 import re
 from typing import TYPE_CHECKING
 
-from gcn_rag.answer.dossier import (
-    DETECTED,
-    LIMITS,
-    OBSERVED,
-    RETRACTED,
-    Dossier,
-    Facility,
-    build,
-    status_sentence,
-)
+from gcn_rag.answer.dossier import Dossier, Facility, build, status_sentence
+from gcn_rag.answer.facilities import DETECTED, LIMITS, OBSERVED, RETRACTED
 from gcn_rag.corpus.circulars import format_circular_id
 from gcn_rag.corpus.instruments import named_instruments
 
