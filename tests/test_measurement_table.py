@@ -60,6 +60,20 @@ def test_one_circular_gives_one_row_per_value_with_its_qualifiers() -> None:
     assert all(row.event_id == "GRB 990101A" and row.offset >= 0 for row in rows)
 
 
+def test_the_instrument_is_the_one_named_last_before_the_value() -> None:
+    rows = extract(
+        _circular(
+            "This location is 7 degrees from the GBM trigger (Ra = 304.29, Dec = 42.1) and 9 "
+            "degrees from the LAT location (Ra = 305.30, Dec = 40.75). A faint source at "
+            "RA = 85.1804, Dec = -19.2739 lies at the edge of the Swift/XRT error region.",
+            subject="GRB 990101A: Fermi GBM observation",
+        )
+    )
+    found = {(row.quantity, round(row.value, 2)): row.instrument for row in rows}
+    assert found[("ra", 304.29)] == "Fermi GBM" and found[("ra", 305.3)] == "Fermi LAT"
+    assert found[("ra", 85.18)] is None  # the XRT region is named after, not before
+
+
 def test_assumed_values_and_comparison_stars_are_no_rows() -> None:
     rows = extract(
         _circular(

@@ -137,6 +137,10 @@ def test_a_limit_is_kept_as_a_limit() -> None:
         ("peak_flux", "the limiting peak flux of 3.0e-7 erg/cm2/s (1 s scale)", [(3e-7, "upper")]),
         ("error_radius", "and an additional systematic error of 1 deg", []),
         ("ra", "The error box corners are at RA = 123.45, Dec = 12.3", []),
+        ("redshift", "absorption from an intervening system at a redshift of z = 1.06", []),
+        ("redshift", "We expect that a supernova at z=1.5 similar to SN 1998bw would", []),
+        ("epeak", "Band model 3 (alpha=0.0, beta=-1.5, Ep=1000 keV): 3.5e-6 erg cm^-2", []),
+        ("magnitude", "the field extends a little fainter than V=20", [(20, "upper")]),
     ],
 )
 def test_what_a_number_is_not(key: str, sentence: str, expected: list[tuple[float, str]]) -> None:

@@ -44,3 +44,8 @@ def named_instrument(text: str) -> str | None:
 def named_instruments(text: str) -> list[str]:
     """Every instrument ``text`` names, by catalog order."""
     return [name for name, pattern in INSTRUMENTS.items() if pattern.search(text)]
+
+
+def instrument_mentions(text: str) -> list[tuple[str, re.Match[str]]]:
+    """Every mention of an instrument in ``text``: (name, match), in no particular order."""
+    return [(name, m) for name, pattern in INSTRUMENTS.items() for m in pattern.finditer(text)]

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from gcn_rag.corpus.chunking import sentence_spans
 from gcn_rag.corpus.circulars import CIRCULARS, Circular
 from gcn_rag.corpus.events import event_key, find_event_ids
-from gcn_rag.corpus.instruments import named_instrument, named_instruments
+from gcn_rag.corpus.instruments import instrument_mentions, named_instrument, named_instruments
 from gcn_rag.corpus.measurements import SPECTROSCOPIC, Reading, band, read
 from gcn_rag.corpus.quantities import CATALOG
 from gcn_rag.corpus.quantity import Quantity
@@ -140,7 +140,7 @@ def extract(circular: Circular) -> list[Measurement]:
         if status == "reported":
             status = subject_status
         for quantity, reading in readings:
-            instrument = _instrument(quantity, sentence, circular.subject)
+            instrument = _instrument(quantity, sentence, circular.subject, reading.start)
             found.append(
                 _row(circular, event, quantity, reading, sentence, offset, instrument, status)
             )
@@ -179,15 +179,19 @@ def _row(
     )
 
 
-def _instrument(quantity: Quantity, sentence: str, subject: str) -> str | None:
-    """The instrument that measured a value: one the sentence names that can measure it, or
-    for an instrument-dependent quantity (a T90) the one the subject names."""
-    named = named_instruments(sentence)
-    if quantity.instruments is not None:
-        return next((name for name in named if name in quantity.instruments), None)
-    if named:
-        return named[0]
-    return named_instrument(subject) if quantity.by_instrument else None
+def _instrument(quantity: Quantity, sentence: str, subject: str, at: int) -> str | None:
+    """The instrument that measured a value: the one the sentence names last before it ("the
+    LAT location (Ra = 305.30"), else for an instrument's quantity (a T90) the first one the
+    sentence names, or its subject's; only instruments that can measure the quantity."""
+    can = quantity.instruments
+    before = [(m.end(), name) for name, m in instrument_mentions(sentence[:at])]
+    before = [(end, name) for end, name in before if can is None or name in can]
+    if before:
+        return max(before)[1]
+    if not quantity.by_instrument:
+        return None
+    named = [name for name in named_instruments(sentence) if can is None or name in can]
+    return named[0] if named else named_instrument(subject)
 
 
 def _status(text: str) -> str:

@@ -56,7 +56,9 @@ _LIMIT_ON = re.compile(
     re.I,
 )
 _LIMITING = re.compile(
-    r"limiting mag|upper limit|down to|to a limit|no (?:\w+ )?(?:source|object|transient)", re.I
+    r"limiting mag|upper limit|down to|to a limit|fainter than|deeper than|"
+    r"no (?:\w+ )?(?:source|object|transient)",
+    re.I,
 )
 _SIGMA = re.compile(r"\s*(?:sigma\b|\u03c3)")
 _MONTH = re.compile(r"\bDec\.?\s+$")  # "Dec 04": a month, unless the number is a coordinate

@@ -430,7 +430,7 @@ CATALOG: tuple[Quantity, ...] = (
         low=0.0,
         high=15.0,
         prefix="z = ",
-        reject=words(ASSUMED),
+        reject=words(rf"{ASSUMED}|intervening|foreground|absorber|\bexpect\w*"),
         kinds=_BURSTS,
         relative=0.01,
         absolute=0.01,
