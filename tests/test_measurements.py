@@ -141,6 +141,14 @@ def test_a_limit_is_kept_as_a_limit() -> None:
         ("redshift", "We expect that a supernova at z=1.5 similar to SN 1998bw would", []),
         ("epeak", "Band model 3 (alpha=0.0, beta=-1.5, Ep=1000 keV): 3.5e-6 erg cm^-2", []),
         ("magnitude", "the field extends a little fainter than V=20", [(20, "upper")]),
+        ("dec", "an annulus 5' wide, centered at R.A. = 20h 34m 7.56s and Decl. = 20o 32' 19s", []),
+        ("ra", "The HXM and SGM fields of view were centered at RA = 243.2 deg", []),
+        ("redshift", "GRB 090423: a pseudo burst at z=1", []),
+        (
+            "dec",
+            "The XRT position is R.A. = 20h 34m 7.56s, Decl. = 20o 32' 19.62s.",
+            [(20.5388, "")],
+        ),
     ],
 )
 def test_what_a_number_is_not(key: str, sentence: str, expected: list[tuple[float, str]]) -> None:

@@ -49,7 +49,9 @@ _PAIR = re.compile(  # "RA, Dec = ", "RA,Dec (J2000) = (": two values follow, RA
 _CITED = re.compile(
     r"[^;]{0,40}?(?:\bGCNC?\s*(?:Circ\.?\s*)?\d|\bCirc|\bet al)"
 )  # "z = 2.9 (GCN 31)"
-_CLAUSE = re.compile(r";|\.\s|,\s+(?:we|and we|which|while|whereas|but)\b")  # a clause ends
+_CLAUSE = re.compile(
+    r";|\.\s+(?=[A-Z])|,\s+(?:we|and we|which|while|whereas|but)\b"
+)  # a clause ends
 _LIMIT_ON = re.compile(
     r"\b(?:(?P<kind>upper|lower)[- ]limits?\s+(?:on|of|for|to)\s+(?:the\s+|a\s+|its\s+)?"
     r"|(?P<limiting>limiting)\s+)(?:[\w-]+\s+){0,2}$",  # "... on the fluence", "limiting peak flux"

@@ -1,10 +1,9 @@
 """The quantity catalog: what astronomers measure and how the circulars write it, as data.
 
-One :class:`~gcn_rag.corpus.quantity.Quantity` per quantity: the words a question uses for it,
-the words a circular puts right before its value, its units and conversions, its plausible
-range, what makes a number not its value. A new quantity is a new entry, not new code. Entries
-are tried in order, so a narrower question word comes first ("low-energy photon index" before
-"photon index"); a quantity applies to some event kinds ("how far?": a GRB's redshift).
+One :class:`~gcn_rag.corpus.quantity.Quantity` per quantity: its words in questions and right
+before its value in circulars, units, plausible range, what makes a number not its value. A new
+quantity is a new entry, not new code. Entries are tried in order (a narrower question word
+first); a quantity applies to some event kinds ("how far?": a GRB's redshift).
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ __all__ = ["ANY", "BY_KEY", "CATALOG", "GRB", "GW", "NEUTRINO", "OTHER", "Quanti
 _BURSTS = (GRB, OTHER)
 _DECAY = r"deca\w+|declin\w*|temporal|light[- ]?curve|fading"  # an index in time, not energy
 _NOT_SPECTRAL = words(rf"{ASSUMED}|{_DECAY}")
+_NOT_ITS_POSITION = words(rf"{REFERENCE}|annul\w*|fields? of view|\bFoV\b|pointing|corners?\b")
 _FOREIGN_SOURCE = words(r"nearest|\b4FGL|\b3FHL|catalog source|galax|\bstar\b|\bhost\b")
 _T_CUE = (  # "T90 (50-300 keV) duration is estimated by ... to be", "duration (T90) of"
     r"(?:\b{t}\b\s*(?:\([^)]{{0,30}}\))?\s*(?:duration\s*)?|duration\s*\({t}\)\s*)"
@@ -87,7 +87,7 @@ def _position(
         retrieval=(key,),
         pair=pair,
         foreign=_FOREIGN_SOURCE,
-        reject=words(rf"{REFERENCE}|annul\w*|field of view|pointing|corners?\b"),  # not the event's
+        reject=_NOT_ITS_POSITION,
     )
 
 

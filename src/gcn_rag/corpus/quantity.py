@@ -112,7 +112,7 @@ RATE_AFTER = words(r"\s*(?:/\s*s(?:ec)?\b|s\s*\^?\s*-1|per s(?:ec(?:ond)?)?\b|s\
 # a value assumed to compute another ("for a typical Band spectrum with alpha = -1")
 ASSUMED = (
     r"\bassum\w*|\baverage\b|\btypical\b|\bcanonical\b|\bcharacteristic\b|\bfix(?:ed|ing)\b|"
-    r"\badopt\w*|\bmodels?\s+\d\b"  # "Band model 2 (alpha=-1.0, ...)": a template of a list
+    r"\badopt\w*|\bmodels?\s+\d\b|\bpseudo|hypothetical|simulated"  # "Band model 2": a template
 )
 # a comparison or catalog object's value, not the event's
 REFERENCE = r"\bUSNO|\bstars?\b|reference|comparison|calibrat\w*|\b4FGL|\b3FHL|catalog source"
