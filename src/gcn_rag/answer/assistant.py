@@ -36,7 +36,12 @@ from gcn_rag.answer.extraction import (
     tolerance,
 )
 from gcn_rag.answer.open_questions import Reply, answer_open
-from gcn_rag.corpus.circulars import circular_url, format_circular_id
+from gcn_rag.corpus.circulars import (
+    circular_id_json,
+    circular_url,
+    format_circular_id,
+    gcn_ref,
+)
 from gcn_rag.corpus.events import find_event_ids
 from gcn_rag.errors import BadInputError
 from gcn_rag.search.index import SearchIndex
@@ -72,9 +77,8 @@ class Citation:
     quote: str
 
     def to_dict(self) -> dict[str, Any]:
-        cid = self.circular_id
         return {
-            "circular_id": int(cid) if float(cid).is_integer() else cid,
+            "circular_id": circular_id_json(self.circular_id),
             "event_id": self.event_id,
             "subject": self.subject,
             "url": self.url,
@@ -406,16 +410,15 @@ class Assistant:
                 "quantity": quantity.key,
                 "value": group.value,
                 "unit": quantity.unit,
-                "circular_id": _json_id(circulars[0]),
-                "circulars": [_json_id(c) for c in circulars],
+                "circular_id": circular_id_json(circulars[0]),
+                "circulars": [circular_id_json(c) for c in circulars],
             }
             for group, circulars in zip(shown, ids, strict=True)
         ]
         return dataclasses.replace(answer, measurements=values)
 
     def _refs(self, group: ValueGroup) -> str:
-        ids = [format_circular_id(float(self.index.circ_ids[row])) for row in group.rows[:3]]
-        return "; ".join(f"GCN {i}" for i in ids)
+        return "; ".join(gcn_ref(float(self.index.circ_ids[row])) for row in group.rows[:3])
 
     def _open_reply(self, question: str, event: str) -> Reply | None:
         """The dossier's answer to an open question about ``event`` (needs the measurements)."""
@@ -492,7 +495,3 @@ def _content_words(text: str) -> set[str]:
 
 def _clip(sentence: str, limit: int = 400) -> str:
     return sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…"
-
-
-def _json_id(circular_id: float) -> int | float:
-    return int(circular_id) if float(circular_id).is_integer() else circular_id

@@ -25,7 +25,12 @@ from gcn_rag.answer.facilities import (
     outcome,
 )
 from gcn_rag.corpus.chunking import sentence_spans
-from gcn_rag.corpus.circulars import circular_url, format_circular_id
+from gcn_rag.corpus.circulars import (
+    CIRCULAR_REFERENCE,
+    circular_id_json,
+    circular_url,
+    gcn_ref,
+)
 from gcn_rag.corpus.events import event_aliases, event_key
 from gcn_rag.corpus.instruments import named_instrument
 from gcn_rag.corpus.quantities import BY_KEY, CATALOG
@@ -65,7 +70,6 @@ _STATUS = (
     ("correction", re.compile(r"^[^:]*:.*\b(?:erratum|corrigendum|correction)\b", re.I)),
 )
 # "Retraction of GCN 37255", "Correction to GCN Circ. 30915": one circular, not the event
-_TARGET = re.compile(r"\bGCNC?\s*(?:Circ(?:ular)?\.?\s*)?(?:No\.?\s*)?#?(?P<id>\d{1,6})\b", re.I)
 # a body sentence changes the event's status only when it is about the event itself
 _ITSELF = r"\b(?:this|the) (?:event|trigger|alert|candidate|burst|signal|GRB|source)\b"
 _KIND_WORDS = (  # subject words that say more than the event's name does
@@ -88,7 +92,7 @@ class Entry:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "circular_id": _json_id(self.circular_id),
+            "circular_id": circular_id_json(self.circular_id),
             "created_on": self.created_on.isoformat(),
             "subject": self.subject,
             "url": circular_url(self.circular_id),
@@ -109,7 +113,7 @@ class Facility:
         return {
             "name": self.name,
             "outcome": self.outcome,
-            "circulars": [_json_id(c) for c in self.circulars],
+            "circulars": [circular_id_json(c) for c in self.circulars],
             "first": self.first.isoformat(),
         }
 
@@ -125,10 +129,10 @@ class StatusChange:
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
-            "circular_id": _json_id(self.circular_id),
+            "circular_id": circular_id_json(self.circular_id),
             "created_on": self.created_on.isoformat(),
             "sentence": self.sentence,
-            "target": None if self.target is None else _json_id(self.target),
+            "target": None if self.target is None else circular_id_json(self.target),
         }
 
 
@@ -161,7 +165,7 @@ class Value:
 
     def to_dict(self) -> dict[str, Any]:
         fields = dataclasses.asdict(self)
-        fields["circular_id"] = _json_id(self.circular_id)
+        fields["circular_id"] = circular_id_json(self.circular_id)
         return fields
 
 
@@ -208,11 +212,11 @@ class Dossier:
         parts += [status_sentence(self.event_id, c) for c in retracted]
         by = f"First reported by {self.discoverer}; its" if self.discoverer else "Its"
         parts.append(
-            f"{by} first circular is {_ref(self.first.circular_id)} "
+            f"{by} first circular is {gcn_ref(self.first.circular_id)} "
             f"({self.first.created_on:%Y-%m-%d}: {self.first.subject})."
         )
         if self.measurements:
-            shown = "; ".join(f"{v.text} ({_ref(v.circular_id)})" for v in self.measurements[:6])
+            shown = "; ".join(f"{v.text} ({gcn_ref(v.circular_id)})" for v in self.measurements[:6])
             parts.append(f"Key measurements: {shown}.")
         detected = [f for f in self.facilities if f.outcome == DETECTED]
         limits = [f for f in self.facilities if f.outcome == LIMITS]
@@ -436,7 +440,7 @@ def _status(
                 said = (s for s in _sentences(body) if itself.search(s))
                 sentence = _first_match(pattern, said)
             if sentence:
-                target = _TARGET.search(sentence)
+                target = CIRCULAR_REFERENCE.search(sentence)
                 named = float(target["id"]) if target else None
                 changes.append(
                     StatusChange(kind, entry.circular_id, entry.created_on, sentence, named)
@@ -461,8 +465,8 @@ def status_sentence(event_id: str, change: StatusChange) -> str:
     if change.target is not None:
         verb = "retracted" if change.kind == "retraction" else "corrected"
         return (
-            f"{_ref(change.circular_id)} ({change.created_on:%Y-%m-%d}) {verb} "
-            f'{_ref(change.target)}: "{change.sentence}".'
+            f"{gcn_ref(change.circular_id)} ({change.created_on:%Y-%m-%d}) {verb} "
+            f'{gcn_ref(change.target)}: "{change.sentence}".'
         )
     said = {
         "retraction": "was retracted",
@@ -472,23 +476,15 @@ def status_sentence(event_id: str, change: StatusChange) -> str:
     }[change.kind]
     return (
         f"Latest status: {event_id} {said} on {change.created_on:%Y-%m-%d} "
-        f'({_ref(change.circular_id)}: "{change.sentence}").'
+        f'({gcn_ref(change.circular_id)}: "{change.sentence}").'
     )
 
 
 def _facility_list(facilities: list[Facility]) -> str:
-    shown = [f"{f.name} ({_ref(f.circulars[0])})" for f in facilities[:8]]
+    shown = [f"{f.name} ({gcn_ref(f.circulars[0])})" for f in facilities[:8]]
     more = f" and {len(facilities) - 8} more" if len(facilities) > 8 else ""
     return ", ".join(shown) + more
 
 
 def _article(word: str) -> str:
     return "an" if word[:1].lower() in "aeiox" and not word.startswith("one") else "a"
-
-
-def _ref(circular_id: float) -> str:
-    return f"GCN {format_circular_id(circular_id)}"
-
-
-def _json_id(circular_id: float) -> int | float:
-    return int(circular_id) if float(circular_id).is_integer() else circular_id

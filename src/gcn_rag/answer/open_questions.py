@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from gcn_rag.answer.dossier import Dossier, Facility, build, status_sentence
 from gcn_rag.answer.facilities import DETECTED, LIMITS, OBSERVED, RETRACTED
-from gcn_rag.corpus.circulars import format_circular_id
+from gcn_rag.corpus.circulars import gcn_ref
 from gcn_rag.corpus.instruments import named_instruments
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ def _first(dossier: Dossier, question: str) -> Reply:
     by = f" by {dossier.discoverer}" if dossier.discoverer else ""
     text = (
         f"{dossier.event_id} was first reported{by}; its first circular is "
-        f"{_ref(first.circular_id)} ({first.created_on:%Y-%m-%d %H:%M} UTC: {first.subject})."
+        f"{gcn_ref(first.circular_id)} ({first.created_on:%Y-%m-%d %H:%M} UTC: {first.subject})."
     )
     later = [
         f for f in dossier.facilities if f.outcome == DETECTED and f.name != dossier.discoverer
@@ -154,7 +154,7 @@ def _instruments(dossier: Dossier, question: str) -> Reply:
     if not lines:
         return Reply(
             f"The circulars about {dossier.event_id} name no instrument in their subjects; "
-            f"the first is {_ref(dossier.first.circular_id)} ({dossier.first.subject}).",
+            f"the first is {gcn_ref(dossier.first.circular_id)} ({dossier.first.subject}).",
             (_cite_entry(dossier),),
             "instruments",
         )
@@ -171,13 +171,14 @@ def _status(dossier: Dossier, question: str) -> Reply:
     else:
         text = (
             f"No circular about {dossier.event_id} retracts, downgrades or reclassifies it; "
-            f"the latest is {_ref(last.circular_id)} ({last.created_on:%Y-%m-%d}: {last.subject})."
+            f"the latest is {gcn_ref(last.circular_id)} "
+            f"({last.created_on:%Y-%m-%d}: {last.subject})."
         )
     if not dossier.status:
         return Reply(text, ((last.row, last.subject),), "status")
     changes = [
         f"{c.created_on:%Y-%m-%d} {c.kind}"
-        f"{' of ' + _ref(c.target) if c.target is not None else ''} ({_ref(c.circular_id)}): "
+        f"{' of ' + gcn_ref(c.target) if c.target is not None else ''} ({gcn_ref(c.circular_id)}): "
         f'"{c.sentence}"'
         for c in dossier.status
     ]
@@ -193,7 +194,7 @@ def _measured(dossier: Dossier, question: str) -> Reply:
             (_cite_entry(dossier),),
             "measured",
         )
-    shown = "; ".join(f"{v.text} ({_ref(v.circular_id)})" for v in dossier.measurements)
+    shown = "; ".join(f"{v.text} ({gcn_ref(v.circular_id)})" for v in dossier.measurements)
     cited = [(_row(dossier, v.circular_id), v.sentence) for v in dossier.measurements]
     return Reply(f"Measurements of {dossier.event_id}: {shown}.", _unique(cited), "measured")
 
@@ -208,18 +209,19 @@ def _retracted(dossier: Dossier, question: str) -> Reply:
         lead = "No" if re.search(r"\breal\b|astrophysical|genuine", question, re.I) else "Yes"
         text = (
             f"{lead}: {dossier.event_id} was {said} on {change.created_on:%Y-%m-%d} "
-            f'({_ref(change.circular_id)}: "{change.sentence}").'
+            f'({gcn_ref(change.circular_id)}: "{change.sentence}").'
         )
         return Reply(text, ((_row(dossier, change.circular_id), change.sentence),), "retracted")
     lead = "Yes" if re.search(r"\breal\b|astrophysical|genuine", question, re.I) else "No"
+    latest = gcn_ref(dossier.timeline[-1].circular_id)
     text = (
         f"{lead}: no circular about {dossier.event_id} retracts or downgrades it "
-        f"({len(dossier.timeline)} circulars, the latest {_ref(dossier.timeline[-1].circular_id)})."
+        f"({len(dossier.timeline)} circulars, the latest {latest})."
     )
     partial = [c for c in dossier.status if c.kind == "retraction" and c.target is not None]
     cited = [_cite_entry(dossier)]
     for change in partial[:3]:
-        text += f" {_ref(change.circular_id)} retracts {_ref(change.target or 0)} only."
+        text += f" {gcn_ref(change.circular_id)} retracts {gcn_ref(change.target or 0)} only."
         cited.append((_row(dossier, change.circular_id), change.sentence))
     return Reply(text, _unique(cited), "retracted")
 
@@ -278,7 +280,7 @@ def _detected_by(dossier: Dossier, question: str) -> Reply:
         )
         return Reply(text, (_cite_entry(dossier),), "detected_by")
     best = next((f for f in matches if f.outcome == DETECTED), matches[0])
-    said = f"({_ref(best.circulars[0])}: {best.quote})"
+    said = f"({gcn_ref(best.circulars[0])}: {best.quote})"
     if best.outcome == DETECTED:
         text = f"Yes: {best.name} detected {dossier.event_id} {said}."
     elif best.outcome == LIMITS:
@@ -324,7 +326,7 @@ def _same_facility(name: str, wanted: list[str]) -> bool:
 
 
 def _names(facilities: list[Facility]) -> str:
-    return ", ".join(f"{f.name} ({_ref(f.circulars[0])})" for f in facilities)
+    return ", ".join(f"{f.name} ({gcn_ref(f.circulars[0])})" for f in facilities)
 
 
 def _cite_entry(dossier: Dossier) -> tuple[int, str]:
@@ -345,10 +347,6 @@ def _unique(cited: list[tuple[int, str]]) -> tuple[tuple[int, str], ...]:
         if row >= 0:  # a value stated in a circular about another event is cited by its table row
             seen.setdefault(row, quote)
     return tuple(seen.items())
-
-
-def _ref(circular_id: float) -> str:
-    return f"GCN {format_circular_id(circular_id)}"
 
 
 __all__ = ["Reply", "answer_open", "classify"]

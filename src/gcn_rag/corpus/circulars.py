@@ -79,6 +79,24 @@ def format_circular_id(circular_id: float) -> str:
     return str(int(circular_id)) if float(circular_id).is_integer() else str(circular_id)
 
 
+def circular_id_json(circular_id: float) -> int | float:
+    """A circular id as JSON writes it: ``32648`` for ``32648.0``, ``18453.5`` as is."""
+    return int(circular_id) if float(circular_id).is_integer() else circular_id
+
+
+def gcn_ref(circular_id: float) -> str:
+    """How answers cite a circular: ``"GCN 32648"``."""
+    return f"GCN {format_circular_id(circular_id)}"
+
+
+# A citation of a circular in text: "GCN 32648", "GCNC 4455", "GCN Circ. 30915", "Circular
+# 18453.5". Capitalized on purpose: "a circular 90% region" is not a citation.
+CIRCULAR_REFERENCE = re.compile(
+    r"(?<!\w)(?:GCN\s+Circ(?:ular)?s?\.?|GCNC?|Circulars?|Circ\.)\s*(?:No\.?\s*)?#?\s*"
+    r"(?P<id>\d+(?:\.\d+)?)(?!\d|\.\d|\s*%)"
+)
+
+
 def circular_url(circular_id: float) -> str:
     """The official page of a circular."""
     return CIRCULAR_URL.format(format_circular_id(circular_id))

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gcn_rag.corpus.chunking import sentence_spans
-from gcn_rag.corpus.circulars import CIRCULARS, Circular
+from gcn_rag.corpus.circulars import CIRCULAR_REFERENCE, CIRCULARS, Circular
 from gcn_rag.corpus.events import event_key, find_event_ids
 from gcn_rag.corpus.instruments import instrument_mentions, named_instrument, named_instruments
 from gcn_rag.corpus.measurements import SPECTROSCOPIC, Reading, band, read
@@ -71,7 +71,6 @@ _PRELIMINARY = re.compile(
 )
 _DIGIT = re.compile(r"\d")
 _CORRECTION = re.compile(r"\berratum\b|\bcorrection\b|\bcorrigendum\b", re.I)
-_REFERENCE = re.compile(r"\bGCN\s*(?:Circ(?:ular)?s?\.?)?\s*(?:#|No\.?\s*)?(\d{3,6})\b", re.I)
 _MODELS = (
     ("Band", re.compile(r"\bBand\b(?! ?[-(]?\d)|\bGRBM\b")),
     ("cutoff power law", re.compile(r"cut-?off(?:ed)? power[- ]?law|\bCPL\b|Comptoni[sz]ed", re.I)),
@@ -276,7 +275,7 @@ def _referenced(bodies: dict[float, tuple[str, str]]) -> tuple[set[float], set[f
         correction = bool(_CORRECTION.search(subject))
         if not (retraction or correction):
             continue
-        named = {float(m.group(1)) for m in _REFERENCE.finditer(body)} - {cid}
+        named = {float(m["id"]) for m in CIRCULAR_REFERENCE.finditer(body)} - {cid}
         (retracted if retraction else corrected).update(n for n in named if n < cid)
     return retracted, corrected
 

@@ -17,6 +17,7 @@ import functools
 import math
 import re
 
+from gcn_rag.corpus.circulars import CIRCULAR_REFERENCE
 from gcn_rag.corpus.quantity import Quantity
 
 _SUPERSCRIPTS = str.maketrans(
@@ -46,9 +47,7 @@ _PAIR = re.compile(  # "RA, Dec = ", "RA,Dec (J2000) = (": two values follow, RA
     r"\bR\.?A\.?\s*(?:\([JB]?(?:2000|1950)(?:\.0)?\))?\s*[,/&]\s*Dec\w*\.?\s*(?:\([JB]?(?:2000|1950)(?:\.0)?\))?\s*"
     r"(?:=|:|is|are)?\s*[(\[]?\s*$"
 )
-_CITED = re.compile(
-    r"[^;]{0,40}?(?:\bGCNC?\s*(?:Circ\.?\s*)?\d|\bCirc|\bet al)"
-)  # "z = 2.9 (GCN 31)"
+_CITED = re.compile(rf"[^;]{{0,40}}?(?:{CIRCULAR_REFERENCE.pattern}|\bet al)")  # "z = 2.9 (GCN 31)"
 _CLAUSE = re.compile(
     r";|\.\s+(?=[A-Z])|,\s+(?:we|and we|which|while|whereas|but)\b"
 )  # a clause ends

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 
 from gcn_rag.answer.generators.base import Context
+from gcn_rag.corpus.circulars import CIRCULAR_REFERENCE
 from gcn_rag.corpus.events import event_aliases, event_key, find_event_ids
 
 _SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻"
@@ -33,11 +34,6 @@ _GROUP_EXPONENT = re.compile(  # "(2.12 +/- 0.05)E-05", "(1.2 +/- 0.3) x 10^-7"
     r"\)\s*(?:[eE](?P<e1>[-+]?\d+)|(?:[x\u00d7*]|\\times)\s*10" + _EXP.replace("NAME", "e") + r")"
 )
 _UNIT_EXPONENT = re.compile(r"[A-Za-z]\^?\{?[-+]?$")
-# Capitalized on purpose: "a circular 90% region" is not a citation.
-_CIRCULAR_REF = re.compile(
-    r"(?<!\w)(?:GCN\s+Circ(?:ular)?s?\.?|GCNC?|Circulars?|Circ\.)\s*(?:No\.?\s*)?#?\s*"
-    r"(?P<id>\d+(?:\.\d+)?)(?!\d|\.\d|\s*%)"
-)
 _ENUMERATOR = re.compile(r"^[ \t]*\d{1,2}[.)](?=\s)", re.M)
 
 
@@ -74,7 +70,7 @@ def grounding_problems(answer: str, contexts: Sequence[Context]) -> list[str]:
     facts = _facts(contexts)
     problems: list[str] = []
     skip: list[tuple[int, int]] = [m.span() for m in _ENUMERATOR.finditer(text)]
-    for ref in _CIRCULAR_REF.finditer(text):
+    for ref in CIRCULAR_REFERENCE.finditer(text):
         skip.append(ref.span())
         cited = float(ref["id"])
         if _key(cited) not in facts.circulars and _key(cited) not in facts.values:
@@ -97,7 +93,7 @@ def _facts(contexts: Sequence[Context]) -> _Facts:
         blob = _normalize(f"{ctx.subject}\n{ctx.text}")
         facts.circulars.add(_key(ctx.circular_id))
         facts.values.add(_key(ctx.circular_id))
-        facts.circulars.update(_key(float(m["id"])) for m in _CIRCULAR_REF.finditer(blob))
+        facts.circulars.update(_key(float(m["id"])) for m in CIRCULAR_REFERENCE.finditer(blob))
         numbers = _numbers(blob)
         for number in numbers:
             facts.values.add(_key(number.value))
