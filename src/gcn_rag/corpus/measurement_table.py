@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from gcn_rag.corpus.chunking import sentence_spans
 from gcn_rag.corpus.circulars import CIRCULAR_REFERENCE, CIRCULARS, Circular
 from gcn_rag.corpus.events import event_key, find_event_ids
-from gcn_rag.corpus.instruments import instrument_mentions, named_instrument, named_instruments
+from gcn_rag.corpus.instruments import INSTRUMENTS, instrument_mentions, named_instrument
 from gcn_rag.corpus.measurements import SPECTROSCOPIC, Reading, band, read
 from gcn_rag.corpus.quantities import CATALOG
 from gcn_rag.corpus.quantity import Quantity
@@ -122,6 +122,7 @@ def extract(circular: Circular) -> list[Measurement]:
     own = circular.event_id
     own_keys = {event_key(own)} if own else set()
     subject_status = _status(circular.subject)
+    subject_instrument = named_instrument(circular.subject)
     units = [(-1, circular.subject), *sentence_spans(circular.body)]
     for offset, sentence in units:
         if not _DIGIT.search(sentence):
@@ -138,8 +139,9 @@ def extract(circular: Circular) -> list[Measurement]:
         status = _status(sentence) if offset >= 0 else subject_status
         if status == "reported":
             status = subject_status
+        mentions = instrument_mentions(sentence)  # once per sentence, for every reading
         for quantity, reading in readings:
-            instrument = _instrument(quantity, sentence, circular.subject, reading.start)
+            instrument = _instrument(quantity, mentions, subject_instrument, reading.start)
             found.append(
                 _row(circular, event, quantity, reading, sentence, offset, instrument, status)
             )
@@ -178,19 +180,23 @@ def _row(
     )
 
 
-def _instrument(quantity: Quantity, sentence: str, subject: str, at: int) -> str | None:
+def _instrument(
+    quantity: Quantity, mentions: list[tuple[str, re.Match[str]]], subject: str | None, at: int
+) -> str | None:
     """The instrument that measured a value: the one the sentence names last before it ("the
     LAT location (Ra = 305.30"), else for an instrument's quantity (a T90) the first one the
-    sentence names, or its subject's; only instruments that can measure the quantity."""
+    sentence names, or its subject's; only instruments that can measure the quantity.
+    ``mentions`` are the sentence's (:func:`instrument_mentions`)."""
     can = quantity.instruments
-    before = [(m.end(), name) for name, m in instrument_mentions(sentence[:at])]
-    before = [(end, name) for end, name in before if can is None or name in can]
+    usable = [(m, name) for name, m in mentions if can is None or name in can]
+    before = [(m.end(), name) for m, name in usable if m.end() <= at]
     if before:
         return max(before)[1]
     if not quantity.by_instrument:
         return None
-    named = [name for name in named_instruments(sentence) if can is None or name in can]
-    return named[0] if named else named_instrument(subject)
+    named = {name for _, name in usable}
+    first = next((name for name in INSTRUMENTS if name in named), None)
+    return first or subject
 
 
 def _status(text: str) -> str:
