@@ -21,6 +21,15 @@ FIXTURES = Path(__file__).parent / "fixtures"
 EVENTS_ARCHIVE = FIXTURES / "events.txt.tar.gz"
 TXT_ARCHIVE = FIXTURES / "archive.txt.tar.gz"
 JSON_ARCHIVE = FIXTURES / "archive.json.tar.gz"
+# the columns of a prediction, pinned here: serving and the model must return exactly these
+PREDICTION_COLUMNS = (
+    "answer",
+    "sources",
+    "num_docs",
+    "citations",
+    "generator_fallback",
+    "measurements",
+)
 FIXTURE_COUNT = 46
 
 
@@ -56,23 +65,28 @@ def settings(tmp_path: Path, asset_cache: Path, tokenizer_path: Path) -> Setting
     return Settings.load(environ={}, home=home)
 
 
-@pytest.fixture(scope="session")
-def fixture_workspace(tmp_path_factory: pytest.TempPathFactory, asset_cache: Path) -> Settings:
-    """A workspace with the fixture circulars ingested and indexed (built once per session)."""
+def _indexed_workspace(factory: pytest.TempPathFactory, assets: Path, archive: Path) -> Settings:
+    """A fresh workspace with ``archive`` ingested and indexed (the real pipeline)."""
     from gcn_rag.corpus.ingest import ingest
     from gcn_rag.search.build import build_index
     from gcn_rag.search.embedding import Embedder
     from gcn_rag.search.index import DENSE_MAX_TOKENS
     from gcn_rag.tables import Catalog
 
-    home = tmp_path_factory.mktemp("indexed") / "workspace"
+    home = factory.mktemp(archive.name.split(".")[0]) / "workspace"
     home.mkdir()
-    (home / "cache").symlink_to(asset_cache, target_is_directory=True)
+    (home / "cache").symlink_to(assets, target_is_directory=True)
     settings = Settings.load(environ={}, home=home)
-    ingest(settings, str(TXT_ARCHIVE))
+    ingest(settings, str(archive))
     embedder = Embedder.from_settings(settings, max_tokens=DENSE_MAX_TOKENS)
     build_index(settings, Catalog(settings.warehouse), embedder)
     return settings
+
+
+@pytest.fixture(scope="session")
+def fixture_workspace(tmp_path_factory: pytest.TempPathFactory, asset_cache: Path) -> Settings:
+    """A workspace with the fixture circulars ingested and indexed (built once per session)."""
+    return _indexed_workspace(tmp_path_factory, asset_cache, TXT_ARCHIVE)
 
 
 @pytest.fixture(scope="session")
@@ -80,20 +94,7 @@ def events_workspace(tmp_path_factory: pytest.TempPathFactory, asset_cache: Path
     """A workspace with whole stories of a few events (tests/fixtures/events.txt.tar.gz):
     detections and a redshift, a retracted GW candidate, a significance downgrade, a
     reclassification, only upper limits, and an afterglow report retracted by a later one."""
-    from gcn_rag.corpus.ingest import ingest
-    from gcn_rag.search.build import build_index
-    from gcn_rag.search.embedding import Embedder
-    from gcn_rag.search.index import DENSE_MAX_TOKENS
-    from gcn_rag.tables import Catalog
-
-    home = tmp_path_factory.mktemp("events") / "workspace"
-    home.mkdir()
-    (home / "cache").symlink_to(asset_cache, target_is_directory=True)
-    settings = Settings.load(environ={}, home=home)
-    ingest(settings, str(EVENTS_ARCHIVE))
-    embedder = Embedder.from_settings(settings, max_tokens=DENSE_MAX_TOKENS)
-    build_index(settings, Catalog(settings.warehouse), embedder)
-    return settings
+    return _indexed_workspace(tmp_path_factory, asset_cache, EVENTS_ARCHIVE)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from conftest import PREDICTION_COLUMNS
 from gcn_rag.answer.assistant import Assistant
 from gcn_rag.model import registry
 from gcn_rag.settings import Settings
@@ -81,8 +82,7 @@ def test_predict_shapes_params_and_bad_rows(champion: dict[str, Any]) -> None:
     os.environ["MLFLOW_TRACKING_URI"] = champion["env"]["MLFLOW_TRACKING_URI"]
     model = mlflow.pyfunc.load_model(CHAMPION)
     frame = model.predict(pd.DataFrame({"question": ["What is the redshift of GRB 221009A?"]}))
-    columns = ["answer", "sources", "num_docs", "citations", "generator_fallback", "measurements"]
-    assert list(frame.columns) == columns
+    assert tuple(frame.columns) == PREDICTION_COLUMNS
     (value,) = json.loads(frame.iloc[0]["measurements"])  # a value answer names its value
     assert value["quantity"] == "redshift" and value["unit"] == "" and value["circular_id"] > 0
     assert model.predict(["What is a GRB?", "What is the redshift of GRB 221009A?"]).shape[0] == 2
@@ -158,14 +158,7 @@ def test_mlflow_models_serve_answers_the_labs_curl(
         with urllib.request.urlopen(request, timeout=60) as response:
             payload = json.loads(response.read())
         (prediction,) = payload["predictions"]
-        assert set(prediction) == {
-            "answer",
-            "sources",
-            "num_docs",
-            "citations",
-            "generator_fallback",
-            "measurements",
-        }
+        assert set(prediction) == set(PREDICTION_COLUMNS)
         assert prediction["num_docs"] > 0 and prediction["answer"]
     finally:
         server.terminate()

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import requests
 
+from conftest import PREDICTION_COLUMNS
 from gcn_rag.errors import PermissionDeniedError, UnauthenticatedError
 from gcn_rag.model import packaging, registry
 from gcn_rag.serving.app import create_app
@@ -130,14 +131,7 @@ def test_the_labs_curl_without_content_type(
         timeout=60,
     )
     (prediction,) = json.loads(out.stdout)["predictions"]
-    assert set(prediction) == {
-        "answer",
-        "sources",
-        "num_docs",
-        "citations",
-        "generator_fallback",
-        "measurements",
-    }
+    assert set(prediction) == set(PREDICTION_COLUMNS)
 
 
 def test_headers_name_the_entity_and_time_the_model(
