@@ -14,6 +14,7 @@ Routes (the subset `databricks-sdk`, the lab's `curl` and the lab's client use):
     POST   /serving-endpoints/{name}/invocations      query (JSON whatever the Content-Type)
     POST   /serving-endpoints/{name}/served-models/{entity}/invocations
     GET    /metrics                                   Prometheus text for every endpoint
+    GET    /health                                    ok, + which workspace (X-Gcn-Rag-Workspace)
     GET    /.well-known/databricks-config             {}
 
 Invocations take a lean ASGI path of their own (:mod:`gcn_rag.serving.invocations`) and run in
@@ -48,6 +49,7 @@ from gcn_rag.serving.manager import EndpointManager
 from gcn_rag.serving.metrics import Metrics
 from gcn_rag.serving.protocol import decode_json
 from gcn_rag.serving.shapes import checked
+from gcn_rag.serving.store import WORKSPACE_HEADER, workspace_id
 
 if TYPE_CHECKING:
     import uvicorn
@@ -58,8 +60,14 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 Allow = Callable[[Request, str], str]  # (request, permission needed) -> the caller's name
 
 
-def create_app(manager: EndpointManager, tokens: TokenStore | None = None) -> ServingApp:
-    """The ASGI app serving ``manager``'s endpoints; ``tokens=None`` turns auth off."""
+def create_app(
+    manager: EndpointManager, tokens: TokenStore | None = None, workspace: str | None = None
+) -> ServingApp:
+    """The ASGI app serving ``manager``'s endpoints; ``tokens=None`` turns auth off.
+
+    ``workspace`` (:func:`~gcn_rag.serving.store.workspace_id`) is answered by ``GET /health``
+    in the ``X-Gcn-Rag-Workspace`` header, so a command can check whose server it reached.
+    """
 
     def allow(request: Request, needed: str) -> str:
         """The caller's name (for logs and per-user limits), or 401/403."""
@@ -70,7 +78,7 @@ def create_app(manager: EndpointManager, tokens: TokenStore | None = None) -> Se
     app = FastAPI(title="gcn-rag serving", docs_url=None, redoc_url=None, openapi_url=None)
     metrics = Metrics()
     _error_handlers(app)
-    _read_routes(app, manager, allow, metrics)
+    _read_routes(app, manager, allow, metrics, workspace)
     _write_routes(app, manager, allow)
     return ServingApp(api=app, invocations=Invocations(manager, tokens, metrics))
 
@@ -108,16 +116,19 @@ def _error_handlers(app: FastAPI) -> None:
         )
 
 
-def _read_routes(app: FastAPI, manager: EndpointManager, allow: Allow, metrics: Metrics) -> None:
+def _read_routes(
+    app: FastAPI, manager: EndpointManager, allow: Allow, metrics: Metrics, workspace: str | None
+) -> None:
     """What CAN_VIEW may see: endpoints, their logs, schema and metrics."""
 
     @app.get("/.well-known/databricks-config")
     async def _databricks_config() -> dict[str, Any]:
         return {}
 
-    @app.get("/health", response_class=PlainTextResponse)
-    async def _health() -> str:
-        return "ok"
+    @app.get("/health")
+    async def _health() -> PlainTextResponse:
+        headers = {WORKSPACE_HEADER: workspace} if workspace else None
+        return PlainTextResponse("ok", headers=headers)
 
     @app.get("/api/2.0/serving-endpoints")
     async def _list(request: Request) -> dict[str, Any]:
@@ -278,9 +289,11 @@ class Server:
         if no_auth and host not in LOOPBACK:
             raise BadInputError("--no-auth is only allowed on a loopback address (127.0.0.1).")
         self.url = f"http://{host}:{port}"
+        self.settings = settings
         tokens = None if no_auth else TokenStore(settings.serving_state)
-        self.manager = EndpointManager.for_settings(settings)
-        app = create_app(self.manager, tokens)
+        self.manager = EndpointManager.for_settings(settings)  # owns the workspace from here
+        app = create_app(self.manager, tokens, workspace_id(settings.home))
+        self.manager.store.record_server(_reachable(host, port))
         config = uvicorn.Config(
             app,
             host=host,
@@ -316,6 +329,15 @@ class Server:
         finally:
             signal.signal(signal.SIGTERM, previous)
             self.manager.close()
+
+
+def _reachable(host: str, port: int) -> str:
+    """The URL a command on this machine reaches a server bound to ``host:port`` at."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _interrupt(signum: int, frame: object) -> None:
