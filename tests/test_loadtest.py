@@ -1,4 +1,4 @@
-"""The client, `gcn-rag endpoint test`, `loadtest` and `monitor` against a real server."""
+"""The client, `gcn-rag endpoints test`, `loadtest` and `monitor` against a real server."""
 
 from __future__ import annotations
 
@@ -175,7 +175,7 @@ def test_endpoint_test_writes_its_rows(server: str, token: str, home: Path, tmp_
     questions = tmp_path / "q.jsonl"
     questions.write_text('{"question": "What is the redshift of GRB 221009A?"}\nWhat is a GRB?\n\n')
     result = _cli(
-        "endpoint",
+        "endpoints",
         "test",
         "tested",
         "--questions",
@@ -199,7 +199,7 @@ def test_endpoint_test_writes_its_rows(server: str, token: str, home: Path, tmp_
     assert rows[0]["answer"].startswith("The redshift of GRB 221009A") and rows[0]["num_docs"] > 0
     assert json.loads(rows[0]["sources"]) == ["GRB 221009A"]
     assert len({r["run_id"] for r in rows}) == 1 and all(r["latency_ms"] > 0 for r in rows)
-    refused = _cli("endpoint", "test", "tested", "--url", server, "--token", "bad", home=home)
+    refused = _cli("endpoints", "test", "tested", "--url", server, "--token", "bad", home=home)
     assert refused.exit_code == 1  # every question failed (401), and the rows say so
     every = Catalog(home / "warehouse").read("rag_endpoint_test_results").to_pylist()
     failed = [r for r in every if r["run_id"] != rows[0]["run_id"]]

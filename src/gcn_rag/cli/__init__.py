@@ -42,7 +42,6 @@ app.add_typer(model_app, name="model")
 app.add_typer(serving.tokens_app, name="tokens")
 serving.endpoints_app.command("test")(ops.endpoint_test)
 app.add_typer(serving.endpoints_app, name="endpoints")
-app.add_typer(serving.endpoints_app, name="endpoint", hidden=True)  # the lab's singular
 
 
 def main() -> None:

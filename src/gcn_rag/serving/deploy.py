@@ -7,6 +7,7 @@ server in this process, another process, or Databricks.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import socket
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 ENDPOINT = "nasa-gcn-rag-assistant"
 CAPTURE_PREFIX = "rag_inference"  # -> <catalog>.<schema>.rag_inference_payload
 ENDPOINT_INFO = "rag_endpoint_info"
-_SERVED = ("entity_name", "entity_version", "workload_size", "scale_to_zero_enabled")
 
 
 def endpoint_config(
@@ -47,13 +47,130 @@ def endpoint_config(
     }
     config: dict[str, Any] = {"served_entities": [entity]}
     if capture_prefix:
-        config["auto_capture_config"] = {
-            "catalog_name": settings.catalog,
-            "schema_name": settings.schema,
-            "table_name_prefix": capture_prefix,
-            "enabled": True,
-        }
+        config["auto_capture_config"] = _capture(settings, capture_prefix)
     return config
+
+
+@dataclasses.dataclass(frozen=True)
+class EndpointSpec:
+    """What a command asks of an endpoint; updates are patches.
+
+    A field left None takes its default when the endpoint is created (the registered model,
+    ``champion``, Small, scale-to-zero, capture into ``rag_inference_payload``) and stays as
+    the endpoint has it when the endpoint is updated. ``capture_prefix=""`` turns capture off;
+    ``entity`` names the served entity an update changes when the endpoint serves several.
+    """
+
+    model: str | None = None
+    version: str | None = None
+    workload_size: str | None = None
+    scale_to_zero: bool | None = None
+    capture_prefix: str | None = None
+    entity: str | None = None
+
+    def is_empty(self) -> bool:
+        """Whether the spec changes nothing (``entity`` only chooses where a change goes)."""
+        fields = (self.model, self.version, self.workload_size, self.scale_to_zero)
+        return all(value is None for value in fields) and self.capture_prefix is None
+
+    def create_config(self, settings: Settings) -> dict[str, Any]:
+        """A new endpoint's config: what the spec names, defaults for the rest."""
+        from gcn_rag.model.registry import MODEL_NAME
+
+        prefix = CAPTURE_PREFIX if self.capture_prefix is None else self.capture_prefix
+        return endpoint_config(
+            settings,
+            self.model or MODEL_NAME,
+            self.version or "champion",
+            workload_size=self.workload_size or "Small",
+            scale_to_zero=self.scale_to_zero is not False,
+            capture_prefix=prefix or None,
+        )
+
+    def update_config(self, current: dict[str, Any], settings: Settings) -> dict[str, Any]:
+        """The config to PUT: ``current`` (as GET returns it) with only what the spec names.
+
+        ``update_config`` replaces the served entities it is sent (Databricks' semantics), so
+        every entity is sent back as it is, bar the changed fields. An entity named after its
+        version (``<model>-<version>``) is renamed by the server when its version changes
+        (its route with it, when it is the only one). Capture is sent only when the spec
+        names it: an omitted ``auto_capture_config`` keeps the endpoint's (as on Databricks).
+        """
+        entities = [
+            {k: v for k, v in entity.items() if k not in _OUTPUT_ONLY}
+            for entity in current["served_entities"]
+        ]
+        entity = entities[_target(entities, self.entity)]
+        named_by_version = entity.get("name") == _default_name(entity)
+        changes = self._entity_fields()
+        moved = any(entity.get(k) != v for k, v in changes.items() if k in _MODEL)
+        entity.update(changes)
+        config: dict[str, Any] = {"served_entities": entities}
+        if moved and named_by_version and len(entities) == 1:
+            del entity["name"]  # the server names it after the new version; 100% goes to it
+        elif current.get("traffic_config"):
+            config["traffic_config"] = current["traffic_config"]
+        if self.capture_prefix is not None:
+            config["auto_capture_config"] = _capture(settings, self.capture_prefix)
+        return config
+
+    def serves(self, current: dict[str, Any], settings: Settings) -> bool:
+        """Whether ``current`` (a config as GET returns it) already is what the spec asks."""
+        entities = current["served_entities"]
+        entity = entities[_target(entities, self.entity)]
+        same = all(entity.get(k) == v for k, v in self._entity_fields().items())
+        if self.capture_prefix is None:
+            return same
+        capture = dict(current.get("auto_capture_config") or {})
+        capture["enabled"] = bool(capture.get("enabled", bool(capture)))
+        asked = _capture(settings, self.capture_prefix)
+        return same and all(capture.get(k) == v for k, v in asked.items())
+
+    def _entity_fields(self) -> dict[str, Any]:
+        """The served-entity fields the spec sets, as the API names them."""
+        fields = {
+            "entity_name": self.model,
+            "entity_version": self.version,
+            "workload_size": self.workload_size,
+            "scale_to_zero_enabled": self.scale_to_zero,
+        }
+        return {k: v for k, v in fields.items() if v is not None}
+
+
+def _capture(settings: Settings, prefix: str) -> dict[str, Any]:
+    """The ``auto_capture_config`` that captures into ``<prefix>_payload`` ('' : off)."""
+    if not prefix:
+        return {"enabled": False}
+    return {
+        "catalog_name": settings.catalog,
+        "schema_name": settings.schema,
+        "table_name_prefix": prefix,
+        "enabled": True,
+    }
+
+
+_OUTPUT_ONLY = ("state", "creator", "creation_timestamp", "foundation_model")
+_MODEL = ("entity_name", "entity_version")
+
+
+def _target(entities: list[dict[str, Any]], name: str | None) -> int:
+    """The index of the served entity called ``name`` (None: the only one)."""
+    names = [str(entity.get("name")) for entity in entities]
+    if name is None and len(names) == 1:
+        return 0
+    if name is None:
+        raise BadInputError(
+            f"The endpoint serves {len(names)} entities ({', '.join(names)}); name the one to "
+            "change with --entity, or send a whole config with --config."
+        )
+    if name not in names:
+        raise NotFoundError(f"The endpoint serves no entity {name!r}; it serves {names}.")
+    return names.index(name)
+
+
+def _default_name(entity: dict[str, Any]) -> str:
+    """The name Databricks gives a served entity that is not named: ``<model>-<version>``."""
+    return f"{str(entity.get('entity_name')).rsplit('.', 1)[-1]}-{entity.get('entity_version')}"
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -68,41 +185,43 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 def deploy(
-    client: ServingClient, name: str, config: dict[str, Any], reporter: Reporter = SILENT
+    client: ServingClient,
+    name: str,
+    spec: EndpointSpec,
+    settings: Settings,
+    reporter: Reporter = SILENT,
 ) -> dict[str, Any]:
-    """Create the endpoint, or update it if it serves something else; wait until READY."""
-    (entity,) = config["served_entities"]
-    version = entity["entity_version"]
+    """Create the endpoint, or patch it if it does not serve as ``spec`` asks; wait until READY.
+
+    An update changes only what ``spec`` names: a workload size, scale-to-zero or capture
+    setting someone chose for the endpoint stays unless ``spec`` sets it. An endpoint that
+    serves several entities (a traffic split) is left alone unless ``spec`` names one.
+    """
     try:
         existing = client.get(name)
     except NotFoundError:
-        reporter.note(f"Endpoint: creating {name} (version {version}).")
-        client.create(name, config)
+        reporter.note(f"Endpoint: creating {name} (version {spec.version or 'champion'}).")
+        client.create(name, spec.create_config(settings))
+        return client.wait(name)
+    entities = existing["config"]["served_entities"]
+    if spec.entity is None and len(entities) > 1:
+        reporter.note(
+            f"Endpoint: {name} serves {len(entities)} entities (a traffic split); left as it is "
+            "(change it with `gcn-rag endpoints update --entity`)."
+        )
+    elif spec.serves(existing["config"], settings):
+        reporter.note(f"Endpoint: {name} already serves version {spec.version}.")
     else:
-        if _serves(existing["config"], config):
-            reporter.note(f"Endpoint: {name} already serves version {version}.")
-        else:
-            reporter.note(f"Endpoint: updating {name} to version {version}.")
-            client.update_config(name, config)
+        reporter.note(f"Endpoint: updating {name} to version {spec.version}.")
+        client.update_config(name, spec.update_config(existing["config"], settings))
     return client.wait(name)
-
-
-def _serves(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    """Whether an endpoint's config already serves (and captures) as ``wanted`` asks."""
-    served = [tuple(e[k] for k in _SERVED) for e in current["served_entities"]]
-    (entity,) = wanted["served_entities"]
-    capture = current.get("auto_capture_config") or {}
-    same_capture = all(
-        capture.get(k) == v for k, v in (wanted.get("auto_capture_config") or {}).items()
-    )
-    return served == [tuple(entity[k] for k in _SERVED)] and same_capture
 
 
 def write_endpoint_info(catalog: Catalog, url: str, endpoint: dict[str, Any]) -> None:
     """The lab's ``rag_endpoint_info (key, value)`` table for the deployed endpoint."""
     import pyarrow as pa
 
-    (entity,) = endpoint["config"]["served_entities"]
+    entity = _main_entity(endpoint["config"])
     capture = endpoint["config"].get("auto_capture_config") or {}
     table = capture.get("state", {}).get("payload_table", {}).get("name", "")
     rows = {
@@ -125,10 +244,21 @@ def write_endpoint_info(catalog: Catalog, url: str, endpoint: dict[str, Any]) ->
     )
 
 
+def _main_entity(config: dict[str, Any]) -> dict[str, Any]:
+    """The served entity that takes the most traffic (the only one, usually)."""
+    shares = {
+        route.get("served_model_name") or route.get("served_entity_name"): route.get(
+            "traffic_percentage", 0
+        )
+        for route in (config.get("traffic_config") or {}).get("routes", [])
+    }
+    return max(config["served_entities"], key=lambda e: shares.get(e.get("name"), 0))
+
+
 def bring_up(
     server: Server,
     name: str,
-    config: dict[str, Any],
+    spec: EndpointSpec,
     token: str,
     catalog: Catalog,
     question: str,
@@ -143,7 +273,8 @@ def bring_up(
     if not server.wait_started():
         return None
     client = ServingClient(server.url, token, timeout=120)
-    write_endpoint_info(catalog, server.url, deploy(client, name, config, reporter))
+    endpoint = deploy(client, name, spec, server.settings, reporter)
+    write_endpoint_info(catalog, server.url, endpoint)
     return client.query(name, [question])[0]
 
 
