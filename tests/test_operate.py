@@ -8,6 +8,7 @@ whose registry holds two versions of the fixture model.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import socket
 import sqlite3
@@ -25,11 +26,12 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from gcn_rag.cli import app
+from gcn_rag.errors import TooManyRequestsError
 from gcn_rag.model import registry
 from gcn_rag.progress import ConsoleReporter
 from gcn_rag.serving.app import Server
 from gcn_rag.serving.auth import TokenStore, manage_token
-from gcn_rag.serving.client import ServingClient
+from gcn_rag.serving.client import NASAGCNRagClient, ServingClient
 from gcn_rag.serving.deploy import EndpointSpec, bring_up
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
@@ -343,3 +345,40 @@ def test_the_hidden_endpoint_alias_is_gone() -> None:
     gone = CliRunner().invoke(app, ["endpoint", "list"])
     assert gone.exit_code == 2 and "No such command 'endpoint'" in gone.output
     assert CliRunner().invoke(app, ["endpoints", "--help"]).exit_code == 0
+
+
+def test_the_client_says_when_it_waits_on_429(
+    server: Server, workspace: Settings, versions: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: NASAGCNRagClient slept through 429s without a word."""
+    token = workspace.token_file.read_text().strip()
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
+    entity = {"entity_name": registry.MODEL_NAME, "entity_version": versions[0]}
+    session.post(
+        f"{server.url}/api/2.0/serving-endpoints",
+        json={
+            "name": "scarce",
+            "config": {"served_entities": [entity]},
+            "ai_gateway": {"rate_limits": [{"calls": 1, "key": "endpoint"}]},
+        },
+        timeout=30,
+    ).raise_for_status()
+    ServingClient(server.url, token).wait("scarce", timeout=120)
+    client = NASAGCNRagClient(
+        f"{server.url}/serving-endpoints/scarce/invocations",
+        token,
+        max_retries=2,
+        max_retry_wait_s=0.05,
+    )
+    with caplog.at_level(logging.WARNING, logger="gcn_rag.serving.client"):
+        assert client.ask("What is a GRB?")["answer"]
+        assert not caplog.records  # quiet when nothing is retried
+        with pytest.raises(TooManyRequestsError):
+            client.ask("What is a GRB?")
+    said = [record.getMessage() for record in caplog.records]
+    assert said == [
+        "429 from the server (too many requests), retrying in 0.05 s (attempt 1/2)",
+        "429 from the server (too many requests), retrying in 0.05 s (attempt 2/2)",
+    ]
+    ServingClient(server.url, token).delete("scarce")

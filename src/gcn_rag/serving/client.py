@@ -4,12 +4,14 @@ It speaks the Databricks Model Serving REST API, so it works against ``gcn-rag s
 Databricks workspace alike. Errors come back as the package's own errors (with the server's
 message), a server that cannot be reached as :class:`SourceUnavailableError`.
 :func:`workspace_server` is where every HTTP command goes by default: the active workspace's
-own server.
+own server. :class:`NASAGCNRagClient` says on the ``gcn_rag.serving.client`` logger (stderr,
+unless logging is set up otherwise) when it waits to retry a 429 or 503.
 """
 
 from __future__ import annotations
 
 import builtins
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,7 @@ from gcn_rag.serving.store import WORKSPACE_HEADER, recorded_server, workspace_i
 if TYPE_CHECKING:
     from gcn_rag.settings import Settings
 
+log = logging.getLogger(__name__)
 _BY_STATUS: dict[int, type[GcnRagError]] = {
     400: BadInputError,
     401: UnauthenticatedError,
@@ -239,8 +242,17 @@ class NASAGCNRagClient:
                 ) from None
             if response.status_code not in (429, 503) or attempt >= self.max_retries:
                 return response
-            time.sleep(self._wait(response, attempt))
+            wait = self._wait(response, attempt)
             attempt += 1
+            log.warning(
+                "%d from the server (%s), retrying in %g s (attempt %d/%d)",
+                response.status_code,
+                "too many requests" if response.status_code == 429 else "not ready",
+                wait,
+                attempt,
+                self.max_retries,
+            )
+            time.sleep(wait)
             self.retries += 1
 
     def _wait(self, response: requests.Response, attempt: int) -> float:
