@@ -22,6 +22,7 @@ import pytest
 
 from conftest import TXT_ARCHIVE
 from gcn_rag.answer.assistant import ABSTAIN
+from gcn_rag.answer.extraction import first_value
 from gcn_rag.answer.generators import make_generator
 from gcn_rag.answer.generators.base import Context, Generator
 from gcn_rag.answer.generators.grounding import grounding_problems
@@ -41,6 +42,7 @@ from gcn_rag.errors import (
     TooManyRequestsError,
     UnauthenticatedError,
 )
+from gcn_rag.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -370,3 +372,101 @@ def test_factory_refuses_bad_options(kind: str, options: dict[str, Any], message
 def test_local_generator_refuses_a_missing_model(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError, match="No GGUF model"):
         LocalGenerator(tmp_path / "none.gguf").generate(QUESTION, TINY)
+
+
+# --- who wrote the answer, and what the wait is for -----------------------------------------
+
+
+class _Task:
+    def __init__(self, log: list[str], description: str, total: float | None) -> None:
+        self.log = log
+        log.append(f"open {description} ({total})")
+        self.description = description
+
+    def update(self, completed: float, total: float | None = None) -> None:
+        pass
+
+    def advance(self, amount: float = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        self.log.append(f"close {self.description}")
+
+
+class _Recorder:
+    """A :class:`~gcn_rag.progress.Reporter` that writes down what it was told."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def task(self, description: str, total: float | None = None) -> _Task:
+        return _Task(self.log, description, total)
+
+    def note(self, message: str) -> None:
+        self.log.append(message)
+
+
+def test_the_local_generator_says_when_it_loads_and_when_it_writes(gguf: Path) -> None:
+    local = LocalGenerator(gguf, n_threads=1, max_tokens=12)
+    recorder = _Recorder()
+    local.reporter = recorder
+    try:
+        check_contract(local)
+        check_contract(local)  # loaded once
+    finally:
+        local.close()
+    model = "SmolLM2-135M-Instruct.Q4_1"
+    writing = f"the answer with {model}"
+    assert recorder.log == [
+        f"open Loading {model} into llama.cpp (None)",
+        f"close Loading {model} into llama.cpp",
+        *[f"open Writing {writing} (None)", f"close Writing {writing}"] * 2,
+    ]
+
+
+def _ask(settings: Settings, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from gcn_rag.cli import app
+
+    argv = ["ask", "What is the redshift of GRB 221009A?", *args, "--home", str(settings.home)]
+    result = CliRunner().invoke(app, argv, env=env)
+    return result.exit_code, result.output
+
+
+def test_ask_says_who_wrote_the_answer(fixture_workspace: Settings) -> None:
+    code, out = _ask(fixture_workspace)
+    assert code == 0, out
+    assert "Answer by: extractive (sentences quoted from the retrieved circulars)" in out
+    value = first_value(json.loads(_ask(fixture_workspace, "--json")[1])["answer"])
+    assert value is not None
+    grounded = {"role": "assistant", "content": f"GRB 221009A has a redshift of z = {value:g}."}
+    invented = {"role": "assistant", "content": f"The redshift is z = {value:g}, like GRB 990123."}
+    script: list[tuple[int, dict[str, str], Any]] = [
+        (200, {}, {"choices": [{"message": m}]}) for m in (grounded, invented)
+    ]
+    with scripted(*script) as (url, _):
+        env = {"GCN_RAG_OPENAI_BASE_URL": url, "GCN_RAG_OPENAI_MODEL": "scripted"}
+        code, out = _ask(fixture_workspace, "--generator", "openai", env=env)
+        assert code == 0, out
+        assert out.startswith(grounded["content"])
+        assert "Answer by: LLM scripted (OpenAI API), grounding check passed" in out
+        code, out = _ask(fixture_workspace, "--generator", "openai", env=env)
+    assert code == 0, out
+    assert (
+        "Answer by: extractive fallback, because the answer of LLM scripted (OpenAI API) was "
+        "not used: " in out
+    )
+    assert "GRB 990123" in out.split("Answer by:")[1]  # and why
+
+
+@pytest.mark.slow  # llama.cpp reads the retrieved passages: tens of seconds on a busy machine
+def test_ask_with_the_local_llm_names_it(fixture_workspace: Settings) -> None:
+    short = {"GCN_RAG_LLM_MAX_TOKENS": "48"}
+    code, out = _ask(fixture_workspace, "--generator", "local", env=short)
+    assert code == 0, out
+    by = out.split("Answer by: ", 1)[1]
+    model = "local LLM SmolLM2-135M-Instruct.Q4_1 (llama.cpp)"
+    assert by.startswith(
+        (f"{model}, grounding check passed", f"extractive fallback, because the answer of {model}")
+    )

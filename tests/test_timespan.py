@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
+import typer
+from typer.core import TyperGroup, TyperOption
+from typer.testing import CliRunner
 
+from gcn_rag.cli import app
 from gcn_rag.errors import BadInputError
-from gcn_rag.timespan import parse_bucket, parse_date, parse_duration, since_ms, span_seconds, utc
+from gcn_rag.serving.capture import CaptureRow, CaptureTarget, InferenceCapture
+from gcn_rag.settings import Settings
+from gcn_rag.tables import Catalog
+from gcn_rag.timespan import (
+    SINCE_HELP,
+    parse_bucket,
+    parse_date,
+    parse_duration,
+    parse_since,
+    since_ms,
+    span_seconds,
+    utc,
+)
 
 
 def test_spans() -> None:
@@ -26,6 +45,10 @@ def test_since_is_a_span_ago_or_a_date() -> None:
     )
     with pytest.raises(BadInputError, match="--since 'yesterday'"):
         since_ms("yesterday")
+    assert parse_since("2024-05-01") == datetime(2024, 5, 1, tzinfo=UTC)
+    assert parse_since("7d", now_s=now) == datetime.fromtimestamp(now - 7 * 86400, UTC)
+    with pytest.raises(BadInputError, match=r"2024-05-01 .* 30m, 2h or 7d"):
+        parse_since("last week")
 
 
 def test_dates_are_utc_unless_they_say_otherwise() -> None:
@@ -48,3 +71,82 @@ def test_buckets_and_durations_have_their_own_bounds() -> None:
         parse_duration("11m", 600)
     with pytest.raises(BadInputError, match="--duration takes"):
         parse_duration("forever", 600)
+
+
+# --- every --since takes a date or a span, and says so in the same words ----------------------
+
+runner = CliRunner()
+
+
+def test_every_since_has_the_same_help() -> None:
+    group = typer.main.get_command(app)
+    assert isinstance(group, TyperGroup)
+    for name in ("ask", "logs", "monitor"):
+        (since,) = [p for p in group.commands[name].params if "--since" in p.opts]
+        assert isinstance(since, TyperOption) and since.help == SINCE_HELP, name
+
+
+def _json_rows(out: str) -> list[dict[str, Any]]:
+    parsed = [json.loads(line) for line in out.splitlines() if line.strip()]
+    return parsed[0] if len(parsed) == 1 and isinstance(parsed[0], list) else parsed
+
+
+@pytest.fixture
+def captured(settings: Settings) -> Settings:
+    """Three captured requests: 10 minutes, 3 hours and 3 days ago."""
+    capture = InferenceCapture(settings.home / "spool", Catalog(settings.warehouse))
+    now_ms = int(time.time() * 1000)
+    for i, ago_s in enumerate((600, 3 * 3600, 3 * 86400)):
+        row = CaptureRow(
+            databricks_request_id=f"r{i}",
+            client_request_id=None,
+            timestamp_ms=now_ms - ago_s * 1000,
+            status_code=200,
+            execution_duration_ms=5,
+            request="{}",
+            response="{}",
+            served_entity_id="m-1",
+            endpoint_name="e",
+            requester="t",
+        )
+        capture.record(CaptureTarget("sandbox.nasa_gcn_dev.rag_inference_payload"), row)
+    capture.close()
+    return settings
+
+
+@pytest.mark.parametrize("command", ["logs", "monitor"])
+def test_logs_and_monitor_take_a_span_or_a_date(captured: Settings, command: str) -> None:
+    def seen(since: str) -> int:
+        argv = [command, "--since", since, "--json", "--home", str(captured.home)]
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 0, result.output
+        rows = _json_rows(result.stdout)
+        return sum(r.get("requests", 1) for r in rows)  # monitor: buckets; logs: requests
+
+    two_days_ago = datetime.now(UTC) - timedelta(days=2)
+    assert seen("1h") == 1 and seen("4h") == 2 and seen("7d") == 3
+    assert seen(two_days_ago.date().isoformat()) == 2  # a date: from its midnight, UTC
+    assert seen(two_days_ago.isoformat(timespec="seconds")) == 2
+    assert seen("2024-05-01") == 3
+    bad = runner.invoke(app, [command, "--since", "yesterday", "--home", str(captured.home)])
+    assert bad.exit_code == 1 and "--since 'yesterday'" in bad.output
+
+
+def test_ask_takes_a_span_or_a_date(fixture_workspace: Settings) -> None:
+    def answer(*since: str) -> dict[str, Any]:
+        argv = ["ask", "What is the redshift of GRB 221009A?", *since, "--json"]
+        result = runner.invoke(app, [*argv, "--home", str(fixture_workspace.home)])
+        assert result.exit_code == 0, result.output
+        return dict(json.loads(result.stdout))
+
+    # GCN 32648 (2022-10-10 09:39 UTC) states the redshift; GCN 32686 (the 11th) confirms it
+    days = (datetime.now(UTC) - datetime(2022, 10, 11, tzinfo=UTC)) / timedelta(days=1)
+    cited = [c["circular_id"] for c in answer()["citations"]]
+    by_date = answer("--since", "2022-10-11")
+    by_span = answer("--since", f"{days:.4f}d")
+    assert by_date["citations"] == by_span["citations"]
+    assert 32648 in cited and [c["circular_id"] for c in by_date["citations"]] == [32686]
+    bad = runner.invoke(
+        app, ["ask", "x", "--since", "yesterday", "--home", str(fixture_workspace.home)]
+    )
+    assert bad.exit_code == 1 and "--since 'yesterday'" in bad.output

@@ -1,7 +1,9 @@
 """How long-running library calls report progress without knowing who is watching.
 
 Library functions take a :class:`Reporter`; the CLI passes a :class:`ConsoleReporter` that
-draws rich progress bars, tests and the server pass :data:`SILENT`.
+draws rich progress bars, tests and the server pass :data:`SILENT`. A task opened with
+``total=None`` is work that cannot count its steps: it shows a moving bar and the time spent,
+never a percentage stuck at 0.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import ProgressColumn
 
 
 class Task(Protocol):
@@ -51,26 +54,28 @@ SILENT: Reporter = _Silent()
 class ConsoleReporter:
     """Progress bars and notes on a rich console; a ``with`` block shows the bars.
 
-    Not entered, it prints notes only (for work that runs beside a live server).
+    Not entered, it prints notes only (for work that runs beside a live server). Bars are
+    drawn only on a terminal: piped or redirected output gets the notes alone.
     """
 
     def __init__(self, console: Console) -> None:
         from rich.progress import (
             BarColumn,
             Progress,
+            SpinnerColumn,
+            TaskProgressColumn,
             TextColumn,
             TimeElapsedColumn,
-            TimeRemainingColumn,
         )
 
         self.console = console
         self.progress = Progress(
+            SpinnerColumn(),
             TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>5.1f}%"),
+            BarColumn(),  # a pulse when the task has no total
+            TaskProgressColumn("{task.percentage:>5.1f}%"),  # blank when it has none
             TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
+            _eta_column(),
             console=console,
             transient=True,
         )
@@ -82,11 +87,30 @@ class ConsoleReporter:
         self.console.print(message, markup=False, soft_wrap=True)
 
     def __enter__(self) -> ConsoleReporter:
-        self.progress.start()
+        if self.console.is_terminal:
+            self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.progress.live.is_started:  # stopping prints a newline when not a terminal
+            self.progress.stop()
+
+
+def _eta_column() -> ProgressColumn:
+    """``eta 0:00:12`` for a task with a total; nothing for one without (rich imported here,
+    on first use, so that importing this module stays cheap)."""
+    from rich.progress import ProgressColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class EtaColumn(ProgressColumn):
+        remaining = TimeRemainingColumn()
+
+        def render(self, task: Any) -> Text:
+            if task.total is None:
+                return Text("")
+            return Text.assemble("eta ", self.remaining.render(task))
+
+    return EtaColumn()
 
 
 class ConsoleTask:

@@ -1,7 +1,7 @@
 """Time as users type it: spans (``30s``, ``2m``, ``7d``) and dates (``2026-11-27T10:00``).
 
-One parser for each, shared by the CLI (``--since``, ``--bucket``, ``--duration``), the
-PyFunc's ``since``/``until`` params and the library. A date without a time zone is UTC.
+One parser for each, shared by the CLI (``--bucket``, ``--duration``; ``--since`` takes either),
+the PyFunc's ``since``/``until`` params and the library. A date without a time zone is UTC.
 """
 
 from __future__ import annotations
@@ -48,17 +48,30 @@ def parse_date(value: str | datetime, what: str = "date") -> datetime:
         ) from None
 
 
-def since_ms(value: str, *, now_s: float | None = None) -> int:
-    """``30m`` / ``2h`` / ``7d`` ago, or an ISO date/time (UTC), as epoch milliseconds."""
+#: The help of every ``--since`` (``ask``, ``logs``, ``monitor``): one meaning everywhere.
+SINCE_HELP = (
+    "From this time on: a date or ISO time (2024-05-01, 2024-05-01T10:00; UTC unless it has "
+    "a zone) or a span ago (30m, 2h, 7d)."
+)
+
+
+def parse_since(value: str, *, now_s: float | None = None) -> datetime:
+    """``--since``: a span ago (``30m``, ``2h``, ``7d``) or an ISO date/time (UTC if no zone)."""
     ago = span_seconds(value)
     if ago is not None:
-        return int(((time.time() if now_s is None else now_s) - ago) * 1000)
+        return datetime.fromtimestamp((time.time() if now_s is None else now_s) - ago, UTC)
     try:
-        return int(utc(datetime.fromisoformat(value)).timestamp() * 1000)
+        return utc(datetime.fromisoformat(value.strip()))
     except ValueError:
         raise BadInputError(
-            f"--since {value!r}: use 30m, 2h, 7d or an ISO date such as 2026-11-27T10:00."
+            f"--since {value!r}: use a date or ISO time such as 2024-05-01 or "
+            "2024-05-01T10:00, or a span ago such as 30m, 2h or 7d."
         ) from None
+
+
+def since_ms(value: str, *, now_s: float | None = None) -> int:
+    """:func:`parse_since` as epoch milliseconds."""
+    return int(parse_since(value, now_s=now_s).timestamp() * 1000)
 
 
 def parse_duration(text: str, limit_s: float) -> float:

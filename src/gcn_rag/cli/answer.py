@@ -20,6 +20,7 @@ from gcn_rag.cli.common import (
 )
 from gcn_rag.corpus.circulars import circular_url, format_circular_id
 from gcn_rag.settings import Settings
+from gcn_rag.timespan import SINCE_HELP
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -74,7 +75,7 @@ def ask(
     event: str | None = typer.Option(
         None, "--event", help="Only circulars about this event (GRB 221009A) or prefix (GRB%)."
     ),
-    since: datetime | None = typer.Option(None, "--since", help="Circulars from this date."),
+    since: str | None = typer.Option(None, "--since", help=SINCE_HELP),
     until: datetime | None = typer.Option(None, "--until", help="Circulars up to this date."),
     mode: str = ModeOption,
     generator: str | None = GeneratorOption,
@@ -86,12 +87,16 @@ def ask(
 
     from gcn_rag.answer.assistant import Assistant
     from gcn_rag.search.retrieval import Filters, parse_mode
-    from gcn_rag.timespan import utc
+    from gcn_rag.timespan import parse_since, utc
 
-    filters = Filters(event=event, since=utc(since), until=utc(until))
+    start = parse_since(since) if since is not None else None
+    filters = Filters(event=event, since=start, until=utc(until))
     assistant = Assistant.load(settings, generator=generator)
-    try:
-        answer = assistant.ask(question, k=k, filters=filters, mode=parse_mode(mode))
+    try:  # an LLM takes seconds to load and write: say so on stderr (a terminal only)
+        with progress_reporter(make_console(stderr=True)) as reporter:
+            if assistant.generator is not None:
+                assistant.generator.reporter = reporter
+            answer = assistant.ask(question, k=k, filters=filters, mode=parse_mode(mode))
     finally:
         assistant.close()
     if as_json:
@@ -193,13 +198,11 @@ def print_answer(console: Console, answer: Answer) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from gcn_rag.answer.generators import written_by
+
     console.print(escape(answer.answer), soft_wrap=True)
-    if answer.generator_fallback:
-        console.print(
-            f"[dim]({answer.generator}'s answer was not used: "
-            f"{escape(answer.generator_fallback)})[/]",
-            soft_wrap=True,
-        )
+    writer = written_by(answer.generator, answer.generator_fallback)
+    console.print(f"[dim]Answer by: {escape(writer)}[/]", soft_wrap=True)
     if not answer.citations:
         return
     view = Table("#", "circular", "event", "quote", show_lines=False)

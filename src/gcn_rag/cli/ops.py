@@ -14,6 +14,7 @@ from gcn_rag.cli.common import SettingsOption, friendly, make_console, print_row
 from gcn_rag.cli.serving import TokenOption, UrlOption
 from gcn_rag.serving.deploy import ENDPOINT
 from gcn_rag.settings import Settings
+from gcn_rag.timespan import SINCE_HELP
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -158,9 +159,7 @@ def _level_with_progress(console: Console, test: LoadTest, level: int) -> None:
 @friendly
 def monitor(
     endpoint: str | None = typer.Argument(None, help="Only this endpoint (default: all)."),
-    since: str | None = typer.Option(
-        "1h", "--since", help="Window: 30m, 2h, 7d or an ISO date/time (UTC)."
-    ),
+    since: str | None = typer.Option("1h", "--since", help=SINCE_HELP),
     bucket: str = typer.Option("1m", "--bucket", help="Bucket size: 10s, 1m, 5m, 1h."),
     table: str = typer.Option(
         "rag_inference_payload", "--table", help="The payload table (catalog.schema.name)."

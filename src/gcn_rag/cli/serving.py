@@ -18,6 +18,7 @@ import typer
 from gcn_rag.cli.common import SettingsOption, friendly, make_console
 from gcn_rag.serving.deploy import CAPTURE_PREFIX, ENDPOINT
 from gcn_rag.settings import Settings
+from gcn_rag.timespan import SINCE_HELP
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -266,9 +267,7 @@ def _print_endpoints(console: Console, endpoints: list[dict[str, Any]]) -> None:
 @friendly
 def logs(
     endpoint: str | None = typer.Argument(None, help="Only this endpoint's requests."),
-    since: str | None = typer.Option(
-        None, "--since", help="Only requests since: 30m, 2h, 7d, or an ISO date/time (UTC)."
-    ),
+    since: str | None = typer.Option(None, "--since", help=SINCE_HELP),
     status: int | None = typer.Option(None, "--status", help="Only this HTTP status."),
     limit: int = typer.Option(20, "--limit", help="Newest rows to show."),
     table: str = typer.Option(

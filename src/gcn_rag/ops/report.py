@@ -10,7 +10,7 @@ import base64
 import html
 import math
 import platform
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,33 +145,58 @@ Latency percentiles are over successful requests.</p>
 
 
 def monitor_png(buckets: Sequence[Bucket], path: Path, title: str) -> Path:
-    """Per served entity: requests per bucket (bars) and p50/p95 latency (lines) over time."""
+    """:func:`monitor_figure` written to ``path``."""
     plt = _pyplot()
-    entities = sorted({b.served_entity for b in buckets})
-    fig, (volume, latency) = plt.subplots(
-        2, 1, figsize=(10, 6), sharex=True, constrained_layout=True
-    )
-    for entity in entities:
-        mine = [b for b in buckets if b.served_entity == entity]
-        times = [b.start for b in mine]
-        volume.plot(times, [b.requests for b in mine], "o-", label=entity)
-        latency.plot(times, [b.latency_p50 for b in mine], "o-", label=f"{entity} p50")
-        latency.plot(times, [b.latency_p95 for b in mine], "s--", label=f"{entity} p95")
-    volume.set_ylabel("requests per bucket")
-    volume.set_title("Traffic")
-    volume.legend(title="served entity")
-    latency.set_ylabel("latency in the model (ms)")
-    latency.set_xlabel("time (UTC)")
-    latency.set_title("Latency of successful requests")
-    latency.legend()
-    for axis in (volume, latency):
-        axis.grid(True, alpha=0.3)
-        axis.set_ylim(bottom=0)
-    fig.suptitle(title)
-    fig.autofmt_xdate()
+    fig = monitor_figure(buckets, title)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def monitor_figure(buckets: Sequence[Bucket], title: str) -> Any:
+    """Per served entity: requests per bucket and p50/p95 latency over time.
+
+    Each entity has one colour in both panels, and one legend for the figure sits to the
+    right of the panels, never over the data: colours name the entities, line styles the
+    percentiles.
+    """
+    from matplotlib.lines import Line2D
+
+    plt = _pyplot()
+    colours = entity_colours(b.served_entity for b in buckets)
+    fig, (volume, latency) = plt.subplots(2, 1, figsize=(11, 6), sharex=True, layout="constrained")
+    for entity, colour in colours.items():
+        mine = [b for b in buckets if b.served_entity == entity]
+        times = [b.start for b in mine]
+        volume.plot(times, [b.requests for b in mine], "o-", color=colour, label=entity)
+        for style, name in (("o-", "p50"), ("s--", "p95")):
+            values = [getattr(b, f"latency_{name}") for b in mine]
+            latency.plot(times, values, style, color=colour, label=f"{entity} {name}")
+    volume.set(ylabel="requests per bucket", title="Traffic")
+    latency.set(ylabel="latency in the model (ms)", xlabel="time (UTC)")
+    latency.set_title("Latency of successful requests (p50 solid, p95 dashed)")
+    for axis in (volume, latency):
+        axis.grid(True, alpha=0.3)
+        axis.set_ylim(bottom=0)
+    handles = [Line2D([], [], color=c, marker="o", label=e) for e, c in colours.items()]
+    handles += [
+        Line2D([], [], color="0.4", linestyle="-", marker="o", label="p50"),
+        Line2D([], [], color="0.4", linestyle="--", marker="s", label="p95"),
+    ]
+    fig.legend(handles=handles, loc="outside right upper", title="served entity")
+    fig.suptitle(title)
+    fig.autofmt_xdate()
+    return fig
+
+
+def entity_colours(entities: Iterable[str]) -> dict[str, str]:
+    """One colour per served entity, by sorted name (tab10, tab20 past ten entities)."""
+    import matplotlib
+
+    names = sorted(set(entities))
+    palette = "tab10" if len(names) <= 10 else "tab20"
+    cmap = matplotlib.colormaps[palette]
+    return {name: matplotlib.colors.to_hex(cmap(i % cmap.N)) for i, name in enumerate(names)}
 
 
 def _num(value: float) -> str:

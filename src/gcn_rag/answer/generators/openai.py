@@ -24,6 +24,7 @@ from gcn_rag.errors import (
     TooManyRequestsError,
     UnauthenticatedError,
 )
+from gcn_rag.progress import SILENT, Reporter
 
 if TYPE_CHECKING:
     import requests
@@ -72,6 +73,7 @@ class OpenAIGenerator:
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.name = f"openai:{model}"  # for logs and Answer.generator
+        self.reporter: Reporter = SILENT
         self.api_key_env = api_key_env
         self._api_key = api_key or env.get(api_key_env) or env.get("DATABRICKS_TOKEN") or None
         self.temperature = temperature
@@ -95,7 +97,11 @@ class OpenAIGenerator:
             "max_tokens": self.max_tokens,
             "stream": False,
         }
-        return _reply_text(self._post(payload), self.url)
+        task = self.reporter.task(f"Waiting for {self.model} to write the answer")
+        try:
+            return _reply_text(self._post(payload), self.url)
+        finally:
+            task.close()
 
     def close(self) -> None:
         if self._session is not None:
