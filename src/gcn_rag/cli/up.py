@@ -42,8 +42,9 @@ def up(
     """The main job in one command: ingest, index, register, serve, answer.
 
     Each step runs only if needed: ingest when the workspace has no circulars, index when
-    the chunks changed, log + register + alias champion when the index or code changed,
-    create or update the endpoint when it does not serve the champion. Then it serves until
+    the chunks changed, log + register + alias champion when the index content, code or
+    config changed (a champion pinned with `gcn-rag model alias set` stays), create or update
+    the endpoint when it does not serve the champion. Then it serves until
     Ctrl-C, after printing the URL, a token and a ready-to-paste curl.
     """
     from gcn_rag.model.registry import MODEL_NAME
@@ -117,15 +118,30 @@ def _prepare_corpus_and_index(settings: Settings, console: Console, offline: boo
 
 
 def _champion(settings: Settings, console: Console) -> str:
-    """The champion version, logged + registered anew if the index or code changed."""
-    from gcn_rag.model.packaging import current_champion
+    """The version to serve: champion, unless the index, code or config changed since it was
+    logged (then a matching version, or a new one, becomes champion); a pinned one stays."""
+    from gcn_rag.model import champion, registry
 
-    current = current_champion(settings)
-    if current is not None:
-        console.print(f"[bold]Model[/]: champion is version {current.version}, up to date.")
-        return current.version
+    plan = champion.plan(settings)
+    if plan.pinned and plan.serve is not None:
+        changed = "" if plan.matches else " (built from another index, code or config)"
+        console.print(
+            f"[bold]Model[/]: champion is pinned to version {plan.serve.version} by hand"
+            f"{changed}; run `gcn-rag model promote` to move it."
+        )
+        return plan.serve.version
+    if plan.serve is not None and plan.moves:
+        registry.set_alias(settings, champion.CHAMPION, plan.serve.version)
+        console.print(
+            f"[bold]Model[/]: version {plan.serve.version} was built from this index, code "
+            "and config; champion now points at it."
+        )
+        return plan.serve.version
+    if plan.serve is not None:
+        console.print(f"[bold]Model[/]: champion is version {plan.serve.version}, up to date.")
+        return plan.serve.version
     console.print("[bold]Model[/]: logging, registering and promoting to champion.")
-    version = log_model(console, settings, register=True, alias="champion")
+    version = log_model(console, settings, register=True, alias=champion.CHAMPION)
     assert version is not None  # registered
     return version
 
@@ -143,7 +159,6 @@ def _print_ready(
     console.print(f"export DATABRICKS_HOST={url} DATABRICKS_TOKEN={token}", soft_wrap=True)
     console.print(curl_example(url, endpoint, token), soft_wrap=True, markup=False)
     console.print("Checked; stopping." if check else "Serving until Ctrl-C.")
-
 
 @friendly
 def run(
