@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gcn_rag.errors import BadInputError, NotFoundError
+from gcn_rag.model.relocation import repoint_artifacts
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -102,7 +103,10 @@ def configure(settings: Settings) -> MlflowClient:
 
 
 def tracking_uri(settings: Settings) -> str:
+    """The workspace's MLflow store; a moved or copied workspace's artifact locations are
+    re-pointed at its own ``mlartifacts`` first (see :mod:`gcn_rag.model.relocation`)."""
     settings.home.mkdir(parents=True, exist_ok=True)
+    repoint_artifacts(settings.mlflow_store, settings.mlflow_artifacts, EXPERIMENT)
     return f"sqlite:///{settings.mlflow_store.resolve()}"
 
 
