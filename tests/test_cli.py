@@ -32,7 +32,7 @@ def test_help_is_fast_because_heavy_modules_stay_unloaded() -> None:
     help_text = subprocess.run(
         [sys.executable, "-m", "gcn_rag", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    for command in ("ingest", "sql", "chunk", "tables", "run"):
+    for command in ("ingest", "sql", "chunk", "tables", "up"):
         assert command in help_text
 
 

@@ -18,6 +18,7 @@ import pytest
 from conftest import PREDICTION_COLUMNS
 from gcn_rag.answer.assistant import Assistant
 from gcn_rag.model import registry
+from gcn_rag.search.index import content_hash
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 
@@ -37,7 +38,10 @@ def test_registered_with_alias_lineage_and_model_info(
     assert info.version == champion["version"] and "champion" in info.aliases
     assert info.tags["corpus_count"] == "46" and info.tags["corpus_max_circular_id"] == "38717"
     assert info.tags["embedding_model_id"].startswith("all-MiniLM-L6-v2/onnx-int8@")
-    assert "index_manifest_hash" in info.tags and "gcn_rag_version" in info.tags
+    assert "gcn_rag_version" in info.tags
+    # what decides the answers, as `up` compares it (no build times, no paths)
+    assert info.tags["index_content_hash"] == content_hash(fixture_workspace.index)
+    assert {"gcn_rag_code_hash", "gcn_rag_config_hash"} <= set(info.tags)
     assert info.metrics == {"all_accuracy": 1.0}
     rows = dict(
         (r["key"], r["value"])

@@ -142,3 +142,17 @@ def test_up_finds_the_corpus_under_a_non_default_catalog(settings: Settings) -> 
     assert "Corpus: present" in said and "Index: building" in said
     assert catalog.version(CIRCULARS) == version  # not ingested again
     assert not Catalog(lab.warehouse).exists("sandbox.nasa_gcn_dev.gcn_circulars")
+
+
+def test_up_is_the_one_main_command() -> None:
+    """`run` (a full re-ingest over the workspace, also called "the main job") is gone; `up`
+    is the main job and what `make run` runs."""
+    from typer.testing import CliRunner
+
+    from gcn_rag.cli import app
+
+    runner = CliRunner()
+    assert "No such command 'run'" in runner.invoke(app, ["run", "--help"]).output
+    assert "The main job" in runner.invoke(app, ["up", "--help"]).output
+    makefile = (Path(__file__).parent.parent / "Makefile").read_text()
+    assert "$(BIN)/gcn-rag up $(ARGS)" in makefile.split("\nrun:")[1].split("\n\n")[0]

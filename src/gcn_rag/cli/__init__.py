@@ -24,7 +24,6 @@ app = typer.Typer(
 )
 
 app.command()(corpus.ingest)
-app.command()(up.run)
 app.command()(corpus.chunk)
 app.command()(corpus.sql)
 app.command()(corpus.tables)

@@ -134,11 +134,34 @@ def alias_set(
     version: str = typer.Argument(..., help="Version number."),
     settings: Settings = SettingsOption,
 ) -> None:
-    """Point ALIAS at VERSION (e.g. gcn-rag model alias set champion 3)."""
+    """Point ALIAS at VERSION (e.g. gcn-rag model alias set champion 1).
+
+    An alias set here is pinned: `gcn-rag up` serves it and does not move it (a rollback
+    stays rolled back) until `gcn-rag model promote`.
+    """
     from gcn_rag.model import registry
 
-    registry.set_alias(settings, alias, version)
-    make_console().print(f"{registry.MODEL_NAME}@{alias} -> version {version}.")
+    registry.set_alias(settings, alias, version, by_hand=True)
+    make_console().print(f"{registry.MODEL_NAME}@{alias} -> version {version} (pinned).")
+
+
+@model_app.command("promote")
+@friendly
+def promote(
+    ref: str | None = typer.Argument(
+        None, help="A version number or an alias (default: the newest version)."
+    ),
+    settings: Settings = SettingsOption,
+) -> None:
+    """Point champion at the newest version (or REF) and unpin it: `gcn-rag up` manages it
+    again, moving it when the index, code or config change."""
+    from gcn_rag.model import champion, registry
+
+    info = champion.promote(settings, ref)
+    make_console().print(
+        f"{registry.MODEL_NAME}@{champion.CHAMPION} -> version {info.version} "
+        "(not pinned: `gcn-rag up` moves it when the index, code or config change)."
+    )
 
 
 @alias_app.command("delete")

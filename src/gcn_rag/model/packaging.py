@@ -4,25 +4,28 @@ A logged model is self-contained: the index, the config and the tokenizer are ar
 ``gcn_rag`` package travels as code, third-party packages are pinned requirements, and a
 ``local`` generator ships its GGUF. Lineage recorded on each run (and copied onto the version
 when it is registered): the corpus snapshot (circular count, max circular id, a hash of all
-content hashes), the index manifest (as an artifact and its hash), the code version (package
-version, source hash and git commit when available) and the eval metrics.
+content hashes), the index manifest (as an artifact) and a hash of the index content, the
+code version (package version, source hash and git commit when available), a hash of the
+config and the eval metrics.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gcn_rag
 from gcn_rag.errors import BadInputError, NotFoundError
-from gcn_rag.model.registry import TAGS, VersionInfo, configure
+from gcn_rag.model.registry import TAGS, configure
 from gcn_rag.progress import SILENT, Reporter
 
 if TYPE_CHECKING:
@@ -118,14 +121,39 @@ def corpus_snapshot(catalog: Catalog) -> dict[str, str]:
 
 
 def lineage(catalog: Catalog, index: Path) -> dict[str, str]:
-    """What a model is built from: corpus snapshot, code version, index manifest and model."""
-    from gcn_rag.search.index import MANIFEST, Manifest, manifest_hash
+    """What a model is built from: corpus snapshot, code version, index content and model."""
+    from gcn_rag.search.index import MANIFEST, Manifest, content_hash
 
     return {
         **corpus_snapshot(catalog),
         **code_version(),
-        "index_manifest_hash": manifest_hash(index),
+        "index_content_hash": content_hash(index),
         "embedding_model_id": str(Manifest.read(index / MANIFEST).embedding["model_id"]),
+    }
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A digest of what, besides index and code, decides the answers: the ``config`` artifact
+    (settings, answer defaults, generator; not its lineage) and the pinned requirements."""
+    settled = {key: value for key, value in config.items() if key != "lineage"}
+    kind = str(config["generator"].get("kind", "extractive"))
+    settled["requirements"] = pinned_requirements(kind)
+    return hashlib.sha256(json.dumps(settled, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def fingerprint(
+    settings: Settings, generator: dict[str, Any] | None = None, *, k: int = 5, mode: str = "hybrid"
+) -> dict[str, str]:
+    """The lineage tags that decide a model's answers, as a model logged now would carry them:
+    index content, code and config (the generator defaults to the setting's)."""
+    from gcn_rag.search.index import content_hash
+
+    config = _model_config(settings, k, mode, generator or model_generator(settings))
+    return {
+        "index_content_hash": content_hash(settings.index),
+        "gcn_rag_version": gcn_rag.__version__,
+        "gcn_rag_code_hash": code_hash(),  # the model carries the code
+        "gcn_rag_config_hash": config_hash(config),
     }
 
 
@@ -151,10 +179,11 @@ def log_assistant(
 
     configure(settings)
     manifest = Manifest.read(index_path / MANIFEST)
-    built_from = lineage(catalog, index_path)
     generator = dict(generator or {"kind": "extractive"})
     kind = str(generator.get("kind", "extractive"))
-    config = _model_config(settings, k, mode, generator, built_from)
+    config = _model_config(settings, k, mode, generator)
+    built_from = {**lineage(catalog, index_path), "gcn_rag_config_hash": config_hash(config)}
+    config["lineage"] = built_from
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = _artifacts(settings, Path(tmp), config, index_path)
         with mlflow.start_run() as run:
@@ -163,7 +192,7 @@ def log_assistant(
                     "retriever_k": k,
                     "retrieval_mode": mode,
                     "embedding_model": manifest.embedding["model_id"],
-                    "index_manifest_hash": built_from["index_manifest_hash"],
+                    "index_content_hash": built_from["index_content_hash"],
                     "generator": kind,
                     "chunker": manifest.chunker,
                 }
@@ -172,20 +201,38 @@ def log_assistant(
             if metrics:
                 mlflow.log_metrics(metrics)
             mlflow.log_text((index_path / MANIFEST).read_text(), "lineage/index_manifest.json")
-            info = mlflow.pyfunc.log_model(
-                name="nasa_gcn_rag",
-                python_model=_python_model(),
-                artifacts=artifacts,
-                code_paths=[str(Path(gcn_rag.__file__).parent)],
-                signature=signature(),
-                input_example=_input_example(),
-                pip_requirements=pinned_requirements(kind),
-                # row_wise: output row i answers input row i, so a server may batch requests
-                metadata={"lineage": built_from, "row_wise": True},
-            )
+            with _quiet_cloudpickle_notice():
+                info = mlflow.pyfunc.log_model(
+                    name="nasa_gcn_rag",
+                    python_model=_python_model(),
+                    artifacts=artifacts,
+                    code_paths=[str(Path(gcn_rag.__file__).parent)],
+                    signature=signature(),
+                    input_example=_input_example(),
+                    pip_requirements=pinned_requirements(kind),
+                    # row_wise: output row i answers input row i, so a server may batch requests
+                    metadata={"lineage": built_from, "row_wise": True},
+                )
     local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=None))
     size = sum(f.stat().st_size for f in local.rglob("*") if f.is_file())
     return LoggedModel(run.info.run_id, info.model_uri, dict(metrics or {}), size)
+
+
+@contextlib.contextmanager
+def _quiet_cloudpickle_notice() -> Iterator[None]:
+    """Drop MLflow's warning that a ``python_model`` object is serialized with CloudPickle
+    (printed on every log): ours is pickled by reference to ``gcn_rag.pyfunc``, whose code
+    travels in ``code_paths``. Other MLflow messages pass."""
+    logger = logging.getLogger("mlflow.pyfunc")
+
+    def drop(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Passing a Python object as `python_model`")
+
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def _python_model() -> Any:
@@ -195,13 +242,10 @@ def _python_model() -> Any:
 
 
 def _model_config(
-    settings: Settings,
-    k: int,
-    mode: str,
-    generator: dict[str, Any],
-    built_from: dict[str, str],
+    settings: Settings, k: int, mode: str, generator: dict[str, Any]
 ) -> dict[str, Any]:
-    """The ``config`` artifact: ``rag_config``, answer defaults, generator and lineage."""
+    """The ``config`` artifact: ``rag_config``, answer defaults and generator (the lineage is
+    added once known)."""
     from gcn_rag.corpus.lab_tables import config_rows
     from gcn_rag.search.index import DENSE_MAX_TOKENS
 
@@ -210,7 +254,6 @@ def _model_config(
         "embedding_max_tokens": DENSE_MAX_TOKENS,
         "defaults": {"k": k, "mode": mode},
         "generator": generator,
-        "lineage": built_from,
     }
 
 
@@ -336,20 +379,3 @@ def publish(
         set_alias(settings, alias, version)
     write_model_info(catalog, resolve(settings, version), logged.model_uri)
     return Published(logged, version, alias)
-
-
-def current_champion(settings: Settings) -> VersionInfo | None:
-    """The ``champion`` version if it was built from this index with this code, else None."""
-    from gcn_rag.model.registry import resolve
-    from gcn_rag.search.index import manifest_hash
-
-    wanted = {
-        "index_manifest_hash": manifest_hash(settings.index),
-        "gcn_rag_version": gcn_rag.__version__,
-        "gcn_rag_code_hash": code_hash(),  # the model carries the code
-    }
-    try:
-        current = resolve(settings, "champion")
-    except NotFoundError:
-        return None
-    return current if all(current.tags.get(k) == v for k, v in wanted.items()) else None

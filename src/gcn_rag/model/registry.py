@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gcn_rag.errors import BadInputError, NotFoundError
+from gcn_rag.model.relocation import repoint_artifacts
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -102,7 +103,10 @@ def configure(settings: Settings) -> MlflowClient:
 
 
 def tracking_uri(settings: Settings) -> str:
+    """The workspace's MLflow store; a moved or copied workspace's artifact locations are
+    re-pointed at its own ``mlartifacts`` first (see :mod:`gcn_rag.model.relocation`)."""
     settings.home.mkdir(parents=True, exist_ok=True)
+    repoint_artifacts(settings.mlflow_store, settings.mlflow_artifacts, EXPERIMENT)
     return f"sqlite:///{settings.mlflow_store.resolve()}"
 
 
@@ -169,14 +173,49 @@ def register(
     return str(version.version)
 
 
-def set_alias(settings: Settings, alias: str, version: str, *, name: str = MODEL_NAME) -> None:
+#: registered-model tag ``gcn_rag.alias.<alias>`` = ``hand:<version>`` or ``auto:<version>``:
+#: who last pointed the alias, and where
+ALIAS_TAG = "gcn_rag.alias."
+
+
+def set_alias(
+    settings: Settings, alias: str, version: str, *, name: str = MODEL_NAME, by_hand: bool = False
+) -> None:
+    """Point ``alias`` at ``version``. ``by_hand`` pins it: ``gcn-rag up`` will not move an
+    alias a person set (``gcn-rag model alias set``) until ``gcn-rag model promote``."""
     client = configure(settings)
     _check_version(client, name, version)
     client.set_registered_model_alias(name, alias, version)
+    owner = "hand" if by_hand else "auto"
+    client.set_registered_model_tag(name, ALIAS_TAG + alias, f"{owner}:{version}")
 
 
 def delete_alias(settings: Settings, alias: str, *, name: str = MODEL_NAME) -> None:
-    configure(settings).delete_registered_model_alias(name, alias)
+    client = configure(settings)
+    client.delete_registered_model_alias(name, alias)
+    if ALIAS_TAG + alias in client.get_registered_model(name).tags:
+        client.delete_registered_model_tag(name, ALIAS_TAG + alias)
+
+
+def pinned(settings: Settings, alias: str, *, name: str = MODEL_NAME) -> str | None:
+    """The version ``alias`` is pinned to, or None when gcn-rag may move it.
+
+    Pinned: set by hand (``gcn-rag model alias set``), or moved outside gcn-rag (MLflow's UI
+    or client) since gcn-rag last set it. Not pinned: no such alias, an alias gcn-rag set
+    (``up``, ``model log --alias``, ``model promote``), or one older than these records.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = configure(settings)
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException:
+        return None
+    version = model.aliases.get(alias)
+    record = model.tags.get(ALIAS_TAG + alias)
+    if version is None or record is None or record == f"auto:{version}":
+        return None
+    return str(version)
 
 
 def versions(settings: Settings, *, name: str = MODEL_NAME) -> list[VersionInfo]:

@@ -76,9 +76,40 @@ class Manifest:
             ) from exc
 
 
-def manifest_hash(index: Path) -> str:
-    """A short digest of an index's manifest: identifies the index a model was built from."""
-    return hashlib.sha256((index / MANIFEST).read_text().encode()).hexdigest()[:16]
+#: manifest fields that say when and where an index was built from, not what it holds
+BUILD_RECORD = (
+    "built_at",
+    "corpus.chunks_path",
+    "corpus.chunks_version",
+    "corpus.measurements_version",
+)
+
+
+def content_hash(index: Path) -> str:
+    """A short digest of what an index answers from: every file's content, and the manifest
+    without its :data:`BUILD_RECORD`. ``index --force`` over the same chunks, or the same
+    workspace copied elsewhere, hashes the same; a new ``measurements.arrow`` does not."""
+    import zipfile
+
+    digest = hashlib.sha256()
+    manifest = json.loads((index / MANIFEST).read_text())
+    for field in BUILD_RECORD:
+        *parents, key = field.split(".")
+        part = manifest
+        for name in parents:
+            part = part.get(name, {})
+        part.pop(key, None)
+    digest.update(json.dumps(manifest, sort_keys=True).encode())
+    for path in sorted(p for p in index.rglob("*") if p.is_file() and p.name != MANIFEST):
+        digest.update(b"\0" + path.relative_to(index).as_posix().encode() + b"\0")
+        if path.suffix == ".npz":  # a zip: member timestamps are build times
+            with zipfile.ZipFile(path) as archive:
+                for member in sorted(archive.namelist()):
+                    digest.update(member.encode() + b"\0" + archive.read(member))
+        else:
+            with path.open("rb") as f:
+                digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()[:16]
 
 
 def exists(index: Path) -> bool:
