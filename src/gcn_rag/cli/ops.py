@@ -107,11 +107,7 @@ def loadtest(
 
     Exits 1, with no report, when no request succeeded (the rows are kept).
     """
-    import dataclasses
-
     from gcn_rag.ops.loadtest import LoadTest, read_questions
-    from gcn_rag.ops.report import loadtest_report
-    from gcn_rag.ops.results import no_success
     from gcn_rag.serving.client import DEFAULT_URL
     from gcn_rag.tables import Catalog
 
@@ -137,6 +133,16 @@ def loadtest(
     title = f"Load test {test.run_id} (closed loop)"
     print_rows(console, title, [summary.row() for summary in test.summaries])
     console.print(f"{len(test.rows)} request row(s) appended to {test.save(catalog)}")
+    _finish(console, test, settings.reports, as_json)
+
+
+def _finish(console: Console, test: LoadTest, reports: Path, as_json: bool) -> None:
+    """The levels as JSON if asked; then the report, or exit 1 when nothing succeeded."""
+    import dataclasses
+
+    from gcn_rag.ops.report import loadtest_report
+    from gcn_rag.ops.results import no_success
+
     if as_json:
         for summary in test.summaries:
             print_json(dataclasses.asdict(summary))
@@ -144,7 +150,7 @@ def loadtest(
     if failure is not None:  # nothing was measured: no report to mistake for one
         print_error(f"{failure} No report written.")
         raise typer.Exit(1)
-    page, png = loadtest_report(test, settings.reports)
+    page, png = loadtest_report(test, reports)
     console.print(f"Report: {page}\nPlot:   {png}")
 
 
