@@ -187,7 +187,7 @@ def test_the_labs_query_and_gcn_rag_logs(server: str, home: Path) -> None:
     assert shown[0]["question"] == QUESTION
     assert shown[0]["answer"].startswith("The redshift of GRB 221009A is z = 0.15")
     table = CliRunner().invoke(app, ["logs", "--limit", "3", "--home", str(home)])
-    assert table.exit_code == 0 and "3 request(s)" in table.stdout
+    assert table.exit_code == 0 and "3 request(s)" in table.output
     bad = CliRunner().invoke(app, ["logs", "--since", "yesterday", "--home", str(home)])
     assert bad.exit_code == 1 and "--since 'yesterday'" in bad.output
 

@@ -133,7 +133,8 @@ def test_predict_and_eval(fixture_workspace: Settings, tmp_path: Path) -> None:
     code, out = invoke(
         fixture_workspace, "predict", "--input", str(questions), "--output", str(out_path)
     )
-    assert code == 0 and "Wrote 4 predictions" in out and "(1 with errors)" in out
+    assert code == 1 and "Wrote 4 predictions" in out and "(1 with errors)" in out
+    assert "1 of 4 rows could not be answered" in " ".join(out.split())
     predictions = [json.loads(line) for line in out_path.read_text().splitlines()]
     assert [p["id"] for p in predictions] == ["r", "t", "u", "line-4"]
     assert predictions[0]["sources"] == ["GRB 221009A"]

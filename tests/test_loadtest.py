@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -301,3 +303,78 @@ def test_monitor_from_the_payload_rows(server: str, home: Path, token: str) -> N
     assert pictured.exit_code == 0, pictured.output
     assert "Plot:" in pictured.stdout
     assert list((home / "reports").glob("monitor-*.png"))
+
+
+def _strict(text: str) -> Any:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_runs_without_a_success_exit_1_and_json_stays_strict(
+    server: str, home: Path, token: str
+) -> None:
+    """No token (every request a 401) or nothing listening: exit 1, a message that says what
+    to do, no report; --json prints null, never NaN, for the latencies nobody measured."""
+    since = datetime.now(UTC).isoformat()
+    reports = set((home / "reports").glob("loadtest-*"))
+    args = ("loadtest", "tested", "--concurrency", "1", "--requests", "3", "--json")
+    refused = _cli(*args, "--url", server, "--token", "bad", home=home)
+    assert refused.exit_code == 1, refused.output
+    (level,) = [_strict(line) for line in refused.stdout.splitlines()]
+    assert (level["requests"], level["successes"], level["latency_p95"]) == (3, 0, None)
+    said = " ".join(refused.stderr.split())
+    assert "No request succeeded (3 of 3 failed; 401: 3)" in said and "--token" in said
+    assert "No report written" in said and set((home / "reports").glob("loadtest-*")) == reports
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{s.getsockname()[1]}"
+    unheard = _cli(*args, "--url", nobody, "--token", token, home=home)
+    assert unheard.exit_code == 1 and "Nothing answered" in " ".join(unheard.output.split())
+    tested = _cli("endpoint", "test", "tested", "--url", nobody, "--token", token, home=home)
+    assert tested.exit_code == 1 and "No request succeeded" in " ".join(tested.output.split())
+    deadline = time.monotonic() + 30
+    while True:  # the three 401s reach the payload table (flushed every 0.2 s)
+        result = _cli("monitor", "tested", "--since", since, "--json", home=home)
+        found = [_strict(line) for line in result.stdout.splitlines()]
+        if sum(b["requests"] for b in found) >= 3:
+            break
+        assert time.monotonic() < deadline, result.output
+        time.sleep(0.2)
+    assert all(b["successes"] == 0 and b["latency_p95"] is None for b in found)
+
+
+def test_piped_endpoint_tables_and_the_api_on_excluding_filters(
+    server: str, home: Path, token: str
+) -> None:
+    listed = _cli("endpoints", "list", "--url", server, "--token", token, home=home)
+    assert listed.exit_code == 0, listed.output
+    header, *rows = [line.split("\t") for line in listed.stdout.splitlines()]
+    assert len(header) > 2 and any(row[0] == "tested" for row in rows)
+    assert all(len(row) == len(header) for row in rows) and "│" not in listed.stdout
+    answer = requests.post(
+        f"{server}/serving-endpoints/tested/invocations",
+        json={
+            "dataframe_records": [{"question": "What is the redshift of GRB 221009A?"}],
+            "params": {"since": "2030-01-01"},
+        },
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    (prediction,) = answer.json()["predictions"]
+    assert prediction["answer"].startswith(
+        "Error: No circular about GRB 221009A matches the filters (since 2030-01-01)"
+    )
+    assert prediction["num_docs"] == 0
+    args = ("logs", "tested", "--status", "200", "--limit", "5")
+    logged = [json.loads(line) for line in _cli(*args, "--json", home=home).stdout.splitlines()]
+    piped = _cli(*args, home=home)
+    header, *rows = [line.split("\t") for line in piped.stdout.splitlines()]
+    assert header[-2:] == ["question", "answer"] and 1 <= len(rows) == len(logged) <= 5
+    for row, record in zip(rows, logged, strict=True):  # whole, where a terminal shows a head
+        assert row[-2:] == [
+            " ".join(record["question"].split()),
+            " ".join(record["answer"].split()),
+        ]

@@ -43,7 +43,7 @@ from gcn_rag.corpus.circulars import (
     gcn_ref,
 )
 from gcn_rag.corpus.events import find_event_ids
-from gcn_rag.errors import BadInputError
+from gcn_rag.errors import BadInputError, NotFoundError
 from gcn_rag.search.index import SearchIndex
 from gcn_rag.search.retrieval import Filters, Hit, Mode, Retriever
 
@@ -217,6 +217,8 @@ class Assistant:
             event_aware=event_aware,
             timings=timings,
         )
+        if result.excluded:  # answering from nothing would read as "they do not state it"
+            raise NotFoundError(result.excluded)
         clock = time.perf_counter()
         if result.events and not result.event_found:
             answer = self._abstain(text, result.events, len(result.hits[:k]))
@@ -249,8 +251,8 @@ class Assistant:
         """One prediction record for a ``{"id", "question"}`` row; a bad row gets its error.
 
         The record is ``{"id", **Answer.prediction()}``, or ``{"id", "answer", "sources",
-        "num_docs", "citations", "error"}`` when the row could not be answered, so one bad row
-        never sinks a batch.
+        "num_docs", "citations", "error"}`` when the row could not be answered (bad input, or
+        filters that exclude every circular), so one bad row never sinks a batch.
         """
         row_id = row.get("id") if isinstance(row, dict) else None
         try:
@@ -264,7 +266,7 @@ class Assistant:
                 event_aware=event_aware,
                 use_generator=use_generator,
             )
-        except BadInputError as exc:
+        except (BadInputError, NotFoundError) as exc:
             return {
                 "id": row_id,
                 "answer": f"Error: {exc.message}",

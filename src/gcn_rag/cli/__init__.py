@@ -9,10 +9,12 @@ from __future__ import annotations
 import typer
 
 from gcn_rag.cli import answer, corpus, ops, serving, up
+from gcn_rag.cli.help import UntaggedGroup
 from gcn_rag.cli.model import model_app
 
 app = typer.Typer(
     name="gcn-rag",
+    cls=UntaggedGroup,
     help=(
         "A retrieval-augmented assistant over the NASA GCN Circulars: ingest, index, answer, "
         "register and serve - locally. All state lives in one workspace directory "

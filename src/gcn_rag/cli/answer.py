@@ -3,7 +3,6 @@ event's dossier, score answers."""
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,7 +14,10 @@ from gcn_rag.cli.common import (
     SettingsOption,
     friendly,
     make_console,
+    print_error,
+    print_json,
     print_rows,
+    print_table,
     progress_reporter,
 )
 from gcn_rag.corpus.circulars import circular_url, format_circular_id
@@ -82,9 +84,10 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="Print the Answer as JSON."),
     settings: Settings = SettingsOption,
 ) -> None:
-    """Answer a question with citations, e.g. gcn-rag ask "What is the redshift of GRB 221009A?"."""
-    import json
+    """Answer a question with citations, e.g. gcn-rag ask "What is the redshift of GRB 221009A?".
 
+    Exits 1 when the filters leave no circular to answer from.
+    """
     from gcn_rag.answer.assistant import Assistant
     from gcn_rag.search.retrieval import Filters, parse_mode
     from gcn_rag.timespan import parse_since, utc
@@ -100,7 +103,7 @@ def ask(
     finally:
         assistant.close()
     if as_json:
-        sys.stdout.write(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2) + "\n")
+        print_json(answer.to_dict(), indent=2)
         return
     print_answer(make_console(), answer)
 
@@ -113,8 +116,6 @@ def event(
 ) -> None:
     """An event's dossier: what it is, who reported it first, status changes, measurements
     (with the circulars that state them), facilities, and the timeline of its circulars."""
-    import json
-
     from gcn_rag.answer.dossier import build
     from gcn_rag.corpus.events import normalize_event_id
     from gcn_rag.errors import NotFoundError
@@ -125,7 +126,7 @@ def event(
     if dossier is None:
         raise NotFoundError(f"No circular is about or names {event_id}.")
     if as_json:
-        sys.stdout.write(json.dumps(dossier.to_dict(), ensure_ascii=False, indent=2) + "\n")
+        print_json(dossier.to_dict(), indent=2)
         return
     print_dossier(make_console(), dossier)
 
@@ -136,9 +137,16 @@ def predict(
     output_path: Path = typer.Option(..., "--output", help="Where to write predictions (JSONL)."),
     k: int = KOption,
     mode: str = ModeOption,
+    allow_errors: bool = typer.Option(
+        False, "--allow-errors", help="Exit 0 even when some rows could not be answered."
+    ),
     settings: Settings = SettingsOption,
 ) -> None:
-    """Answer every question of a JSONL file; one prediction line per input line."""
+    """Answer every question of a JSONL file; one prediction line per input line.
+
+    A row that cannot be answered gets its error in the file; the command then exits 1
+    (after writing every row) unless --allow-errors.
+    """
     from gcn_rag.answer.assistant import Assistant
     from gcn_rag.answer.batch import predict_rows, read_rows, write_jsonl
     from gcn_rag.search.retrieval import parse_mode
@@ -153,6 +161,12 @@ def predict(
     write_jsonl(output_path, records)
     errors = sum("error" in record for record in records)
     console.print(f"Wrote {len(rows):,} predictions to {output_path} ({errors:,} with errors).")
+    if errors and not allow_errors:
+        print_error(
+            f'{errors:,} of {len(rows):,} rows could not be answered (see their "error" field '
+            f"in {output_path}); pass --allow-errors to accept that."
+        )
+        raise typer.Exit(1)
 
 
 @friendly
@@ -209,7 +223,7 @@ def print_answer(console: Console, answer: Answer) -> None:
     for i, c in enumerate(answer.citations, start=1):
         link = f"[link={c.url}]GCN {format_circular_id(c.circular_id)}[/link]"
         view.add_row(str(i), link, escape(c.event_id or ""), escape(c.quote))
-    console.print(view)
+    print_table(console, view)
     console.print(
         f"{answer.num_docs} circulars retrieved; "
         f"{answer.timings_ms.get('total', 0):.0f} ms. Source: NASA GCN Circulars."
@@ -230,13 +244,13 @@ def print_dossier(console: Console, dossier: Dossier) -> None:
             qualifier = ", ".join(q for q in (v.instrument, v.band) if q)
             value = v.text.removeprefix(f"{v.label} ({qualifier})" if qualifier else v.label)
             view.add_row(escape(v.label), escape(value.strip()), escape(qualifier), v.status, link)
-        console.print(view)
+        print_table(console, view)
     timeline = Table(
         "date", "circular", "subject", title=f"Timeline ({len(dossier.timeline)} circulars)"
     )
     for e in dossier.timeline:
         timeline.add_row(f"{e.created_on:%Y-%m-%d %H:%M}", _link(e.circular_id), escape(e.subject))
-    console.print(timeline)
+    print_table(console, timeline)
     console.print("Source: NASA GCN Circulars (https://gcn.nasa.gov/circulars).")
 
 

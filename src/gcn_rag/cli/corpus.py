@@ -10,7 +10,10 @@ import typer
 from gcn_rag.cli.common import (
     SettingsOption,
     friendly,
+    is_piped,
+    json_text,
     make_console,
+    print_table,
     progress_reporter,
 )
 from gcn_rag.settings import Settings
@@ -71,7 +74,12 @@ def sql(
     query: str = typer.Argument(..., help="DuckDB SQL; tables as catalog.schema.table."),
     as_json: bool = typer.Option(False, "--json", help="Print rows as JSON lines."),
     as_csv: bool = typer.Option(False, "--csv", help="Print rows as CSV."),
-    width: int = typer.Option(60, "--width", help="Truncate cells to this many characters."),
+    width: int | None = typer.Option(
+        None,
+        "--width",
+        help="Truncate cells to this many characters (default 60 on a terminal; piped output "
+        "is whole).",
+    ),
     allow_files: bool = typer.Option(
         False, "--allow-files", help="Let the query read or write files (COPY ... TO, read_csv)."
     ),
@@ -106,7 +114,7 @@ def tables(settings: Settings = SettingsOption) -> None:
             view.add_row(str(info.name), "[red]broken[/]", escape(info.problem))
         else:
             view.add_row(str(info.name), f"{info.rows:,}", str(info.version))
-    make_console().print(view)
+    print_table(make_console(), view)
 
 
 def print_ingest(console: Console, report: IngestReport) -> None:
@@ -115,23 +123,24 @@ def print_ingest(console: Console, report: IngestReport) -> None:
 
 
 def print_json_lines(rows: list[dict[str, Any]]) -> None:
-    import json
-
     for row in rows:
-        sys.stdout.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text(row) + "\n")
 
 
-def _cell(value: Any, width: int) -> str:
+def _cell(value: Any, width: int | None) -> str:
     text = "NULL" if value is None else str(value)
     text = text.replace("\n", " ")
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return text if width is None or len(text) <= width else text[: width - 1] + "…"
 
 
-def _print_table(console: Console, result: pa.Table, width: int) -> None:
+def _print_table(console: Console, result: pa.Table, width: int | None) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    view = Table(*result.column_names)
+    if width is None and not is_piped(console):
+        width = 60  # a terminal's table must fit; a pipe gets every character
+    caption = f"{result.num_rows:,} row(s)"
+    view = Table(*map(escape, result.column_names), caption=caption, caption_justify="left")
     for row in result.to_pylist():
-        view.add_row(*(_cell(v, width) for v in row.values()))
-    console.print(view)
-    console.print(f"{result.num_rows:,} row(s)")
+        view.add_row(*(escape(_cell(v, width)) for v in row.values()))
+    print_table(console, view)

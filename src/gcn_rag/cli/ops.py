@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from gcn_rag.cli.common import SettingsOption, friendly, make_console, print_rows
+from gcn_rag.cli.common import (
+    SettingsOption,
+    friendly,
+    is_piped,
+    make_console,
+    print_error,
+    print_json,
+    print_rows,
+)
 from gcn_rag.cli.serving import TokenOption, UrlOption
 from gcn_rag.serving.deploy import ENDPOINT
 from gcn_rag.settings import Settings
@@ -39,11 +45,14 @@ def endpoint_test(
     token: str | None = TokenOption,
     settings: Settings = SettingsOption,
 ) -> None:
-    """Ask the test questions one by one; results into rag_endpoint_test_results."""
+    """Ask the test questions one by one; results into rag_endpoint_test_results.
+
+    Exits 1 when a question failed.
+    """
     from rich.markup import escape
 
     from gcn_rag.ops.loadtest import invocation_url, read_questions, run_test
-    from gcn_rag.ops.results import new_run, result_rows, save_results, summarize
+    from gcn_rag.ops.results import new_run, no_success, result_rows, save_results, summarize
     from gcn_rag.serving.client import workspace_server
     from gcn_rag.tables import Catalog
 
@@ -71,6 +80,8 @@ def endpoint_test(
     table = save_results(catalog, "rag_endpoint_test_results", rows)
     console.print(f"{len(rows)} test row(s) appended to {table}")
     if summary.successes < summary.requests:
+        failed = summary.requests - summary.successes
+        print_error(no_success([summary]) or f"{failed} of {summary.requests} questions failed.")
         raise typer.Exit(1)
 
 
@@ -94,11 +105,11 @@ def loadtest(
     as_json: bool = typer.Option(False, "--json", help="Also print each level as JSON."),
     settings: Settings = SettingsOption,
 ) -> None:
-    """Closed-loop load test per concurrency level; rows, PNG plots and an HTML report."""
-    import dataclasses
+    """Closed-loop load test per concurrency level; rows, PNG plots and an HTML report.
 
+    Exits 1, with no report, when no request succeeded (the rows are kept).
+    """
     from gcn_rag.ops.loadtest import LoadTest, read_questions
-    from gcn_rag.ops.report import loadtest_report
     from gcn_rag.serving.client import workspace_server
     from gcn_rag.tables import Catalog
 
@@ -125,11 +136,25 @@ def loadtest(
     title = f"Load test {test.run_id} (closed loop)"
     print_rows(console, title, [summary.row() for summary in test.summaries])
     console.print(f"{len(test.rows)} request row(s) appended to {test.save(catalog)}")
-    page, png = loadtest_report(test, settings.reports)
-    console.print(f"Report: {page}\nPlot:   {png}")
+    _finish(console, test, settings.reports, as_json)
+
+
+def _finish(console: Console, test: LoadTest, reports: Path, as_json: bool) -> None:
+    """The levels as JSON if asked; then the report, or exit 1 when nothing succeeded."""
+    import dataclasses
+
+    from gcn_rag.ops.report import loadtest_report
+    from gcn_rag.ops.results import no_success
+
     if as_json:
         for summary in test.summaries:
-            sys.stdout.write(json.dumps(dataclasses.asdict(summary)) + "\n")
+            print_json(dataclasses.asdict(summary))
+    failure = no_success(test.summaries)
+    if failure is not None:  # nothing was measured: no report to mistake for one
+        print_error(f"{failure} No report written.")
+        raise typer.Exit(1)
+    page, png = loadtest_report(test, reports)
+    console.print(f"Report: {page}\nPlot:   {png}")
 
 
 def _level_with_progress(console: Console, test: LoadTest, level: int) -> None:
@@ -138,6 +163,8 @@ def _level_with_progress(console: Console, test: LoadTest, level: int) -> None:
 
     from gcn_rag.ops.loadtest import Tally
 
+    if is_piped(console):  # the bar is for a person: keep it out of the data
+        console = make_console(stderr=True)
     count, seconds = test.requests, test.duration_s
     tally = Tally(count, seconds)
     with Progress(
@@ -185,7 +212,7 @@ def monitor(
     )
     if as_json:
         for b in found:
-            sys.stdout.write(json.dumps(dataclasses.asdict(b), default=str) + "\n")
+            print_json(dataclasses.asdict(b))
         return
     console = make_console()
     if not found:

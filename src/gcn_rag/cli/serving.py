@@ -8,14 +8,19 @@ server the workspace's ``gcn-rag up`` / ``serve`` runs) with a token (``--token`
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from gcn_rag.cli.common import SettingsOption, friendly, make_console
+from gcn_rag.cli.common import (
+    SettingsOption,
+    friendly,
+    is_piped,
+    make_console,
+    print_json,
+    print_table,
+)
 from gcn_rag.serving.deploy import CAPTURE_PREFIX, ENDPOINT
 from gcn_rag.settings import Settings
 from gcn_rag.timespan import SINCE_HELP
@@ -131,7 +136,7 @@ def endpoints_list(
     """Every endpoint with its state, served entities and traffic."""
     endpoints = _client(url, token, settings).list()
     if as_json:
-        sys.stdout.write(json.dumps(endpoints, indent=2) + "\n")
+        print_json(endpoints, indent=2)
     elif not endpoints:
         make_console().print("No endpoints; create one with `gcn-rag endpoints create NAME`.")
     else:
@@ -244,21 +249,22 @@ def _wait(client: ServingClient, name: str) -> dict[str, Any]:
 
 def _show(endpoint: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(endpoint, indent=2) + "\n")
+        print_json(endpoint, indent=2)
     else:
         _print_endpoints(make_console(), [endpoint])
 
 
 def _print_endpoints(console: Console, endpoints: list[dict[str, Any]]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from gcn_rag.serving.endpoints import summary_row
 
     rows = [summary_row(endpoint) for endpoint in endpoints]
-    view = Table(*rows[0])
+    view = Table(*map(escape, rows[0]))
     for row in rows:
-        view.add_row(*row.values())
-    console.print(view)
+        view.add_row(*map(escape, row.values()))
+    print_table(console, view)
 
 
 # --- logs --------------------------------------------------------------------------------------
@@ -292,18 +298,18 @@ def logs(
     )
     if as_json:
         for row in rows:
-            sys.stdout.write(json.dumps(row.to_dict(), ensure_ascii=False) + "\n")
+            print_json(row.to_dict())
         return
-    console = make_console()
-    _print_requests(console, rows)
-    console.print(f"{len(rows)} request(s) from {catalog.name(table)}")
+    _print_requests(make_console(), rows, f"{len(rows)} request(s) from {catalog.name(table)}")
 
 
-def _print_requests(console: Console, rows: list[Request]) -> None:
+def _print_requests(console: Console, rows: list[Request], caption: str) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
+    whole = is_piped(console)  # piped: every character; a terminal: what fits
     text_width = max(24, console.width - 60)  # what the fixed columns leave
-    view = Table()
+    view = Table(caption=caption, caption_justify="left")
     view.add_column("time (UTC)", no_wrap=True, min_width=14)
     view.add_column("served entity", no_wrap=True, overflow="ellipsis", min_width=12)
     view.add_column("status", no_wrap=True, min_width=3)
@@ -316,7 +322,7 @@ def _print_requests(console: Console, rows: list[Request]) -> None:
             row.served_entity or row.endpoint,
             str(row.status),
             str(row.latency_ms),
-            " ".join(row.question.split())[:200],
-            " ".join(row.answer.split())[:300],
+            escape(" ".join(row.question.split())[: None if whole else 200]),
+            escape(" ".join(row.answer.split())[: None if whole else 300]),
         )
-    console.print(view)
+    print_table(console, view)

@@ -134,6 +134,36 @@ def summarize(outcomes: Sequence[Outcome], concurrency: int, duration_s: float) 
     )
 
 
+#: What to do when every request failed the same way, by error key (see ``Summary.errors``).
+_REMEDIES = {
+    "401": "The server refused the token: pass --token or set DATABRICKS_TOKEN (`gcn-rag up` "
+    "saves one in the workspace).",
+    "403": "The token may not query this endpoint: use a token with CAN_QUERY or more.",
+    "404": "There is no such endpoint: see `gcn-rag endpoints list`.",
+    "error": "Nothing answered: start the server (`gcn-rag up` or `gcn-rag serve`) or check --url.",
+    "timeout": "Every request timed out: check the server, or raise --timeout.",
+}
+
+
+def no_success(summaries: Sequence[Summary]) -> str | None:
+    """Why a test or load test failed as a whole: no request succeeded (None when one did).
+
+    Such a run measured nothing (no latency, no throughput); the message counts the failures
+    and says what to do about the commonest one.
+    """
+    if any(summary.successes for summary in summaries):
+        return None
+    total = sum(summary.requests for summary in summaries)
+    if not total:
+        return "No request was sent; give more --requests or a longer --duration."
+    errors: Counter[str] = Counter()
+    for summary in summaries:
+        errors.update(summary.errors)
+    counts = ", ".join(f"{key}: {count}" for key, count in errors.most_common())
+    remedy = _REMEDIES.get(errors.most_common(1)[0][0], "") if errors else ""
+    return f"No request succeeded ({total} of {total} failed; {counts}). {remedy}".rstrip()
+
+
 def outcome(question: str, status_code: int, payload: Any, latency_ms: float) -> Outcome:
     """An :class:`Outcome` from an HTTP answer (or ``status_code`` 0 and a reason)."""
     if status_code == 200 and isinstance(payload, dict) and payload.get("predictions"):

@@ -7,7 +7,8 @@ no score calibration between the two.
 
 Event awareness: when the question names an event (and no explicit event filter is given),
 only circulars about that event — or naming it, under any alias — are ranked. When no
-circular names it, :attr:`SearchResult.event_found` is False and the caller can abstain.
+circular names it, :attr:`SearchResult.event_found` is False and the caller can abstain; when
+the filters leave nothing to rank, :attr:`SearchResult.excluded` says so.
 """
 
 from __future__ import annotations
@@ -53,6 +54,17 @@ class Filters:
     def is_empty(self) -> bool:
         return self == Filters()
 
+    def describe(self) -> str:
+        """The filters in words: ``event GRB 221009A, since 2030-01-01``."""
+        parts = [f"event {self.event}"] if self.event else []
+        for word, when in (("since", self.since), ("until", self.until)):
+            if when is not None:
+                parts.append(f"{word} {when:%Y-%m-%d %H:%M:%S}".removesuffix(" 00:00:00"))
+        for word, number in (("from", self.min_circular_id), ("to", self.max_circular_id)):
+            if number is not None:
+                parts.append(f"{word} circular {number:g}")
+        return ", ".join(parts)
+
 
 @dataclasses.dataclass(frozen=True)
 class Hit:
@@ -72,6 +84,9 @@ class SearchResult:
     hits: list[Hit]
     events: list[str]  # events named in the question
     event_found: bool  # False when the question names events no circular mentions
+    # why nothing was ranked when the filters (within the named event's circulars, if any)
+    # leave no circular: "No circular about GRB 221009A matches the filters (...)"; else ""
+    excluded: str = ""
 
 
 def filter_mask(index: SearchIndex, filters: Filters) -> np.ndarray | None:
@@ -155,17 +170,26 @@ class Retriever:
         filters = filters or Filters()
         events = find_event_ids(question)
         mask = filter_mask(self.index, filters)
-        event_found = True
+        event_found, scoped_to = True, ""
         if events and event_aware and not filters.event:
             about = self.index.rows_about(events)
             event_found = about.size > 0
             if event_found:
+                scoped_to = f" about {', '.join(events)}"
                 scoped = np.zeros(len(self.index.circ_ids), dtype=bool)
                 scoped[about] = True
                 mask = scoped if mask is None else mask & scoped
         clock.lap("filter")
         if mask is not None and not mask.any():
-            return SearchResult([], events, event_found)
+            excluded = (
+                ""
+                if filters.is_empty()
+                else (
+                    f"No circular{scoped_to} matches the filters ({filters.describe()}); widen or "
+                    "drop them to get an answer."
+                )
+            )
+            return SearchResult([], events, event_found, excluded)
         lexical = dense = chunk_scores = None
         if mode in ("hybrid", "lexical"):
             lexical, chunk_scores = self._lexical(self.tokens(question, events, expand), mask)
