@@ -332,7 +332,7 @@ def test_runs_without_a_success_exit_1_and_json_stays_strict(
         nobody = f"http://127.0.0.1:{s.getsockname()[1]}"
     unheard = _cli(*args, "--url", nobody, "--token", token, home=home)
     assert unheard.exit_code == 1 and "Nothing answered" in " ".join(unheard.output.split())
-    tested = _cli("endpoint", "test", "tested", "--url", nobody, "--token", token, home=home)
+    tested = _cli("endpoints", "test", "tested", "--url", nobody, "--token", token, home=home)
     assert tested.exit_code == 1 and "No request succeeded" in " ".join(tested.output.split())
     deadline = time.monotonic() + 30
     while True:  # the three 401s reach the payload table (flushed every 0.2 s)
@@ -343,6 +343,10 @@ def test_runs_without_a_success_exit_1_and_json_stays_strict(
         assert time.monotonic() < deadline, result.output
         time.sleep(0.2)
     assert all(b["successes"] == 0 and b["latency_p95"] is None for b in found)
+
+
+def _logged(*args: str, home: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in _cli(*args, "--json", home=home).stdout.splitlines()]
 
 
 def test_piped_endpoint_tables_and_the_api_on_excluding_filters(
@@ -369,7 +373,9 @@ def test_piped_endpoint_tables_and_the_api_on_excluding_filters(
     )
     assert prediction["num_docs"] == 0
     args = ("logs", "tested", "--status", "200", "--limit", "5")
-    logged = [json.loads(line) for line in _cli(*args, "--json", home=home).stdout.splitlines()]
+    deadline = time.monotonic() + 30  # the capture flushes every 0.2 s
+    while not (logged := _logged(*args, home=home)) and time.monotonic() < deadline:
+        time.sleep(0.2)
     piped = _cli(*args, home=home)
     header, *rows = [line.split("\t") for line in piped.stdout.splitlines()]
     assert header[-2:] == ["question", "answer"] and 1 <= len(rows) == len(logged) <= 5
