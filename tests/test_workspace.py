@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,20 @@ def test_a_moved_workspace_serves_and_loads_from_where_it_is(served: Path, tmp_p
         assert list(served.iterdir()) == []
     finally:
         shutil.rmtree(moved)
+
+
+def test_a_store_linked_from_another_workspace_keeps_its_artifacts(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A workspace whose ``mlflow.db`` links to another's shares that registry: nothing is
+    re-pointed (its models stay where the linked store keeps them)."""
+    registry.configure(settings)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "mlflow.db").symlink_to(settings.mlflow_store.resolve())
+    registry.tracking_uri(Settings.load(home=linked))
+    with closing(sqlite3.connect(settings.mlflow_store)) as db:
+        (location,) = db.execute(
+            "SELECT artifact_location FROM experiments WHERE name = ?", (registry.EXPERIMENT,)
+        ).fetchone()
+    assert location == settings.mlflow_artifacts.resolve().as_uri()

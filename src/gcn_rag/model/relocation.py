@@ -21,9 +21,12 @@ log = logging.getLogger(__name__)
 def repoint_artifacts(store: Path, artifacts: Path, experiment: str) -> Path | None:
     """Rewrite ``store``'s artifact URIs from the artifact root ``experiment`` was created
     with to ``artifacts``, when that root is another workspace's (a directory of the same
-    name elsewhere). Returns the old root, or None when nothing was re-pointed."""
+    name elsewhere). A store that is a link to another workspace's keeps that workspace's
+    artifacts. Returns the old root, or None when nothing was re-pointed."""
     if not store.is_file():
         return None
+    if store.is_symlink():  # a store shared from elsewhere: its artifacts are beside it there
+        artifacts = store.resolve().parent / artifacts.name
     new = artifacts.resolve().as_uri()
     with closing(sqlite3.connect(store)) as db:
         _contain_default_experiment(db, new)
