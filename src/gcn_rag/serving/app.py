@@ -56,10 +56,15 @@ if TYPE_CHECKING:
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 Allow = Callable[[Request, str], str]  # (request, permission needed) -> the caller's name
+#: Builds the web console (``gcn_rag.console.create_console``), mounted at ``/console``.
+Console = Callable[[EndpointManager, TokenStore | None, Metrics], Any]
 
 
-def create_app(manager: EndpointManager, tokens: TokenStore | None = None) -> ServingApp:
-    """The ASGI app serving ``manager``'s endpoints; ``tokens=None`` turns auth off."""
+def create_app(
+    manager: EndpointManager, tokens: TokenStore | None = None, console: Console | None = None
+) -> ServingApp:
+    """The ASGI app serving ``manager``'s endpoints; ``tokens=None`` turns auth off; with
+    ``console``, the web console's routes under ``/console`` (the API's stay as they are)."""
 
     def allow(request: Request, needed: str) -> str:
         """The caller's name (for logs and per-user limits), or 401/403."""
@@ -72,6 +77,8 @@ def create_app(manager: EndpointManager, tokens: TokenStore | None = None) -> Se
     _error_handlers(app)
     _read_routes(app, manager, allow, metrics)
     _write_routes(app, manager, allow)
+    if console is not None:
+        app.mount("/console", console(manager, tokens, metrics))
     return ServingApp(api=app, invocations=Invocations(manager, tokens, metrics))
 
 
@@ -272,7 +279,15 @@ async def _json(request: Request) -> Any:
 class Server:
     """uvicorn serving a workspace's endpoints; :meth:`run` until Ctrl-C or SIGTERM, then flush."""
 
-    def __init__(self, settings: Settings, host: str, port: int, *, no_auth: bool = False):
+    def __init__(
+        self,
+        settings: Settings,
+        host: str,
+        port: int,
+        *,
+        no_auth: bool = False,
+        console: Console | None = None,
+    ):
         import uvicorn
 
         if no_auth and host not in LOOPBACK:
@@ -280,7 +295,7 @@ class Server:
         self.url = f"http://{host}:{port}"
         tokens = None if no_auth else TokenStore(settings.serving_state)
         self.manager = EndpointManager.for_settings(settings)
-        app = create_app(self.manager, tokens)
+        app = create_app(self.manager, tokens, console)
         config = uvicorn.Config(
             app,
             host=host,
