@@ -57,6 +57,8 @@ def test_pages_need_a_session_and_the_signin_form_says_why(console: Console) -> 
     response = _page(anonymous, console, "/endpoints")
     assert response.status_code == 303
     assert response.headers["location"] == "/console/signin?next=%2Fconsole%2Fendpoints"
+    form = _page(anonymous, console, "/signin?next=/console/endpoints")
+    assert form.status_code == 200 and '<label for="token">Access token</label>' in form.text
     refused = _post(anonymous, console, "/signout", {})
     assert refused.status_code == 401 and "sign in again" in refused.text
     bad = _post(anonymous, console, "/signin", {"token": "dapi-not-a-token"})

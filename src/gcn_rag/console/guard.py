@@ -54,6 +54,7 @@ class Guard:
         """``handler`` behind a session with at least ``needed``, and CSRF checks on POST."""
 
         async def guarded(request: Request) -> Response:
+            session = None
             try:
                 session = self.session(request)
                 if session is None:
@@ -75,7 +76,7 @@ class Guard:
                     )
                 response = await handler(Visit(request, session, form))
             except GcnRagError as exc:
-                response = error_page(request, exc)
+                response = error_page(request, exc, session)
             return with_new_session(request, response)
 
         return guarded

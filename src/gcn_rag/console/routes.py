@@ -66,7 +66,7 @@ class Pages:
                 return error_page(request, exc)
             return self._signed_in(request, self.guard.sessions.start(caller), HOME)
         target = _next(request, request.query_params.get("next"))
-        return render(request, "signin.html", None, next=target)
+        return render(request, "signin.html", None, next=target, error="")
 
     async def signin(self, request: Request) -> Response:
         """The token form sent: a session for the token's owner, or the form again with why."""
