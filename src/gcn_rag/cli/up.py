@@ -46,6 +46,7 @@ def up(
     create or update the endpoint when it does not serve the champion. Then it serves until
     Ctrl-C, after printing the URL, a token and a ready-to-paste curl.
     """
+    from gcn_rag.console import create_console
     from gcn_rag.model.registry import MODEL_NAME
     from gcn_rag.serving.app import Server
     from gcn_rag.serving.auth import TokenStore, manage_token
@@ -58,7 +59,7 @@ def up(
     config = endpoint_config(
         settings, MODEL_NAME, version, workload_size=workload_size, scale_to_zero=scale_to_zero
     )
-    server = Server(settings, host, port)
+    server = Server(settings, host, port, console=create_console)
     failures: list[GcnRagError] = []
     thread = threading.Thread(
         target=_deploy, args=(server, settings, endpoint, config, token, check, failures)
@@ -93,12 +94,21 @@ def _deploy(
         catalog = Catalog.from_settings(settings)
         answer = bring_up(server, endpoint, config, token, catalog, SAMPLE, notes)
         if answer is not None:
+            console.print(f"Console (signs in once): {signin_link(settings, server.url)}")
             _print_ready(console, server.url, endpoint, token, answer, check)
     except GcnRagError as exc:
         failures.append(exc)
         server.stop()
     if check:
         server.stop()
+
+
+def signin_link(settings: Settings, url: str) -> str:
+    """A one-time link into the web console as CAN_MANAGE (valid for 10 minutes)."""
+    from gcn_rag.console.sessions import SignInCodes
+
+    code = SignInCodes(settings.serving_state).issue("CAN_MANAGE", "gcn-rag up")
+    return f"{url}/console/signin?code={code}"
 
 
 def _prepare_corpus_and_index(settings: Settings, console: Console, offline: bool) -> None:
