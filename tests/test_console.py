@@ -120,16 +120,18 @@ def test_each_level_is_held_on_every_action(console: Console) -> None:
     )
     assert asked.status_code == 403 and "This needs CAN_QUERY" in asked.text
     querier = signed_in(console, "CAN_QUERY")
+    before = _version(console)
     page = _page(querier, console, f"/endpoints/{ENDPOINT}")
     assert 'id="save-config" disabled' in page.text
     change = {"csrf": csrf(page.text), f"workload_size:{_entity(console)}": "Medium"}
     refused = _post(querier, console, f"/endpoints/{ENDPOINT}/config", change)
     assert refused.status_code == 403 and "This needs CAN_MANAGE" in refused.text
-    assert console.manager.get(ENDPOINT)["config"]["config_version"] == 1
+    assert _version(console) == before
 
 
 def test_changes_need_the_sessions_csrf_value_and_a_same_site_origin(console: Console) -> None:
     manager = signed_in(console, "CAN_MANAGE")
+    before = _version(console)
     page = _page(manager, console, f"/endpoints/{ENDPOINT}")
     entity = _entity(console)
     change = {
@@ -152,7 +154,7 @@ def test_changes_need_the_sessions_csrf_value_and_a_same_site_origin(console: Co
         headers={"Origin": "http://evil.example"},
     )
     assert elsewhere.status_code == 403
-    assert console.manager.get(ENDPOINT)["config"]["config_version"] == 1
+    assert _version(console) == before
     done = _post(
         manager,
         console,
@@ -162,7 +164,7 @@ def test_changes_need_the_sessions_csrf_value_and_a_same_site_origin(console: Co
     )
     assert done.status_code == 303 and done.headers["location"].endswith("?updated=1")
     got = wait_ready(console.manager)
-    assert got["config"]["config_version"] == 2
+    assert got["config"]["config_version"] == before + 1
     assert got["config"]["served_entities"][0]["workload_size"] == "Medium"
     api = requests.get(
         f"{console.url}/api/2.0/serving-endpoints/{ENDPOINT}",
@@ -287,5 +289,22 @@ def test_without_auth_a_session_is_made_and_csrf_still_holds(
         assert done.status_code == 303
 
 
+def _version(console: Console) -> int:
+    return int(console.manager.get(ENDPOINT)["config"]["config_version"])
+
+
 def _entity(console: Console) -> str:
     return str(console.manager.get(ENDPOINT)["config"]["served_entities"][0]["name"])
+
+
+def test_sessions_end_when_idle_and_the_oldest_goes_past_the_limit() -> None:
+    from gcn_rag.console.sessions import Sessions
+    from gcn_rag.serving.auth import Caller
+
+    sessions = Sessions(limit=2)
+    first, second = (sessions.start(Caller(n, "CAN_VIEW")) for n in ("a", "b"))
+    assert sessions.find(first.id) is first  # seen again: now the newest
+    sessions.start(Caller("c", "CAN_VIEW"))
+    assert sessions.find(second.id) is None and sessions.find(first.id) is first
+    idle = Sessions(idle_s=-1.0)  # every session is past its idle time at once
+    assert idle.find(idle.start(Caller("d", "CAN_VIEW")).id) is None

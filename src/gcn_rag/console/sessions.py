@@ -26,6 +26,9 @@ from gcn_rag.serving.store import open_state
 COOKIE = "gcn_rag_console"
 COOKIE_PATH = "/console"
 SESSION_IDLE_S = 12 * 3600
+#: Sessions kept at most; past it the least recently seen goes (clients without cookies,
+#: on a server without auth, each start one).
+MAX_SESSIONS = 10_000
 CODE_TTL_S = 600
 #: What a session id looks like in the Authorization header of a console question.
 SESSION_SCHEME = "Console"
@@ -50,8 +53,9 @@ class Session:
 class Sessions:
     """The signed-in sessions of one server, in memory."""
 
-    def __init__(self, idle_s: float = SESSION_IDLE_S) -> None:
+    def __init__(self, idle_s: float = SESSION_IDLE_S, limit: int = MAX_SESSIONS) -> None:
         self.idle_s = idle_s
+        self.limit = limit
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
 
@@ -60,6 +64,9 @@ class Sessions:
         session.last_seen = time.monotonic()
         with self._lock:
             self._drop_idle(session.last_seen)
+            if len(self._sessions) >= self.limit:
+                oldest = min(self._sessions.values(), key=lambda s: s.last_seen)
+                del self._sessions[oldest.id]
             self._sessions[session.id] = session
         return session
 
