@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,39 @@ def test_a_question_with_markup_shows_as_text(console: Console) -> None:
         client, console, f"/endpoints/{ENDPOINT}/query", {"csrf": csrf(page.text), "raw": raw}
     )
     assert "<img" not in shown.text and "&lt;img src=x onerror=alert(1)&gt;" in shown.text
+
+
+def test_the_inference_table_shows_each_request_escaped_and_filtered(console: Console) -> None:
+    client = signed_in(console, "CAN_QUERY")
+    page = _page(client, console, f"/endpoints/{ENDPOINT}/query")
+    question = "<b>bold</b> What is the redshift of GRB 221009A?"
+    asked = _post(
+        client,
+        console,
+        f"/endpoints/{ENDPOINT}/query",
+        {"csrf": csrf(page.text), "question": question},
+    )
+    found = re.search(r'id="request-id">([0-9a-f]{32})<', asked.text)
+    assert found is not None
+    request_id = found.group(1)
+    viewer = signed_in(console, "CAN_VIEW")
+    deadline = time.monotonic() + 30
+    while request_id not in (table := _page(viewer, console, "/inference").text):
+        assert time.monotonic() < deadline, "the request never reached the inference table"
+        time.sleep(0.2)
+    assert "&lt;b&gt;bold&lt;/b&gt;" in table and "<b>bold" not in table
+    assert "can_query-user" in table  # the session's caller, as the requester
+    entity = _entity(console)
+    assert request_id in _page(viewer, console, f"/inference?status=200&entity={entity}").text
+    assert request_id not in _page(viewer, console, "/inference?status=500").text
+    assert request_id not in _page(viewer, console, "/inference?entity=other-1").text
+    detail = _page(viewer, console, f"/inference/{request_id}")
+    assert detail.status_code == 200 and "&#34;dataframe_split&#34;" in detail.text
+    assert "The redshift of GRB 221009A" in detail.text
+    assert _page(viewer, console, "/inference/" + "0" * 32).status_code == 404
+    bad = _page(viewer, console, "/inference?status=abc")
+    assert bad.status_code == 400 and "HTTP status code" in bad.text
+    assert _page(viewer, console, "/inference?entity=x'%20OR%201=1").status_code == 400
 
 
 def test_errors_are_pages_not_stack_traces(console: Console) -> None:

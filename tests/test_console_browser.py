@@ -8,6 +8,7 @@ Screenshots of each page go to the test's temporary folder (``shots/``).
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,11 +90,19 @@ def test_a_person_signs_in_asks_is_refused_and_signs_out(
     link = browser.find_element(By.CSS_SELECTOR, "#citations a")
     assert link.get_attribute("href").startswith("https://gcn.nasa.gov/circulars/")
     assert browser.find_element(By.CSS_SELECTOR, "#citations blockquote").text
-    assert len(browser.find_element(By.ID, "request-id").text) == 32
+    request_id = browser.find_element(By.ID, "request-id").text
+    assert len(request_id) == 32
     shot("03-answer")
     browser.set_window_size(420, 800)
     shot("04-answer-narrow")
     browser.set_window_size(1280, 800)
+    browser.find_element(By.LINK_TEXT, "Inference table").click()
+    deadline = time.monotonic() + 30
+    while not browser.find_elements(By.CSS_SELECTOR, f'[data-request-id="{request_id}"]'):
+        assert time.monotonic() < deadline, "the question never reached the inference table"
+        time.sleep(0.3)
+        browser.refresh()
+    shot("05-inference-table")
     _sign_out(browser, base)
 
     _sign_in(browser, base, console.tokens["CAN_MANAGE"])
@@ -101,7 +110,7 @@ def test_a_person_signs_in_asks_is_refused_and_signs_out(
     _select(browser, "size-1", "Medium")
     browser.find_element(By.ID, "save-config").click()
     assert "Update started" in browser.find_element(By.CSS_SELECTOR, "[role=status]").text
-    shot("05-endpoint-updating")
+    shot("06-endpoint-updating")
     wait_ready(console.manager)
     api = requests.get(
         f"{console.url}/api/2.0/serving-endpoints/{ENDPOINT}",
@@ -115,7 +124,7 @@ def test_a_person_signs_in_asks_is_refused_and_signs_out(
     browser.get(f"{base}/endpoints/{ENDPOINT}")
     save = browser.find_element(By.ID, "save-config")
     assert not save.is_enabled()  # the page says so; the server refuses anyway:
-    shot("06-endpoint-as-viewer")
+    shot("07-endpoint-as-viewer")
     browser.execute_script(
         "document.querySelectorAll('#config-form [disabled]').forEach(e => e.disabled = false)"
     )
@@ -123,7 +132,7 @@ def test_a_person_signs_in_asks_is_refused_and_signs_out(
     browser.find_element(By.ID, "save-config").click()
     message = browser.find_element(By.ID, "error-message").text
     assert message == "This needs CAN_MANAGE; you are signed in with CAN_VIEW."
-    shot("07-refused")
+    shot("08-refused")
     assert console.manager.get(ENDPOINT)["config"]["served_entities"][0]["workload_size"] == (
         "Medium"
     )

@@ -41,6 +41,8 @@ def build(manager: EndpointManager, tokens: TokenStore | None, metrics: Metrics)
         ),
         Route("/endpoints/{name}/query", page("CAN_VIEW", pages.query_form), methods=["GET"]),
         Route("/endpoints/{name}/query", page("CAN_QUERY", pages.query), methods=["POST"]),
+        Route("/inference", page("CAN_VIEW", pages.inference), methods=["GET"]),
+        Route("/inference/{request_id}", page("CAN_VIEW", pages.inference_row), methods=["GET"]),
         Mount("/static", StaticFiles(packages=[("gcn_rag.console", "static")]), name="static"),
     ]
     return Starlette(

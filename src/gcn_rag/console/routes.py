@@ -21,10 +21,11 @@ from gcn_rag.console.guard import (
     is_https,
     read_form,
 )
+from gcn_rag.console.inference import Filters, capturing, one, recent
 from gcn_rag.console.pages import WORKLOAD_SIZES, config_change, endpoint_view, render
 from gcn_rag.console.query import ask, request_body
 from gcn_rag.console.sessions import Session, SignInCodes, cookie_header
-from gcn_rag.errors import GcnRagError, UnauthenticatedError
+from gcn_rag.errors import GcnRagError, NotFoundError, UnauthenticatedError
 from gcn_rag.serving import shapes
 from gcn_rag.serving.auth import TokenStore
 from gcn_rag.serving.invocations import Invocations
@@ -125,6 +126,31 @@ class Pages:
         self.manager.update_config(name, shapes.checked(shapes.EndpointConfig, body))
         target = f"/endpoints/{urllib.parse.quote(name)}?updated=1"
         return RedirectResponse(_url(visit.request, target), status_code=303)
+
+    # --- inference table ----------------------------------------------------------------------
+
+    async def inference(self, visit: Visit) -> Response:
+        """Recent requests of every capturing endpoint, filtered by the query string."""
+        filters = Filters.parse(visit.request.query_params)
+        catalog = self.manager.capture.catalog if self.manager.capture else None
+        rows = recent(catalog, self.manager, filters) if catalog else []
+        return render(
+            visit.request,
+            "inference.html",
+            visit.session,
+            rows=rows,
+            filters=filters,
+            endpoints=sorted(capturing(self.manager)),
+            captured=catalog is not None,
+        )
+
+    async def inference_row(self, visit: Visit) -> Response:
+        if self.manager.capture is None:
+            raise NotFoundError("This server captures no requests.")
+        row = one(
+            self.manager.capture.catalog, self.manager, visit.request.path_params["request_id"]
+        )
+        return render(visit.request, "request.html", visit.session, row=row)
 
     # --- query ------------------------------------------------------------------------------
 
