@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import urllib.parse
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -133,7 +134,8 @@ class Pages:
         """Recent requests of every capturing endpoint, filtered by the query string."""
         filters = Filters.parse(visit.request.query_params)
         catalog = self.manager.capture.catalog if self.manager.capture else None
-        rows = recent(catalog, self.manager, filters) if catalog else []
+        # DuckDB over Delta: off the event loop, which also serves the invocations
+        rows = await run_in_threadpool(recent, catalog, self.manager, filters) if catalog else []
         return render(
             visit.request,
             "inference.html",
@@ -147,8 +149,8 @@ class Pages:
     async def inference_row(self, visit: Visit) -> Response:
         if self.manager.capture is None:
             raise NotFoundError("This server captures no requests.")
-        row = one(
-            self.manager.capture.catalog, self.manager, visit.request.path_params["request_id"]
+        row = await run_in_threadpool(
+            one, self.manager.capture.catalog, self.manager, visit.request.path_params["request_id"]
         )
         return render(visit.request, "request.html", visit.session, row=row)
 
