@@ -12,6 +12,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 install: $(BIN)/.installed
+	scripts/install-browser.sh  # Debian's chromium + chromedriver for the console's browser tests
 
 run: install  ## ingest, index, register, serve; prints URL, token and curl (Ctrl-C stops)
 	$(BIN)/gcn-rag up $(ARGS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from conftest import TXT_ARCHIVE
 from gcn_rag.model import registry
@@ -96,6 +98,14 @@ def test_up_deploys_once_then_serves_until_interrupted(workspace: Settings) -> N
         text = "".join(output)
         assert "champion is version 1, up to date" in text
         assert "nasa-gcn-rag-assistant already serves version 1" in text
+        link = re.search(r"Console \(signs in once\): (\S+/console/signin\?code=\S+)", text)
+        assert link is not None, text
+        browser = requests.Session()
+        signed = browser.get(link.group(1), allow_redirects=False, timeout=30)
+        assert signed.status_code == 303 and "HttpOnly" in signed.headers["set-cookie"]
+        page = browser.get(f"http://127.0.0.1:{port}/console/endpoints", timeout=30)
+        assert "gcn-rag up" in page.text and 'data-state="READY"' in page.text
+        assert requests.get(link.group(1), timeout=30).status_code == 401  # once only
         curl = text[text.index("curl -X POST") :].split("\nServing until")[0]
         answered = subprocess.run(
             ["bash", "-c", curl], capture_output=True, text=True, timeout=60, check=True

@@ -43,10 +43,13 @@ def serve(
     settings: Settings = SettingsOption,
 ) -> None:
     """Serve endpoints with the Databricks Model Serving API (bearer tokens required)."""
+    from gcn_rag.console import create_console
     from gcn_rag.serving.app import Server
 
-    server = Server(settings, host, port, no_auth=no_auth)
-    make_console().print(f"Serving on {server.url} (Ctrl-C to stop).")
+    server = Server(settings, host, port, no_auth=no_auth, console=create_console)
+    make_console().print(
+        f"Serving on {server.url}, console {server.url}/console/ (Ctrl-C to stop)."
+    )
     server.run()
     make_console().print("Stopped.")
 

@@ -48,6 +48,7 @@ def up(
     the endpoint when it does not serve the champion. Then it serves until
     Ctrl-C, after printing the URL, a token and a ready-to-paste curl.
     """
+    from gcn_rag.console import create_console
     from gcn_rag.model.registry import MODEL_NAME
     from gcn_rag.serving.app import Server
     from gcn_rag.serving.auth import TokenStore, manage_token
@@ -59,7 +60,7 @@ def up(
     token = manage_token(TokenStore(settings.serving_state), settings.token_file)
     # a size or scale-to-zero not given here stays as the endpoint has it (defaults at creation)
     spec = EndpointSpec(MODEL_NAME, version, workload_size, scale_to_zero)
-    server = Server(settings, host, port)
+    server = Server(settings, host, port, console=create_console)
     failures: list[GcnRagError] = []
     thread = threading.Thread(
         target=_deploy, args=(server, settings, endpoint, spec, token, check, failures)
@@ -94,12 +95,21 @@ def _deploy(
         catalog = Catalog.from_settings(settings)
         answer = bring_up(server, endpoint, spec, token, catalog, SAMPLE, notes)
         if answer is not None:
+            console.print(f"Console (signs in once): {signin_link(settings, server.url)}")
             _print_ready(console, server.url, endpoint, token, answer, check)
     except GcnRagError as exc:
         failures.append(exc)
         server.stop()
     if check:
         server.stop()
+
+
+def signin_link(settings: Settings, url: str) -> str:
+    """A one-time link into the web console as CAN_MANAGE (valid for 10 minutes)."""
+    from gcn_rag.console.sessions import SignInCodes
+
+    code = SignInCodes(settings.serving_state).issue("CAN_MANAGE", "gcn-rag up")
+    return f"{url}/console/signin?code={code}"
 
 
 def _prepare_corpus_and_index(settings: Settings, console: Console, offline: bool) -> None:

@@ -58,12 +58,18 @@ if TYPE_CHECKING:
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 Allow = Callable[[Request, str], str]  # (request, permission needed) -> the caller's name
+#: Builds the web console (``gcn_rag.console.create_console``), mounted at ``/console``.
+Console = Callable[[EndpointManager, TokenStore | None, Metrics], Any]
 
 
 def create_app(
-    manager: EndpointManager, tokens: TokenStore | None = None, workspace: str | None = None
+    manager: EndpointManager,
+    tokens: TokenStore | None = None,
+    workspace: str | None = None,
+    console: Console | None = None,
 ) -> ServingApp:
-    """The ASGI app serving ``manager``'s endpoints; ``tokens=None`` turns auth off.
+    """The ASGI app serving ``manager``'s endpoints; ``tokens=None`` turns auth off; with
+    ``console``, the web console's routes under ``/console`` (the API's stay as they are).
 
     ``workspace`` (:func:`~gcn_rag.serving.store.workspace_id`) is answered by ``GET /health``
     in the ``X-Gcn-Rag-Workspace`` header, so a command can check whose server it reached.
@@ -80,6 +86,8 @@ def create_app(
     _error_handlers(app)
     _read_routes(app, manager, allow, metrics, workspace)
     _write_routes(app, manager, allow)
+    if console is not None:
+        app.mount("/console", console(manager, tokens, metrics))
     return ServingApp(api=app, invocations=Invocations(manager, tokens, metrics))
 
 
@@ -283,7 +291,15 @@ async def _json(request: Request) -> Any:
 class Server:
     """uvicorn serving a workspace's endpoints; :meth:`run` until Ctrl-C or SIGTERM, then flush."""
 
-    def __init__(self, settings: Settings, host: str, port: int, *, no_auth: bool = False):
+    def __init__(
+        self,
+        settings: Settings,
+        host: str,
+        port: int,
+        *,
+        no_auth: bool = False,
+        console: Console | None = None,
+    ):
         import uvicorn
 
         if no_auth and host not in LOOPBACK:
@@ -292,7 +308,7 @@ class Server:
         self.settings = settings
         tokens = None if no_auth else TokenStore(settings.serving_state)
         self.manager = EndpointManager.for_settings(settings)  # owns the workspace from here
-        app = create_app(self.manager, tokens, workspace_id(settings.home))
+        app = create_app(self.manager, tokens, workspace_id(settings.home), console)
         self.manager.store.record_server(_reachable(host, port))
         config = uvicorn.Config(
             app,

@@ -12,7 +12,7 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from gcn_rag.errors import BadInputError, PermissionDeniedError, UnauthenticatedError
 from gcn_rag.serving.store import open_state
@@ -31,10 +31,19 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+class Authority(Protocol):
+    """Who may invoke: :class:`TokenStore`, or the console's sessions."""
+
+    def identify(self, header: str | None) -> Caller: ...
+
+    def require(self, caller: Caller, needed: str) -> None: ...
+
+
 class TokenStore:
     """Hashed tokens and their permission level."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path  # the workspace's serving.db (the console keeps sign-in codes there)
         self._db, self._lock = open_state(
             path,
             "CREATE TABLE IF NOT EXISTS tokens (digest TEXT PRIMARY KEY, "

@@ -38,7 +38,7 @@ from gcn_rag.errors import (
     GcnRagError,
     MethodNotAllowedError,
 )
-from gcn_rag.serving.auth import TokenStore
+from gcn_rag.serving.auth import Authority
 from gcn_rag.serving.capture import REQUEST_TOO_LARGE, CaptureRow, CaptureTarget
 from gcn_rag.serving.manager import EndpointManager
 from gcn_rag.serving.metrics import Metrics
@@ -168,7 +168,7 @@ class _Call:
 class Invocations:
     """The ASGI handler of both invocations paths (see the module docstring)."""
 
-    def __init__(self, manager: EndpointManager, tokens: TokenStore | None, metrics: Metrics):
+    def __init__(self, manager: EndpointManager, tokens: Authority | None, metrics: Metrics):
         self.manager = manager
         self.tokens = tokens
         self.metrics = metrics

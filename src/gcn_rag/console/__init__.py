@@ -1,0 +1,26 @@
+"""The web console: server-rendered pages under ``/console`` over the same library calls as the
+REST API (design: ``docs/console.md``).
+
+``create_console(manager, tokens, metrics)`` is what ``serving.app.create_app(console=...)``
+mounts; the CLI passes it, so ``serving`` never imports this package.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from gcn_rag.serving.auth import TokenStore
+    from gcn_rag.serving.manager import EndpointManager
+    from gcn_rag.serving.metrics import Metrics
+
+
+def create_console(
+    manager: EndpointManager, tokens: TokenStore | None, metrics: Metrics
+) -> Starlette:
+    """The console's ASGI app; ``tokens=None`` (no auth, loopback only) signs in anonymously."""
+    from gcn_rag.console.app import build
+
+    return build(manager, tokens, metrics)

@@ -1,0 +1,69 @@
+"""The console's route table and its error pages.
+
+Every route but sign-in and the static files is wrapped by :meth:`Guard.page` with the
+permission level it needs; the table below is the one place to see who may do what.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from gcn_rag.console.guard import Guard, error_page
+from gcn_rag.console.routes import Pages
+from gcn_rag.console.sessions import Sessions
+from gcn_rag.errors import BadInputError, GcnRagError, MethodNotAllowedError, NotFoundError
+from gcn_rag.serving.auth import TokenStore
+from gcn_rag.serving.invocations import Invocations
+from gcn_rag.serving.manager import EndpointManager
+from gcn_rag.serving.metrics import Metrics
+
+
+def build(manager: EndpointManager, tokens: TokenStore | None, metrics: Metrics) -> Starlette:
+    """The console over ``manager``; its questions are counted in the API's ``metrics``."""
+    sessions = Sessions()
+    guard = Guard(sessions, auth=tokens is not None)
+    pages = Pages(manager, tokens, guard, Invocations(manager, sessions, metrics))
+    page = guard.page
+    routes = [
+        Route("/", pages.home, methods=["GET"]),
+        Route("/signin", pages.signin_form, methods=["GET"]),
+        Route("/signin", pages.signin, methods=["POST"]),
+        Route("/signout", page("CAN_VIEW", pages.signout), methods=["POST"]),
+        Route("/endpoints", page("CAN_VIEW", pages.endpoints), methods=["GET"]),
+        Route("/endpoints/{name}", page("CAN_VIEW", pages.endpoint), methods=["GET"]),
+        Route(
+            "/endpoints/{name}/config", page("CAN_MANAGE", pages.change_config), methods=["POST"]
+        ),
+        Route("/endpoints/{name}/query", page("CAN_VIEW", pages.query_form), methods=["GET"]),
+        Route("/endpoints/{name}/query", page("CAN_QUERY", pages.query), methods=["POST"]),
+        Route("/inference", page("CAN_VIEW", pages.inference), methods=["GET"]),
+        Route("/inference/{request_id}", page("CAN_VIEW", pages.inference_row), methods=["GET"]),
+        Mount("/static", StaticFiles(packages=[("gcn_rag.console", "static")]), name="static"),
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, Exception: _unknown_error},
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Routing errors (no such page, wrong method) as pages."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    error: GcnRagError
+    if status == 404:
+        error = NotFoundError(f"There is no console page at {request.url.path}.")
+    elif status == 405:
+        error = MethodNotAllowedError(f"{request.method} is not allowed on {request.url.path}.")
+    else:
+        error = BadInputError(str(getattr(exc, "detail", exc)))
+    return error_page(request, error)
+
+
+async def _unknown_error(request: Request, exc: Exception) -> Response:
+    """A bug of ours: a page with the message, never a stack trace."""
+    return error_page(request, GcnRagError(f"{type(exc).__name__}: {exc}"))

@@ -1,0 +1,141 @@
+"""Rendering: the Jinja2 environment (escaping on, for every template) and the view records
+the templates read, each made from the API's own dicts by one named function."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from gcn_rag.console.sessions import Session
+
+#: Every console page forbids scripts, styles and frames from anywhere but the server itself.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+WORKLOAD_SIZES = ("Small", "Medium", "Large")
+
+
+@functools.cache
+def environment() -> Any:
+    """The templates of ``gcn_rag.console`` with autoescaping on for all of them."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("gcn_rag.console", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env
+
+
+def render(
+    request: Request, template: str, session: Session | None, status: int = 200, **values: Any
+) -> HTMLResponse:
+    """``template`` rendered for ``session`` (None before sign-in), as an HTML response;
+    ``root`` is where the console is mounted."""
+    root = request.scope.get("root_path", "")
+    html = environment().get_template(template).render(session=session, root=root, **values)
+    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+
+@dataclasses.dataclass(frozen=True)
+class EntityView:
+    """One served entity: what it serves, its size, state and share of the traffic."""
+
+    name: str
+    entity_name: str
+    version: str
+    workload_size: str
+    scale_to_zero: bool
+    state: str
+    message: str
+    traffic: int
+
+
+@dataclasses.dataclass(frozen=True)
+class EndpointView:
+    """One endpoint as the list and its page show it."""
+
+    name: str
+    ready: str
+    config_update: str
+    config_version: str
+    entities: tuple[EntityView, ...]
+    pending: tuple[EntityView, ...]
+    creator: str
+    capture_table: str
+
+    @property
+    def traffic_split(self) -> str:
+        return ", ".join(f"{e.name} {e.traffic}%" for e in self.entities)
+
+
+def endpoint_view(api: dict[str, Any]) -> EndpointView:
+    """An endpoint of ``EndpointManager.get`` (the API's shape) as the pages show it."""
+    config = api.get("config", {})
+    pending = api.get("pending_config") or {}
+    capture = (config.get("auto_capture_config") or {}).get("state", {})
+    return EndpointView(
+        name=str(api["name"]),
+        ready=str(api["state"]["ready"]),
+        config_update=str(api["state"]["config_update"]),
+        config_version=str(config.get("config_version", 1)),
+        entities=_entities(config),
+        pending=_entities(pending) if pending else (),
+        creator=str(api.get("creator", "")),
+        capture_table=str(capture.get("payload_table", {}).get("name", "")),
+    )
+
+
+def _entities(config: dict[str, Any]) -> tuple[EntityView, ...]:
+    routes = (config.get("traffic_config") or {}).get("routes", [])
+    traffic = {
+        r.get("served_model_name") or r.get("served_entity_name"): r["traffic_percentage"]
+        for r in routes
+    }
+    return tuple(
+        EntityView(
+            name=str(e["name"]),
+            entity_name=str(e["entity_name"]),
+            version=str(e.get("entity_version", "")),
+            workload_size=str(e.get("workload_size", "")),
+            scale_to_zero=bool(e.get("scale_to_zero_enabled")),
+            state=str(e.get("state", {}).get("deployment", "")),
+            message=str(e.get("state", {}).get("deployment_state_message", "")),
+            traffic=int(traffic.get(e["name"], 0)),
+        )
+        for e in config.get("served_entities", [])
+    )
+
+
+def config_change(api: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
+    """The ``PUT …/config`` body the endpoint form asks for: per served entity, its workload
+    size, scale-to-zero and traffic percentage (fields ``<field>:<entity name>``)."""
+    entities, routes = [], []
+    current = {e.name: e.traffic for e in _entities(api["config"])}
+    for entity in api["config"]["served_entities"]:
+        name = entity["name"]
+        kept = {k: v for k, v in entity.items() if k != "state"}
+        size = form.get(f"workload_size:{name}", kept.get("workload_size", "Small"))
+        kept["workload_size"] = size
+        kept["scale_to_zero_enabled"] = form.get(f"scale_to_zero:{name}") == "on"
+        entities.append(kept)
+        share = _percent(form.get(f"traffic:{name}", str(current[name])))
+        routes.append({"served_model_name": name, "traffic_percentage": share})
+    body: dict[str, Any] = {"served_entities": entities, "traffic_config": {"routes": routes}}
+    return body
+
+
+def _percent(text: str) -> Any:
+    """A percentage as an int when it is one (else as typed: the shape check names it)."""
+    text = text.strip()
+    return int(text) if text.isdigit() else text

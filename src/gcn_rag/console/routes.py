@@ -1,0 +1,200 @@
+"""The console's pages: sign-in and sign-out, the endpoints, one endpoint, its query box.
+
+Handlers are thin: they read the manager (the API's dicts), turn them into view records
+(:mod:`gcn_rag.console.pages`) and render; changes go through the same library calls and the
+same shape checks as the REST API.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from gcn_rag.console.guard import (
+    Guard,
+    Visit,
+    check_origin,
+    error_page,
+    is_https,
+    read_form,
+)
+from gcn_rag.console.inference import Filters, capturing, one, recent
+from gcn_rag.console.pages import WORKLOAD_SIZES, config_change, endpoint_view, render
+from gcn_rag.console.query import ask, request_body
+from gcn_rag.console.sessions import Session, SignInCodes, cookie_header
+from gcn_rag.errors import GcnRagError, NotFoundError, UnauthenticatedError
+from gcn_rag.serving import shapes
+from gcn_rag.serving.auth import TokenStore
+from gcn_rag.serving.invocations import Invocations
+from gcn_rag.serving.manager import EndpointManager
+
+HOME = "/endpoints"
+
+
+class Pages:
+    """The handlers, over one server's manager, tokens and sessions."""
+
+    def __init__(
+        self,
+        manager: EndpointManager,
+        tokens: TokenStore | None,
+        guard: Guard,
+        invocations: Invocations,
+    ) -> None:
+        self.manager = manager
+        self.tokens = tokens
+        self.codes = SignInCodes(tokens.path) if tokens is not None else None
+        self.guard = guard
+        self.invocations = invocations
+
+    # --- signing in and out (the only routes without a session) ------------------------------
+
+    async def home(self, request: Request) -> Response:
+        return RedirectResponse(_url(request, HOME), status_code=303)
+
+    async def signin_form(self, request: Request) -> Response:
+        """The token form; with ``?code=``, a one-time link that signs in at once."""
+        code = request.query_params.get("code")
+        if self.codes is None:  # no auth: nothing to sign in to
+            return RedirectResponse(_url(request, HOME), status_code=303)
+        if code:
+            try:
+                caller = self.codes.consume(code)
+            except GcnRagError as exc:
+                return error_page(request, exc)
+            return self._signed_in(request, self.guard.sessions.start(caller), HOME)
+        target = _next(request, request.query_params.get("next"))
+        return render(request, "signin.html", None, next=target, error="")
+
+    async def signin(self, request: Request) -> Response:
+        """The token form sent: a session for the token's owner, or the form again with why."""
+        if self.tokens is None:
+            return RedirectResponse(_url(request, HOME), status_code=303)
+        try:
+            check_origin(request)
+            form = await read_form(request)
+            caller = self.tokens.caller(form.get("token", "").strip())
+            if caller is None:
+                raise UnauthenticatedError(
+                    "That token is not known here; create one with `gcn-rag tokens create`."
+                )
+        except GcnRagError as exc:
+            return render(
+                request, "signin.html", None, status=exc.status_code, error=exc.message, next=HOME
+            )
+        session = self.guard.sessions.start(caller)
+        return self._signed_in(request, session, _next(request, form.get("next")))
+
+    def _signed_in(self, request: Request, session: Session, target: str) -> Response:
+        response = RedirectResponse(_url(request, target), status_code=303)
+        response.headers.append("set-cookie", cookie_header(session, secure=is_https(request)))
+        return response
+
+    async def signout(self, visit: Visit) -> Response:
+        self.guard.sessions.end(visit.session.id)
+        target = "/signin" if self.tokens is not None else HOME
+        response = RedirectResponse(_url(visit.request, target), status_code=303)
+        response.headers.append("set-cookie", cookie_header(None, is_https(visit.request)))
+        return response
+
+    # --- endpoints --------------------------------------------------------------------------
+
+    async def endpoints(self, visit: Visit) -> Response:
+        views = [endpoint_view(e) for e in self.manager.list()]
+        return render(visit.request, "endpoints.html", visit.session, endpoints=views)
+
+    async def endpoint(self, visit: Visit) -> Response:
+        name = visit.request.path_params["name"]
+        view = endpoint_view(self.manager.get(name))
+        return render(
+            visit.request,
+            "endpoint.html",
+            visit.session,
+            endpoint=view,
+            logs=self.manager.logs(name),
+            sizes=WORKLOAD_SIZES,
+            done=visit.request.query_params.get("updated") == "1",
+        )
+
+    async def change_config(self, visit: Visit) -> Response:
+        """The endpoint form: the same checked body and zero-downtime update as the API."""
+        name = visit.request.path_params["name"]
+        body = config_change(self.manager.get(name), visit.form)
+        self.manager.update_config(name, shapes.checked(shapes.EndpointConfig, body))
+        target = f"/endpoints/{urllib.parse.quote(name)}?updated=1"
+        return RedirectResponse(_url(visit.request, target), status_code=303)
+
+    # --- inference table ----------------------------------------------------------------------
+
+    async def inference(self, visit: Visit) -> Response:
+        """Recent requests of every capturing endpoint, filtered by the query string."""
+        filters = Filters.parse(visit.request.query_params)
+        catalog = self.manager.capture.catalog if self.manager.capture else None
+        # DuckDB over Delta: off the event loop, which also serves the invocations
+        rows = await run_in_threadpool(recent, catalog, self.manager, filters) if catalog else []
+        return render(
+            visit.request,
+            "inference.html",
+            visit.session,
+            rows=rows,
+            filters=filters,
+            endpoints=sorted(capturing(self.manager)),
+            captured=catalog is not None,
+        )
+
+    async def inference_row(self, visit: Visit) -> Response:
+        if self.manager.capture is None:
+            raise NotFoundError("This server captures no requests.")
+        row = await run_in_threadpool(
+            one, self.manager.capture.catalog, self.manager, visit.request.path_params["request_id"]
+        )
+        return render(visit.request, "request.html", visit.session, row=row)
+
+    # --- query ------------------------------------------------------------------------------
+
+    async def query_form(self, visit: Visit) -> Response:
+        name = visit.request.path_params["name"]
+        view = endpoint_view(self.manager.get(name))
+        return render(
+            visit.request,
+            "query.html",
+            visit.session,
+            endpoint=view,
+            question="",
+            raw="",
+            result=None,
+        )
+
+    async def query(self, visit: Visit) -> Response:
+        name = visit.request.path_params["name"]
+        view = endpoint_view(self.manager.get(name))
+        question, raw = visit.form.get("question", ""), visit.form.get("raw", "")
+        started = time.perf_counter()
+        result = await ask(self.invocations, visit.session, name, request_body(question, raw))
+        return render(
+            visit.request,
+            "query.html",
+            visit.session,
+            endpoint=view,
+            question=question,
+            raw=raw,
+            result=result,
+            page_ms=(time.perf_counter() - started) * 1000,
+        )
+
+
+def _url(request: Request, path: str) -> str:
+    """``path`` inside the console, wherever it is mounted."""
+    return str(request.scope.get("root_path", "")) + path
+
+
+def _next(request: Request, target: str | None) -> str:
+    """Where to go after signing in: a console path only (never another site)."""
+    root = str(request.scope.get("root_path", ""))
+    if target and target.startswith(root + "/") and "//" not in target and "\\" not in target:
+        return target[len(root) :]
+    return HOME

@@ -1,0 +1,108 @@
+"""A real server with the web console mounted, over the fixture champion (for the console tests).
+
+Its own workspace directory (endpoints, tokens, inference table), the fixture workspace's MLflow
+registry: the shared fixture workspace's endpoints are left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import requests
+
+from gcn_rag.console import create_console
+from gcn_rag.model import registry
+from gcn_rag.model.registry import mlflow_loader
+from gcn_rag.serving.app import create_app
+from gcn_rag.serving.auth import TokenStore
+from gcn_rag.serving.capture import InferenceCapture
+from gcn_rag.serving.manager import EndpointManager
+from gcn_rag.serving.store import EndpointStore
+from gcn_rag.settings import Settings
+from gcn_rag.tables import Catalog
+
+ENDPOINT = "nasa-gcn-rag-assistant"
+QUESTION = "What is the redshift of GRB 221009A?"
+LEVELS = ("CAN_VIEW", "CAN_QUERY", "CAN_MANAGE")
+Serve = Callable[[Any], AbstractContextManager[str]]
+
+
+class Console(NamedTuple):
+    url: str  # the server's base URL; the console is at url + "/console"
+    tokens: dict[str, str]  # permission level -> an API token with it
+    manager: EndpointManager
+    home: Path
+
+
+@contextlib.contextmanager
+def running_console(
+    home: Path, workspace: Settings, version: str, serve_app: Serve, *, auth: bool = True
+) -> Iterator[Console]:
+    """A server on a free loopback port with ``nasa-gcn-rag-assistant`` READY (and captured)."""
+    store = TokenStore(home / "serving.db")
+    tokens = {level: store.create(level, f"{level.lower()}-user") for level in LEVELS}
+    capture = InferenceCapture(home / "capture", Catalog(home / "warehouse"), flush_interval_s=0.2)
+    capture.start()
+    manager = EndpointManager(
+        EndpointStore(home / "serving.db"),
+        mlflow_loader(registry.tracking_uri(workspace)),
+        capture=capture,
+    )
+    app = create_app(manager, store if auth else None, console=create_console)
+    try:
+        with serve_app(app) as url:
+            _deploy(manager, version)
+            yield Console(url, tokens, manager, home)
+    finally:
+        manager.close()
+
+
+def _deploy(manager: EndpointManager, version: str) -> None:
+    entity = {
+        "entity_name": registry.MODEL_NAME,
+        "entity_version": version,
+        "workload_size": "Small",
+        "scale_to_zero_enabled": True,
+    }
+    capture = {"catalog_name": "sandbox", "schema_name": "nasa_gcn_dev"}
+    capture["table_name_prefix"] = "rag_inference"
+    config = {"served_entities": [entity], "auto_capture_config": capture}
+    manager.create({"name": ENDPOINT, "config": config})
+    wait_ready(manager)
+
+
+def wait_ready(manager: EndpointManager) -> dict[str, Any]:
+    """The endpoint once READY with no update in progress."""
+    deadline = time.monotonic() + 120
+    while True:
+        got = manager.get(ENDPOINT)
+        if (got["state"]["ready"], got["state"]["config_update"]) == ("READY", "NOT_UPDATING"):
+            return got
+        assert time.monotonic() < deadline, f"{ENDPOINT} never READY: {manager.logs(ENDPOINT)}"
+        time.sleep(0.05)
+
+
+def csrf(html: str) -> str:
+    """The CSRF value of a console page's forms."""
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None, "no CSRF field on the page"
+    return found.group(1)
+
+
+def signed_in(console: Console, level: str) -> requests.Session:
+    """A browser-like client signed in to the console with a ``level`` token."""
+    client = requests.Session()
+    response = client.post(
+        f"{console.url}/console/signin",
+        data={"token": console.tokens[level]},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert response.status_code == 303, response.text
+    return client

@@ -1,0 +1,344 @@
+"""The web console over HTTP: sign-in, sessions, permission levels, CSRF, escaping, errors.
+
+A real server on loopback with the console mounted (tests/consoles.py); requests acts as the
+browser. The real-browser walk-through is tests/test_console_browser.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from consoles import (
+    ENDPOINT,
+    QUESTION,
+    Console,
+    Serve,
+    csrf,
+    running_console,
+    signed_in,
+    wait_ready,
+)
+from gcn_rag.console.sessions import SignInCodes
+from gcn_rag.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def console(
+    tmp_path_factory: pytest.TempPathFactory,
+    fixture_workspace: Settings,
+    champion: dict[str, Any],
+    serve_app: Serve,
+) -> Iterator[Console]:
+    home = tmp_path_factory.mktemp("console")
+    with running_console(home, fixture_workspace, champion["version"], serve_app) as running:
+        yield running
+
+
+def _page(client: requests.Session, console: Console, path: str) -> requests.Response:
+    return client.get(f"{console.url}/console{path}", allow_redirects=False, timeout=30)
+
+
+def _post(
+    client: requests.Session, console: Console, path: str, data: dict[str, str], **kw: Any
+) -> requests.Response:
+    url = f"{console.url}/console{path}"
+    return client.post(url, data=data, allow_redirects=False, timeout=60, **kw)
+
+
+def test_pages_need_a_session_and_the_signin_form_says_why(console: Console) -> None:
+    anonymous = requests.Session()
+    response = _page(anonymous, console, "/endpoints")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/console/signin?next=%2Fconsole%2Fendpoints"
+    form = _page(anonymous, console, "/signin?next=/console/endpoints")
+    assert form.status_code == 200 and '<label for="token">Access token</label>' in form.text
+    refused = _post(anonymous, console, "/signout", {})
+    assert refused.status_code == 401 and "sign in again" in refused.text
+    bad = _post(anonymous, console, "/signin", {"token": "dapi-not-a-token"})
+    assert bad.status_code == 401
+    assert "not known here" in bad.text and bad.headers["content-type"].startswith("text/html")
+    assert "set-cookie" not in bad.headers
+
+
+def test_signing_in_sets_a_strict_httponly_cookie_and_returns_where_you_were(
+    console: Console,
+) -> None:
+    client = requests.Session()
+    response = _post(
+        client,
+        console,
+        "/signin",
+        {"token": console.tokens["CAN_VIEW"], "next": f"/console/endpoints/{ENDPOINT}"},
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/console/endpoints/{ENDPOINT}"
+    cookie = response.headers["set-cookie"]
+    for flag in ("HttpOnly", "SameSite=Strict", "Path=/console"):
+        assert flag in cookie
+    assert console.tokens["CAN_VIEW"] not in cookie  # the session id, never the token
+    page = _page(client, console, "/endpoints")
+    assert page.status_code == 200 and "can_view-user" in page.text
+    assert re.search(r'data-state="READY"', page.text)
+    assert page.headers["content-security-policy"].startswith("default-src 'self'")
+    outside = _post(
+        client,
+        console,
+        "/signin",
+        {"token": console.tokens["CAN_VIEW"], "next": "//evil.example/x"},
+    )
+    assert outside.headers["location"] == "/console/endpoints"
+
+
+def test_a_one_time_link_signs_in_once(console: Console) -> None:
+    code = SignInCodes(console.home / "serving.db").issue("CAN_QUERY", "link-user")
+    first = requests.Session()
+    response = _page(first, console, f"/signin?code={code}")
+    assert response.status_code == 303 and response.headers["location"] == "/console/endpoints"
+    assert "link-user" in _page(first, console, "/endpoints").text
+    again = _page(requests.Session(), console, f"/signin?code={code}")
+    assert again.status_code == 401 and "used already or has expired" in again.text
+    expired = SignInCodes(console.home / "serving.db").issue("CAN_VIEW", "late", ttl_s=-1)
+    assert _page(requests.Session(), console, f"/signin?code={expired}").status_code == 401
+
+
+def test_each_level_is_held_on_every_action(console: Console) -> None:
+    viewer = signed_in(console, "CAN_VIEW")
+    page = _page(viewer, console, f"/endpoints/{ENDPOINT}/query")
+    assert page.status_code == 200 and 'id="ask" disabled' in page.text
+    asked = _post(
+        viewer,
+        console,
+        f"/endpoints/{ENDPOINT}/query",
+        {"csrf": csrf(page.text), "question": QUESTION},
+    )
+    assert asked.status_code == 403 and "This needs CAN_QUERY" in asked.text
+    querier = signed_in(console, "CAN_QUERY")
+    before = _version(console)
+    page = _page(querier, console, f"/endpoints/{ENDPOINT}")
+    assert 'id="save-config" disabled' in page.text
+    change = {"csrf": csrf(page.text), f"workload_size:{_entity(console)}": "Medium"}
+    refused = _post(querier, console, f"/endpoints/{ENDPOINT}/config", change)
+    assert refused.status_code == 403 and "This needs CAN_MANAGE" in refused.text
+    assert _version(console) == before
+
+
+def test_changes_need_the_sessions_csrf_value_and_a_same_site_origin(console: Console) -> None:
+    manager = signed_in(console, "CAN_MANAGE")
+    before = _version(console)
+    page = _page(manager, console, f"/endpoints/{ENDPOINT}")
+    entity = _entity(console)
+    change = {
+        f"workload_size:{entity}": "Medium",
+        f"scale_to_zero:{entity}": "on",
+        f"traffic:{entity}": "100",
+    }
+    for forged in (
+        {},
+        {"csrf": "guess"},
+        {"csrf": csrf(_page(signed_in(console, "CAN_MANAGE"), console, "/endpoints").text)},
+    ):
+        refused = _post(manager, console, f"/endpoints/{ENDPOINT}/config", {**change, **forged})
+        assert refused.status_code == 403 and "another site" in refused.text
+    elsewhere = _post(
+        manager,
+        console,
+        f"/endpoints/{ENDPOINT}/config",
+        {**change, "csrf": csrf(page.text)},
+        headers={"Origin": "http://evil.example"},
+    )
+    assert elsewhere.status_code == 403
+    assert _version(console) == before
+    done = _post(
+        manager,
+        console,
+        f"/endpoints/{ENDPOINT}/config",
+        {**change, "csrf": csrf(page.text)},
+        headers={"Origin": console.url},
+    )
+    assert done.status_code == 303 and done.headers["location"].endswith("?updated=1")
+    got = wait_ready(console.manager)
+    assert got["config"]["config_version"] == before + 1
+    assert got["config"]["served_entities"][0]["workload_size"] == "Medium"
+    api = requests.get(
+        f"{console.url}/api/2.0/serving-endpoints/{ENDPOINT}",
+        headers={"Authorization": f"Bearer {console.tokens['CAN_VIEW']}"},
+        timeout=30,
+    )
+    assert api.json()["config"]["served_entities"][0]["workload_size"] == "Medium"
+
+
+def test_an_answer_with_its_citations_latency_and_request_id(console: Console) -> None:
+    client = signed_in(console, "CAN_QUERY")
+    page = _page(client, console, f"/endpoints/{ENDPOINT}/query")
+    result = _post(
+        client,
+        console,
+        f"/endpoints/{ENDPOINT}/query",
+        {"csrf": csrf(page.text), "question": QUESTION},
+    )
+    assert result.status_code == 200
+    assert re.search(
+        r'id="answer" class="answer">The redshift of GRB 221009A is z = 0.15', result.text
+    )
+    assert re.search(
+        r'<a href="https://gcn.nasa.gov/circulars/\d+" rel="noreferrer">GCN \d+</a>', result.text
+    )
+    request_id = re.search(r'id="request-id">([0-9a-f]{32})<', result.text)
+    assert request_id is not None
+    assert re.search(r"Status 200 · \d+ ms on the server", result.text)
+    metrics = requests.get(
+        f"{console.url}/metrics",
+        headers={"Authorization": f"Bearer {console.tokens['CAN_VIEW']}"},
+        timeout=30,
+    ).text
+    assert re.search(rf'endpoint="{ENDPOINT}".*status="200"\}} [1-9]', metrics)
+
+
+def test_a_question_with_markup_shows_as_text(console: Console) -> None:
+    client = signed_in(console, "CAN_QUERY")
+    page = _page(client, console, f"/endpoints/{ENDPOINT}/query")
+    question = '<script>alert("x")</script> What is the redshift of GRB 221009A?'
+    result = _post(
+        client,
+        console,
+        f"/endpoints/{ENDPOINT}/query",
+        {"csrf": csrf(page.text), "question": question},
+    )
+    assert result.status_code == 200
+    assert "<script>" not in result.text
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in result.text
+    raw = json.dumps({"inputs": ["<img src=x onerror=alert(1)>"]})
+    shown = _post(
+        client, console, f"/endpoints/{ENDPOINT}/query", {"csrf": csrf(page.text), "raw": raw}
+    )
+    assert "<img" not in shown.text and "&lt;img src=x onerror=alert(1)&gt;" in shown.text
+
+
+def test_the_inference_table_shows_each_request_escaped_and_filtered(console: Console) -> None:
+    client = signed_in(console, "CAN_QUERY")
+    page = _page(client, console, f"/endpoints/{ENDPOINT}/query")
+    question = "<b>bold</b> What is the redshift of GRB 221009A?"
+    asked = _post(
+        client,
+        console,
+        f"/endpoints/{ENDPOINT}/query",
+        {"csrf": csrf(page.text), "question": question},
+    )
+    found = re.search(r'id="request-id">([0-9a-f]{32})<', asked.text)
+    assert found is not None
+    request_id = found.group(1)
+    viewer = signed_in(console, "CAN_VIEW")
+    deadline = time.monotonic() + 30
+    while request_id not in (table := _page(viewer, console, "/inference").text):
+        assert time.monotonic() < deadline, "the request never reached the inference table"
+        time.sleep(0.2)
+    assert "&lt;b&gt;bold&lt;/b&gt;" in table and "<b>bold" not in table
+    assert "can_query-user" in table  # the session's caller, as the requester
+    entity = _entity(console)
+    assert request_id in _page(viewer, console, f"/inference?status=200&entity={entity}").text
+    assert request_id not in _page(viewer, console, "/inference?status=500").text
+    assert request_id not in _page(viewer, console, "/inference?entity=other-1").text
+    detail = _page(viewer, console, f"/inference/{request_id}")
+    assert detail.status_code == 200 and "&#34;dataframe_split&#34;" in detail.text
+    assert "The redshift of GRB 221009A" in detail.text
+    assert _page(viewer, console, "/inference/" + "0" * 32).status_code == 404
+    bad = _page(viewer, console, "/inference?status=abc")
+    assert bad.status_code == 400 and "HTTP status code" in bad.text
+    assert _page(viewer, console, "/inference?entity=x'%20OR%201=1").status_code == 400
+
+
+def test_errors_are_pages_not_stack_traces(console: Console) -> None:
+    client = signed_in(console, "CAN_QUERY")
+    missing = _page(client, console, "/endpoints/no-such-endpoint")
+    assert missing.status_code == 404 and "does not exist" in missing.text
+    assert missing.headers["content-type"].startswith("text/html")
+    assert _page(client, console, "/nowhere").status_code == 404
+    page = _page(client, console, f"/endpoints/{ENDPOINT}/query")
+    bad = _post(
+        client,
+        console,
+        f"/endpoints/{ENDPOINT}/query",
+        {"csrf": csrf(page.text), "raw": "{not json"},
+    )
+    assert bad.status_code == 200 and re.search(r'Status 400.*id="error-message"', bad.text, re.S)
+    assert "Traceback" not in bad.text
+
+
+def test_signing_out_ends_the_session(console: Console) -> None:
+    client = signed_in(console, "CAN_VIEW")
+    page = _page(client, console, "/endpoints")
+    old = {cookie.name: cookie.value or "" for cookie in client.cookies}
+    response = _post(client, console, "/signout", {"csrf": csrf(page.text)})
+    assert response.status_code == 303 and response.headers["location"] == "/console/signin"
+    assert "Max-Age=0" in response.headers["set-cookie"]
+    replay = requests.Session()
+    replay.cookies.update(old)
+    assert _page(replay, console, "/endpoints").status_code == 303
+
+
+def test_the_api_is_unchanged_beside_the_console(console: Console) -> None:
+    headers = {"Authorization": f"Bearer {console.tokens['CAN_QUERY']}"}
+    body = json.dumps({"dataframe_split": {"columns": ["question"], "data": [[QUESTION]]}})
+    answer = requests.post(
+        f"{console.url}/serving-endpoints/{ENDPOINT}/invocations",
+        data=body,
+        headers=headers,
+        timeout=60,
+    )
+    assert answer.status_code == 200 and "predictions" in answer.json()
+    unknown = requests.get(f"{console.url}/api/2.0/nowhere", headers=headers, timeout=30)
+    assert unknown.json()["error_code"] == "ENDPOINT_NOT_FOUND"
+
+
+def test_without_auth_a_session_is_made_and_csrf_still_holds(
+    tmp_path: Path, fixture_workspace: Settings, champion: dict[str, Any], serve_app: Serve
+) -> None:
+    with running_console(
+        tmp_path, fixture_workspace, champion["version"], serve_app, auth=False
+    ) as open_console:
+        client = requests.Session()
+        page = _page(client, open_console, f"/endpoints/{ENDPOINT}")
+        assert page.status_code == 200 and "anonymous" in page.text and client.cookies
+        change = {f"workload_size:{_entity(open_console)}": "Large"}
+        assert (
+            _post(
+                requests.Session(), open_console, f"/endpoints/{ENDPOINT}/config", change
+            ).status_code
+            == 403
+        )
+        done = _post(
+            client,
+            open_console,
+            f"/endpoints/{ENDPOINT}/config",
+            {**change, "csrf": csrf(page.text)},
+        )
+        assert done.status_code == 303
+
+
+def _version(console: Console) -> int:
+    return int(console.manager.get(ENDPOINT)["config"]["config_version"])
+
+
+def _entity(console: Console) -> str:
+    return str(console.manager.get(ENDPOINT)["config"]["served_entities"][0]["name"])
+
+
+def test_sessions_end_when_idle_and_the_oldest_goes_past_the_limit() -> None:
+    from gcn_rag.console.sessions import Sessions
+    from gcn_rag.serving.auth import Caller
+
+    sessions = Sessions(limit=2)
+    first, second = (sessions.start(Caller(n, "CAN_VIEW")) for n in ("a", "b"))
+    assert sessions.find(first.id) is first  # seen again: now the newest
+    sessions.start(Caller("c", "CAN_VIEW"))
+    assert sessions.find(second.id) is None and sessions.find(first.id) is first
+    idle = Sessions(idle_s=-1.0)  # every session is past its idle time at once
+    assert idle.find(idle.start(Caller("d", "CAN_VIEW")).id) is None

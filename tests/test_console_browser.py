@@ -1,0 +1,172 @@
+"""The console in a real headless Chromium (Debian's ``chromium`` + ``chromium-driver``, driven
+by Selenium): sign in with a one-time link, see the endpoint READY, ask and read a cited answer,
+change the endpoint as CAN_MANAGE and see it in the API, be refused as CAN_VIEW, sign out.
+
+Screenshots of each page go to the test's temporary folder (``shots/``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from consoles import ENDPOINT, QUESTION, Console, Serve, running_console, wait_ready
+from gcn_rag.console.sessions import SignInCodes
+from gcn_rag.settings import Settings
+
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="needs Debian's chromium and chromium-driver (scripts/install-browser.sh)",
+)
+
+
+@pytest.fixture
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Headless Chromium at 1280x800; Selenium Manager is kept offline (nothing downloaded)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    monkeypatch.setenv("SE_OFFLINE", "true")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    options.add_argument("--window-size=1280,800")
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver.implicitly_wait(10)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def console(
+    tmp_path: Path, fixture_workspace: Settings, champion: dict[str, Any], serve_app: Serve
+) -> Iterator[Console]:
+    with running_console(
+        tmp_path / "home", fixture_workspace, champion["version"], serve_app
+    ) as running:
+        yield running
+
+
+def test_a_person_signs_in_asks_is_refused_and_signs_out(
+    browser: Any, console: Console, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    base = f"{console.url}/console"
+
+    def shot(name: str) -> None:
+        browser.save_screenshot(str(shots / f"{name}.png"))
+
+    browser.get(f"{base}/endpoints")  # no session: the sign-in page
+    assert browser.find_element(By.CSS_SELECTOR, "label[for=token]").text == "Access token"
+    shot("01-signin")
+    code = SignInCodes(console.home / "serving.db").issue("CAN_QUERY", "astronomer")
+    browser.get(f"{base}/signin?code={code}")
+    assert browser.current_url == f"{base}/endpoints"
+    state = browser.find_element(By.CSS_SELECTOR, "#endpoints [data-state]")
+    assert state.text == "READY"
+    assert "astronomer" in browser.find_element(By.CSS_SELECTOR, ".who").text
+    shot("02-endpoints")
+
+    browser.find_element(By.LINK_TEXT, ENDPOINT).click()
+    browser.find_element(By.ID, "query-link").click()
+    browser.find_element(By.ID, "question").send_keys(QUESTION)
+    browser.find_element(By.ID, "ask").click()
+    answer = browser.find_element(By.ID, "answer").text
+    assert answer.startswith("The redshift of GRB 221009A is z = 0.15")
+    link = browser.find_element(By.CSS_SELECTOR, "#citations a")
+    assert link.get_attribute("href").startswith("https://gcn.nasa.gov/circulars/")
+    assert browser.find_element(By.CSS_SELECTOR, "#citations blockquote").text
+    request_id = browser.find_element(By.ID, "request-id").text
+    assert len(request_id) == 32
+    shot("03-answer")
+    browser.set_window_size(420, 800)
+    shot("04-answer-narrow")
+    browser.set_window_size(1280, 800)
+    browser.find_element(By.LINK_TEXT, "Inference table").click()
+    deadline = time.monotonic() + 30
+    while not browser.find_elements(By.CSS_SELECTOR, f'[data-request-id="{request_id}"]'):
+        assert time.monotonic() < deadline, "the question never reached the inference table"
+        time.sleep(0.3)
+        browser.refresh()
+    shot("05-inference-table")
+    _sign_out(browser, base)
+
+    _sign_in(browser, base, console.tokens["CAN_MANAGE"])
+    browser.get(f"{base}/endpoints/{ENDPOINT}")
+    _select(browser, "size-1", "Medium")
+    browser.find_element(By.ID, "save-config").click()
+    assert "Update started" in browser.find_element(By.CSS_SELECTOR, "[role=status]").text
+    shot("06-endpoint-updating")
+    wait_ready(console.manager)
+    api = requests.get(
+        f"{console.url}/api/2.0/serving-endpoints/{ENDPOINT}",
+        headers={"Authorization": f"Bearer {console.tokens['CAN_VIEW']}"},
+        timeout=30,
+    ).json()
+    assert api["config"]["served_entities"][0]["workload_size"] == "Medium"
+    _sign_out(browser, base)
+
+    _sign_in(browser, base, console.tokens["CAN_VIEW"])
+    browser.get(f"{base}/endpoints/{ENDPOINT}")
+    save = browser.find_element(By.ID, "save-config")
+    assert not save.is_enabled()  # the page says so; the server refuses anyway:
+    shot("07-endpoint-as-viewer")
+    browser.execute_script(
+        "document.querySelectorAll('#config-form [disabled]').forEach(e => e.disabled = false)"
+    )
+    _select(browser, "size-1", "Large")
+    browser.find_element(By.ID, "save-config").click()
+    message = browser.find_element(By.ID, "error-message").text
+    assert message == "This needs CAN_MANAGE; you are signed in with CAN_VIEW."
+    shot("08-refused")
+    assert console.manager.get(ENDPOINT)["config"]["served_entities"][0]["workload_size"] == (
+        "Medium"
+    )
+    _sign_out(browser, base)
+    browser.get(f"{base}/endpoints")
+    assert browser.current_url.startswith(f"{base}/signin")
+
+
+def _sign_in(browser: Any, base: str, token: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{base}/signin")
+    browser.find_element(By.ID, "token").send_keys(token)
+    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    _arrive(browser, f"{base}/endpoints")
+
+
+def _sign_out(browser: Any, base: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.find_element(By.ID, "signout").click()
+    _arrive(browser, f"{base}/signin")
+
+
+def _arrive(browser: Any, url: str) -> None:
+    """Wait for the page a click leads to (a click does not wait for the navigation)."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 10).until(expected_conditions.url_to_be(url))
+
+
+def _select(browser: Any, element_id: str, value: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element(By.ID, element_id)).select_by_visible_text(value)
