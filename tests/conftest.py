@@ -15,6 +15,7 @@ import pytest
 
 from gcn_rag.assets import MINILM_TOKENIZER, fetch_packaged
 from gcn_rag.corpus.chunking import load_tokenizer
+from gcn_rag.serving.capture import CaptureRow
 from gcn_rag.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -167,3 +168,19 @@ def unloadable(fixture_workspace: Settings) -> tuple[str, str]:
         name="unloadable", python_model=Unloadable(), registered_model_name=UNLOADABLE
     )
     return UNLOADABLE, str(info.registered_model_version)
+
+
+def capture_row(i: int, timestamp_ms: int) -> CaptureRow:
+    """A small answered request, as the inference capture records one."""
+    return CaptureRow(
+        databricks_request_id=f"r{i}",
+        client_request_id=None,
+        timestamp_ms=timestamp_ms,
+        status_code=200,
+        execution_duration_ms=5,
+        request="{}",
+        response="{}",
+        served_entity_id="m-1",
+        endpoint_name="e",
+        requester="t",
+    )

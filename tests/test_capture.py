@@ -21,6 +21,7 @@ import pytest
 import requests
 from typer.testing import CliRunner
 
+from conftest import capture_row
 from gcn_rag.cli import app
 from gcn_rag.model import registry
 from gcn_rag.model.registry import mlflow_loader
@@ -232,18 +233,7 @@ def test_a_replayed_segment_is_not_written_twice(tmp_path: Path) -> None:
     target = CaptureTarget("sandbox.nasa_gcn_dev.replay_payload")
 
     def row(i: int) -> CaptureRow:
-        return CaptureRow(
-            databricks_request_id=f"r{i}",
-            client_request_id=None,
-            timestamp_ms=1_790_000_000_000 + i,
-            status_code=200,
-            execution_duration_ms=5,
-            request="{}",
-            response="{}",
-            served_entity_id="m-1",
-            endpoint_name="e",
-            requester="t",
-        )
+        return capture_row(i, 1_790_000_000_000 + i)
 
     first = InferenceCapture(tmp_path / "spool", catalog)
     for i in range(3):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from conftest import capture_row
 from gcn_rag.model.registry import mlflow_loader
 from gcn_rag.ops.monitor import Bucket
 from gcn_rag.ops.report import monitor_figure, monitor_png
@@ -136,18 +137,7 @@ def test_sample_values_are_exact(value: float, text: str) -> None:
 
 
 def _row(i: int) -> CaptureRow:
-    return CaptureRow(
-        databricks_request_id=f"r{i}",
-        client_request_id=None,
-        timestamp_ms=int(time.time() * 1000),
-        status_code=200,
-        execution_duration_ms=5,
-        request="{}",
-        response="{}",
-        served_entity_id="m-1",
-        endpoint_name="e",
-        requester="t",
-    )
+    return capture_row(i, int(time.time() * 1000))
 
 
 def _samples(text: str) -> dict[str, str]:

@@ -12,9 +12,10 @@ import typer
 from typer.core import TyperGroup, TyperOption
 from typer.testing import CliRunner
 
+from conftest import capture_row
 from gcn_rag.cli import app
 from gcn_rag.errors import BadInputError
-from gcn_rag.serving.capture import CaptureRow, CaptureTarget, InferenceCapture
+from gcn_rag.serving.capture import CaptureTarget, InferenceCapture
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 from gcn_rag.timespan import (
@@ -97,18 +98,7 @@ def captured(settings: Settings) -> Settings:
     capture = InferenceCapture(settings.home / "spool", Catalog(settings.warehouse))
     now_ms = int(time.time() * 1000)
     for i, ago_s in enumerate((600, 3 * 3600, 3 * 86400)):
-        row = CaptureRow(
-            databricks_request_id=f"r{i}",
-            client_request_id=None,
-            timestamp_ms=now_ms - ago_s * 1000,
-            status_code=200,
-            execution_duration_ms=5,
-            request="{}",
-            response="{}",
-            served_entity_id="m-1",
-            endpoint_name="e",
-            requester="t",
-        )
+        row = capture_row(i, now_ms - ago_s * 1000)
         capture.record(CaptureTarget("sandbox.nasa_gcn_dev.rag_inference_payload"), row)
     capture.close()
     return settings

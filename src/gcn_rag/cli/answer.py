@@ -84,7 +84,7 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="Print the Answer as JSON."),
     settings: Settings = SettingsOption,
 ) -> None:
-    """Answer a question with citations, e.g. gcn-rag ask "What is the redshift of GRB 221009A?".
+    """Answer a question with citations, e.g. gcn-rag ask "What is the T90 of GRB 130427A?".
 
     Exits 1 when the filters leave no circular to answer from.
     """

@@ -55,7 +55,7 @@ class Filters:
         return self == Filters()
 
     def describe(self) -> str:
-        """The filters in words: ``event GRB 221009A, since 2030-01-01``."""
+        """The filters in words: ``event GRB 130427A, since 2030-01-01``."""
         parts = [f"event {self.event}"] if self.event else []
         for word, when in (("since", self.since), ("until", self.until)):
             if when is not None:
@@ -85,7 +85,7 @@ class SearchResult:
     events: list[str]  # events named in the question
     event_found: bool  # False when the question names events no circular mentions
     # why nothing was ranked when the filters (within the named event's circulars, if any)
-    # leave no circular: "No circular about GRB 221009A matches the filters (...)"; else ""
+    # leave no circular: "No circular about GRB 130427A matches the filters (...)"; else ""
     excluded: str = ""
 
 
