@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import requests
 
-from gcn_rag.console import create_console
+from gcn_rag.console import console_for
 from gcn_rag.model import registry
 from gcn_rag.model.registry import mlflow_loader
 from gcn_rag.serving.app import create_app
@@ -42,9 +42,16 @@ class Console(NamedTuple):
 
 @contextlib.contextmanager
 def running_console(
-    home: Path, workspace: Settings, version: str, serve_app: Serve, *, auth: bool = True
+    home: Path,
+    workspace: Settings,
+    version: str,
+    serve_app: Serve,
+    *,
+    auth: bool = True,
+    pages_over: Settings | None = None,
 ) -> Iterator[Console]:
-    """A server on a free loopback port with ``nasa-gcn-rag-assistant`` READY (and captured)."""
+    """A server on a free loopback port with ``nasa-gcn-rag-assistant`` READY (and captured);
+    the console's Models and Ask pages read ``pages_over`` (default: ``workspace``)."""
     store = TokenStore(home / "serving.db")
     tokens = {level: store.create(level, f"{level.lower()}-user") for level in LEVELS}
     capture = InferenceCapture(home / "capture", Catalog(home / "warehouse"), flush_interval_s=0.2)
@@ -54,7 +61,7 @@ def running_console(
         mlflow_loader(registry.tracking_uri(workspace)),
         capture=capture,
     )
-    app = create_app(manager, store if auth else None, console=create_console)
+    app = create_app(manager, store if auth else None, console=console_for(pages_over or workspace))
     try:
         with serve_app(app) as url:
             _deploy(manager, version)

@@ -43,10 +43,10 @@ def serve(
     settings: Settings = SettingsOption,
 ) -> None:
     """Serve endpoints with the Databricks Model Serving API (bearer tokens required)."""
-    from gcn_rag.console import create_console
+    from gcn_rag.console import console_for
     from gcn_rag.serving.app import Server
 
-    server = Server(settings, host, port, no_auth=no_auth, console=create_console)
+    server = Server(settings, host, port, no_auth=no_auth, console=console_for(settings))
     make_console().print(
         f"Serving on {server.url}, console {server.url}/console/ (Ctrl-C to stop)."
     )

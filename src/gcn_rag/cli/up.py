@@ -48,7 +48,7 @@ def up(
     the endpoint when it does not serve the champion. Then it serves until
     Ctrl-C, after printing the URL, a token and a ready-to-paste curl.
     """
-    from gcn_rag.console import create_console
+    from gcn_rag.console import console_for
     from gcn_rag.model.registry import MODEL_NAME
     from gcn_rag.serving.app import Server
     from gcn_rag.serving.auth import TokenStore, manage_token
@@ -60,7 +60,7 @@ def up(
     token = manage_token(TokenStore(settings.serving_state), settings.token_file)
     # a size or scale-to-zero not given here stays as the endpoint has it (defaults at creation)
     spec = EndpointSpec(MODEL_NAME, version, workload_size, scale_to_zero)
-    server = Server(settings, host, port, console=create_console)
+    server = Server(settings, host, port, console=console_for(settings))
     failures: list[GcnRagError] = []
     thread = threading.Thread(
         target=_deploy, args=(server, settings, endpoint, spec, token, check, failures)

@@ -13,7 +13,9 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from gcn_rag.console.ask import AskPage
 from gcn_rag.console.guard import Guard, error_page
+from gcn_rag.console.models import ModelPages
 from gcn_rag.console.routes import Pages
 from gcn_rag.console.sessions import Sessions
 from gcn_rag.errors import BadInputError, GcnRagError, MethodNotAllowedError, NotFoundError
@@ -21,13 +23,22 @@ from gcn_rag.serving.auth import TokenStore
 from gcn_rag.serving.invocations import Invocations
 from gcn_rag.serving.manager import EndpointManager
 from gcn_rag.serving.metrics import Metrics
+from gcn_rag.settings import Settings
 
 
-def build(manager: EndpointManager, tokens: TokenStore | None, metrics: Metrics) -> Starlette:
-    """The console over ``manager``; its questions are counted in the API's ``metrics``."""
+def build(
+    manager: EndpointManager,
+    tokens: TokenStore | None,
+    metrics: Metrics,
+    settings: Settings | None = None,
+) -> Starlette:
+    """The console over ``manager``; its questions are counted in the API's ``metrics``;
+    ``settings`` (the workspace) feed the Models page and the Ask page's dossiers."""
     sessions = Sessions()
     guard = Guard(sessions, auth=tokens is not None)
-    pages = Pages(manager, tokens, guard, Invocations(manager, sessions, metrics))
+    invocations = Invocations(manager, sessions, metrics)
+    pages = Pages(manager, tokens, guard, invocations)
+    models, asking = ModelPages(settings), AskPage(invocations, settings)
     page = guard.page
     routes = [
         Route("/", pages.home, methods=["GET"]),
@@ -43,6 +54,10 @@ def build(manager: EndpointManager, tokens: TokenStore | None, metrics: Metrics)
         Route("/endpoints/{name}/query", page("CAN_QUERY", pages.query), methods=["POST"]),
         Route("/inference", page("CAN_VIEW", pages.inference), methods=["GET"]),
         Route("/inference/{request_id}", page("CAN_VIEW", pages.inference_row), methods=["GET"]),
+        Route("/models", page("CAN_VIEW", models.models), methods=["GET"]),
+        Route("/models/aliases/{alias}", page("CAN_MANAGE", models.move_alias), methods=["POST"]),
+        Route("/ask", page("CAN_VIEW", asking.form), methods=["GET"]),
+        Route("/ask", page("CAN_QUERY", asking.answer), methods=["POST"]),
         Mount("/static", StaticFiles(packages=[("gcn_rag.console", "static")]), name="static"),
     ]
     return Starlette(

@@ -1,0 +1,161 @@
+"""The console's Models and Ask pages over HTTP: levels, CSRF, moving an alias (pinned, as
+``gcn-rag model alias set``), escaping, and an event's dossier with its measurements table.
+
+A real server on loopback with the console mounted (tests/consoles.py); requests acts as the
+browser. The real-browser visit of both pages is in tests/test_console_browser.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from consoles import QUESTION, Console, Serve, csrf, running_console, signed_in
+from gcn_rag.model import registry
+from gcn_rag.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def console(
+    tmp_path_factory: pytest.TempPathFactory,
+    fixture_workspace: Settings,
+    champion: dict[str, Any],
+    serve_app: Serve,
+) -> Iterator[Console]:
+    home = tmp_path_factory.mktemp("console-pages")
+    with running_console(home, fixture_workspace, champion["version"], serve_app) as running:
+        yield running
+
+
+@pytest.fixture
+def second_version(fixture_workspace: Settings, champion: dict[str, Any]) -> Iterator[str]:
+    """Another version of the champion's model; afterwards champion is back where it was
+    (set automatically, so not pinned) and the version is gone."""
+    from mlflow.tracking import MlflowClient
+
+    version = registry.register(fixture_workspace, champion["logged"].model_uri)
+    try:
+        yield version
+    finally:
+        registry.set_alias(fixture_workspace, "champion", champion["version"])
+        client: Any = MlflowClient(registry.tracking_uri(fixture_workspace))
+        client.delete_model_version(registry.MODEL_NAME, version)
+
+
+def _get(client: requests.Session, console: Console, path: str) -> requests.Response:
+    return client.get(f"{console.url}/console{path}", allow_redirects=False, timeout=60)
+
+
+def _post(
+    client: requests.Session, console: Console, path: str, data: dict[str, str]
+) -> requests.Response:
+    url = f"{console.url}/console{path}"
+    return client.post(url, data=data, allow_redirects=False, timeout=120)
+
+
+def test_the_models_page_shows_versions_aliases_metrics_and_lineage(
+    console: Console, champion: dict[str, Any]
+) -> None:
+    viewer = signed_in(console, "CAN_VIEW")
+    page = _get(viewer, console, "/models")
+    assert page.status_code == 200, page.text
+    assert 'href="/console/models"' in page.text and 'href="/console/ask"' in page.text
+    version = champion["version"]
+    row = re.search(rf'<th scope="row">{version}</th>(.*?)</tr>', page.text, re.S)
+    assert row is not None, page.text
+    cells = row.group(1)
+    assert "@champion" in cells and "READY" in cells and "UTC" in cells
+    assert "all_accuracy" in cells and "1.000" in cells
+    for label in ("corpus circulars", "corpus hash", "index content hash", "code hash"):
+        assert f"<dt>{label}</dt>" in cells
+    assert '<label for="version-champion">@champion' in page.text
+    assert "Moving an alias needs CAN_MANAGE." in page.text  # the form is shown disabled
+
+
+def test_moving_an_alias_needs_can_manage_and_csrf_and_pins_it(
+    console: Console,
+    fixture_workspace: Settings,
+    champion: dict[str, Any],
+    second_version: str,
+) -> None:
+    viewer = signed_in(console, "CAN_VIEW")
+    form = {"version": second_version, "csrf": csrf(_get(viewer, console, "/models").text)}
+    refused = _post(viewer, console, "/models/aliases/champion", form)
+    assert refused.status_code == 403 and "needs CAN_MANAGE" in refused.text
+    manager = signed_in(console, "CAN_MANAGE")
+    no_csrf = _post(manager, console, "/models/aliases/champion", {"version": second_version})
+    assert no_csrf.status_code == 403 and "out of date" in no_csrf.text
+    assert registry.resolve(fixture_workspace, "champion").version == champion["version"]
+    form["csrf"] = csrf(_get(manager, console, "/models").text)
+    moved = _post(manager, console, "/models/aliases/champion", form)
+    assert (
+        moved.status_code == 303 and moved.headers["location"] == "/console/models?moved=champion"
+    )
+    assert registry.resolve(fixture_workspace, "champion").version == second_version
+    assert registry.pinned(fixture_workspace, "champion") == second_version  # as by hand
+    page = _get(manager, console, "/models?moved=champion").text
+    assert "Alias champion moved" in page and "(pinned by hand)" in page
+    bad = _post(manager, console, "/models/aliases/champion", {**form, "version": "999999"})
+    assert bad.status_code in (400, 404) and "Traceback" not in bad.text
+
+
+def test_ask_answers_with_citation_links_and_needs_can_query(console: Console) -> None:
+    viewer = signed_in(console, "CAN_VIEW")
+    box = _get(viewer, console, "/ask")
+    assert box.status_code == 200 and '<label for="question">Question</label>' in box.text
+    assert "Asking needs CAN_QUERY." in box.text
+    refused = _post(viewer, console, "/ask", {"question": QUESTION, "csrf": csrf(box.text)})
+    assert refused.status_code == 403
+    asker = signed_in(console, "CAN_QUERY")
+    no_csrf = _post(asker, console, "/ask", {"question": QUESTION})
+    assert no_csrf.status_code == 403
+    token = csrf(_get(asker, console, "/ask").text)
+    answer = _post(asker, console, "/ask", {"question": QUESTION, "csrf": token})
+    assert answer.status_code == 200, answer.text
+    assert 'id="answer"' in answer.text
+    links = re.findall(r'href="https://gcn\.nasa\.gov/circulars/(\d+(?:\.5)?)"', answer.text)
+    assert links, "no citation link"
+    assert "<blockquote>" in answer.text
+
+
+def test_a_question_with_markup_shows_as_text_on_ask(console: Console) -> None:
+    asker = signed_in(console, "CAN_QUERY")
+    token = csrf(_get(asker, console, "/ask").text)
+    question = 'What is <script>alert("x")</script> GRB 221009A?'
+    answer = _post(asker, console, "/ask", {"question": question, "csrf": token})
+    assert answer.status_code == 200
+    assert "<script>" not in answer.text
+    assert (
+        'value="What is &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; GRB 221009A?"'
+        in answer.text
+    )
+    empty = _post(asker, console, "/ask", {"question": "  ", "csrf": token})
+    assert empty.status_code == 400 and "Type a question first" in empty.text
+
+
+def test_an_event_question_shows_its_dossier_and_measurements(
+    tmp_path: Path,
+    fixture_workspace: Settings,
+    events_workspace: Settings,
+    champion: dict[str, Any],
+    serve_app: Serve,
+) -> None:
+    with running_console(
+        tmp_path, fixture_workspace, champion["version"], serve_app, pages_over=events_workspace
+    ) as events:
+        asker = signed_in(events, "CAN_QUERY")
+        token = csrf(_get(asker, events, "/ask").text)
+        page = _post(asker, events, "/ask", {"question": "What is GRB 160625B?", "csrf": token})
+        assert page.status_code == 200, page.text
+        assert 'id="dossier"' in page.text and "GRB 160625B" in page.text
+        assert "gamma-ray burst" in page.text
+        table = re.search(r'<table id="measurements">(.*?)</table>', page.text, re.S)
+        assert table is not None, "no measurements table"
+        assert re.search(r'href="https://gcn\.nasa\.gov/circulars/\d+"', table.group(1))
+        plain = _post(asker, events, "/ask", {"question": "What is a GRB?", "csrf": token})
+        assert plain.status_code == 200 and 'id="dossier"' not in plain.text
