@@ -2,7 +2,8 @@
 by Selenium): sign in with a one-time link, see the endpoint READY, ask and read a cited answer,
 change the endpoint as CAN_MANAGE and see it in the API, be refused as CAN_VIEW, sign out.
 
-Screenshots of each page go to the test's temporary folder (``shots/``).
+Then the Models page and the Ask page, asked from the keyboard. Screenshots of each page go to
+the test's temporary folder (``shots/``).
 """
 
 from __future__ import annotations
@@ -139,6 +140,40 @@ def test_a_person_signs_in_asks_is_refused_and_signs_out(
     _sign_out(browser, base)
     browser.get(f"{base}/endpoints")
     assert browser.current_url.startswith(f"{base}/signin")
+
+
+def test_a_person_reads_the_models_and_asks_from_the_keyboard(
+    browser: Any, console: Console, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    base = f"{console.url}/console"
+    code = SignInCodes(console.home / "serving.db").issue("CAN_QUERY", "astronomer")
+    browser.get(f"{base}/signin?code={code}")
+    browser.find_element(By.LINK_TEXT, "Models").click()
+    _arrive(browser, f"{base}/models")
+    row = browser.find_element(By.CSS_SELECTOR, "#versions tbody tr")
+    assert "@champion" in row.text and "index content hash" in row.text
+    assert not browser.find_element(By.CSS_SELECTOR, "#alias-champion button").is_enabled()
+    browser.save_screenshot(str(shots / "09-models.png"))
+    browser.set_window_size(420, 800)
+    browser.save_screenshot(str(shots / "10-models-narrow.png"))
+    browser.set_window_size(1280, 800)
+
+    browser.find_element(By.LINK_TEXT, "Ask").click()
+    _arrive(browser, f"{base}/ask")
+    box = browser.find_element(By.ID, "question")
+    assert box == browser.switch_to.active_element  # the box has the focus: type and Enter
+    box.send_keys(QUESTION, Keys.ENTER)
+    answer = browser.find_element(By.ID, "answer").text
+    assert answer.startswith("The redshift of GRB 221009A is z = 0.15")
+    link = browser.find_element(By.CSS_SELECTOR, "#citations a")
+    assert link.get_attribute("href").startswith("https://gcn.nasa.gov/circulars/")
+    browser.save_screenshot(str(shots / "11-ask.png"))
+    _sign_out(browser, base)
 
 
 def _sign_in(browser: Any, base: str, token: str) -> None:
