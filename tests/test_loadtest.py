@@ -373,10 +373,14 @@ def test_piped_endpoint_tables_and_the_api_on_excluding_filters(
     )
     assert prediction["num_docs"] == 0
     args = ("logs", "tested", "--status", "200", "--limit", "5")
-    deadline = time.monotonic() + 30  # the capture flushes every 0.2 s
-    while not (logged := _logged(*args, home=home)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    piped = _cli(*args, home=home)
+    deadline = time.monotonic() + 60  # the capture flushes every 0.2 s: read when it settled
+    while True:
+        logged = _logged(*args, home=home)
+        piped = _cli(*args, home=home)
+        settled = logged and logged == _logged(*args, home=home)
+        if settled or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     header, *rows = [line.split("\t") for line in piped.stdout.splitlines()]
     assert header[-2:] == ["question", "answer"] and 1 <= len(rows) == len(logged) <= 5
     for row, record in zip(rows, logged, strict=True):  # whole, where a terminal shows a head
