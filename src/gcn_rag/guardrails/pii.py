@@ -1,33 +1,183 @@
 """Personal data and secrets in a text, each match validated before it counts.
 
-(First cut: e-mail addresses only; the other kinds land with the detector work.)
+Kinds: ``email``, ``phone``, ``card``, ``iban``, ``ip``, ``ssn``, ``secret``. Questions and
+circulars are full of digits (circular and trigger numbers, dates, times, sexagesimal
+coordinates, magnitudes, energies, MJDs, GPS times), so a number is personal data only when
+its shape *and* its rules say so:
+
+- a card number passes Luhn and has an issuer prefix with a length that issuer uses;
+- an IBAN has its country's length and passes mod 97 (:mod:`.checksums`);
+- a US SSN has hyphens (or the words "SSN"/"social security" before it) and an issuable
+  area, group and serial;
+- a phone number is international (``+`` and 9-15 digits), North American (``(NXX) NXX-XXXX``
+  with separators), European national (a leading ``0``, 10-11 digits in groups), or any
+  7-15 digits right after a word such as "phone", "call" or "WhatsApp"; separators are
+  consistent, and a dot is never mixed with another separator (``+12 34 56.78`` is a
+  declination, not a phone);
+- an IPv4 address has four octets 0-255 without leading zeros and is not a version number;
+  an IPv6 address parses as one (``ipaddress``), so times such as ``12:34:56`` do not;
+- secrets are in :mod:`.credentials`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+from gcn_rag.guardrails.checksums import IBAN_LENGTHS, card_ok, iban_ok, ssn_ok
+from gcn_rag.guardrails.credentials import find_secrets
+
+#: Kinds in the order they win an overlap (a secret contains digits that look like a phone).
+KINDS = ("secret", "iban", "card", "ssn", "email", "phone", "ip")
 
 
 @dataclasses.dataclass(frozen=True)
 class Span:
     """One finding: its kind (``email``, ``phone``, ``card``, ``iban``, ``ip``, ``ssn``,
-    ``secret``…) and where it is in the text."""
+    ``secret``) and where it is in the text."""
 
     kind: str
     start: int
     end: int
 
 
-_TOKEN = re.compile(r"\bdapi[0-9a-f]{32}\b")
-_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
+_EMAIL = re.compile(
+    r"(?<![\w.%+-])[A-Za-z0-9][\w.%+-]{0,63}"
+    r"(?:@|\s?[\[(]at[\])]\s?)"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.|\s?[\[(]dot[\])]\s?))+"
+    r"[A-Za-z]{2,24}(?![\w-]|@)"
+)
+_PHONE_INTL = re.compile(r"(?<![\w+.])\+\d{1,3}(?:[ .\-/]?\(?\d{1,5}\)?){2,7}(?![\w]|[.\-/]\d)")
+_PHONE_NANP = re.compile(
+    r"(?<![\w.+\-/])(?:1[ .\-]?)?(?:\((\d{3})\) ?|(\d{3})([ .\-]))(\d{3})([ .\-])(\d{4})"
+    r"(?![\w]|[.\-/]\d)"
+)
+_PHONE_NATIONAL = re.compile(r"(?<![\w.+\-/])0\d{1,4}(?:[ .\-/]\d{2,8}){1,5}(?![\w]|[.\-/]\d)")
+_PHONE_CUE = re.compile(
+    r"(?i:\b(?:phone|telephone|tel|mobile|cell|cellphone|call|fax|whats ?app|sms|text me|"
+    r"ring me|rufnummer|telefon|t[ée]l[ée]phone|tel[ée]fono|portable|handy)\b)"
+    r"[^\w+]{0,4}(?:(?:number|no|nr|num|is|at|on|me|us)\b[^\w+]{0,3}){0,3}"
+    r"(?P<number>\+?\d[\d ().\-/]{5,20}\d)(?![\w]|[.\-/]\d)"
+)
+_CARD = re.compile(r"(?<![\w.\-])(?:\d{3,6}(?:[ \-]\d{2,6}){1,5}|\d{12,19})(?![\w]|[.\-]\d)")
+# compact (``GB82WEST12345698765432``) or printed in groups of four (``DE89 3704 0044 …``)
+_IBAN = re.compile(
+    r"(?<![A-Za-z0-9])([A-Z]{2})\d{2}(?:[A-Za-z0-9]{11,30}|(?: [A-Za-z0-9]{4}){2,7}"
+    r"(?: [A-Za-z0-9]{1,4})?)(?![A-Za-z0-9])"
+)
+# the groups of four of an IBAN-like code run up to here (``NL92 ABNA 0417 1643 00``)
+_IBAN_BEFORE = re.compile(r"[A-Z]{2}\d{2}(?: [A-Za-z0-9]{4})+ $")
+_SSN = re.compile(r"(?<![\w\-./])(\d{3})-(\d{2})-(\d{4})(?![\w\-]|[./]\d)")
+_SSN_CUE = re.compile(
+    r"(?i:\b(?:ssn|social security(?: number| no)?)\b)\W{0,12}"
+    r"(?P<number>(\d{3})[ ]?(\d{2})[ ]?(\d{4}))(?!\w)"
+)
+_IPV4 = re.compile(
+    r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+    r"(?!\w|\.\d)"
+)
+_VERSION_CUE = re.compile(
+    r"(?i:\b(?:v|version|release|rev|build|firmware|ver\.?|pipeline|software|package)\s?)$"
+)
+_IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%\w+)?(?![\w:])")
 
 
 def find_pii(text: str, is_token: Callable[[str], bool] | None = None) -> list[Span]:
     """Every piece of personal data or secret in ``text``, in order, not overlapping.
 
     ``is_token`` says whether a token-shaped string is a bearer token of this server."""
-    spans = [Span("email", m.start(), m.end()) for m in _EMAIL.finditer(text)]
-    spans += [Span("secret", m.start(), m.end()) for m in _TOKEN.finditer(text)]
-    return sorted(spans, key=lambda s: s.start)
+    found = [Span("secret", a, b) for a, b in find_secrets(text, is_token)]
+    found += _ibans(text)
+    found += [Span("card", *m.span()) for m in _CARD.finditer(text) if _is_card(m.group())]
+    found += _ssns(text)
+    found += [Span("email", *m.span()) for m in _EMAIL.finditer(text) if ".." not in m.group()]
+    found += _phones(text)
+    found += _ips(text)
+    rank = {kind: i for i, kind in enumerate(KINDS)}
+    kept: list[Span] = []
+    for span in sorted(found, key=lambda s: (rank[s.kind], s.start, s.start - s.end)):
+        if all(span.end <= k.start or span.start >= k.end for k in kept):
+            kept.append(span)
+    return sorted(kept, key=lambda s: s.start)
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+def _is_card(raw: str) -> bool:
+    if len(set(re.findall(r"\D", raw))) > 1:
+        return False
+    return card_ok(_digits(raw))
+
+
+def _ibans(text: str) -> Iterator[Span]:
+    for match in _IBAN.finditer(text):
+        need = IBAN_LENGTHS.get(match.group(1))
+        groups = match.group().split(" ")
+        taken = 0  # as printed, the groups of four may be followed by other words
+        while taken < len(groups) and len("".join(groups[:taken])) < (need or 0):
+            taken += 1
+        compact = "".join(groups[:taken]).upper()
+        if need == len(compact) and iban_ok(compact):
+            yield Span("iban", match.start(), match.start() + len(" ".join(groups[:taken])))
+
+
+def _ssns(text: str) -> Iterator[Span]:
+    for match in _SSN.finditer(text):
+        if ssn_ok(*match.groups()):
+            yield Span("ssn", *match.span())
+    for match in _SSN_CUE.finditer(text):
+        if ssn_ok(match.group(2), match.group(3), match.group(4)):
+            yield Span("ssn", *match.span("number"))
+
+
+def _phones(text: str) -> Iterator[Span]:
+    for match in _PHONE_INTL.finditer(text):
+        raw = match.group()
+        decimal = raw.count(".") == 1 and not re.search(r"[^\d.+]", raw)  # +08.5812604
+        if 9 <= len(_digits(raw)) <= 15 and _separators_ok(raw) and not decimal:
+            yield Span("phone", *match.span())
+    for match in _PHONE_NANP.finditer(text):
+        area, exchange = match.group(1) or match.group(2), match.group(4)
+        same = match.group(3) in (None, match.group(5)) or match.group(1) is not None
+        if area[0] in "23456789" and exchange[0] in "23456789" and same:
+            yield Span("phone", *match.span())
+    for match in _PHONE_NATIONAL.finditer(text):
+        raw, seps = match.group(), set(re.findall(r"\D", match.group()))
+        # two groups joined by "." or "-" are a decimal (058.6439041) or a catalogue star
+        # (USNO-B1 0709-0091487, GSC 00984-01465), not a phone
+        paired = len(re.findall(r"\D", raw)) == 1 and seps <= {".", "-"}
+        in_iban = _IBAN_BEFORE.search(text, max(0, match.start() - 40), match.start())
+        if 10 <= len(_digits(raw)) <= 11 and len(seps) == 1 and not paired and not in_iban:
+            yield Span("phone", *match.span())
+    for match in _PHONE_CUE.finditer(text):
+        raw = match.group("number")
+        if 7 <= len(_digits(raw)) <= 15 and _separators_ok(raw):
+            yield Span("phone", *match.span("number"))
+
+
+def _separators_ok(raw: str) -> bool:
+    """A dot is never mixed with another separator (``+12 34 56.78`` is a declination)."""
+    used = set(re.findall(r"[^\d+()]", raw))
+    return not ("." in used and len(used) > 1)
+
+
+def _ips(text: str) -> Iterator[Span]:
+    for match in _IPV4.finditer(text):
+        before = text[max(0, match.start() - 12) : match.start()]
+        # a host in a URL is a server, not a person; -54.42.40.49 is a declination
+        if not _VERSION_CUE.search(before) and not before.endswith(("://", "-", "+")):
+            yield Span("ip", *match.span())
+    for match in _IPV6.finditer(text):
+        candidate = match.group().split("%", 1)[0]
+        # one group of 3-4 hex digits at least: ``12:34::`` is not worth calling an address
+        if not re.search(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{3,4}(?![0-9A-Fa-f])", candidate):
+            continue
+        try:
+            ipaddress.IPv6Address(candidate)
+        except ValueError:
+            continue
+        yield Span("ip", *match.span())
