@@ -102,6 +102,7 @@ class Answer:
     generated: str = ""  # the LLM's own text, kept or not (for logs and evaluation)
     # a value answer's values: {quantity, value, unit, circular_id, circulars}, best first
     measurements: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    withheld: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # from the LLM
 
     def prediction(self) -> dict[str, Any]:
         """The prediction row: the PyFunc's output columns (``PREDICTION_FIELDS``), as values."""
@@ -126,6 +127,7 @@ class Answer:
             "generator_fallback": self.generator_fallback,
             "generated": self.generated,
             "measurements": self.measurements,
+            "withheld": self.withheld,
         }
 
 
@@ -284,22 +286,22 @@ class Assistant:
         self, question: str, asked: Asked | None, extractive: Answer, hits: list[Hit]
     ) -> Answer:
         """The LLM's answer if it passes the grounding check, else the extractive one, marked."""
-        from gcn_rag.answer.generators.base import Context
+        from gcn_rag.answer.generators.base import ALL_WITHHELD, Context, screen
         from gcn_rag.answer.generators.grounding import grounding_problems
         from gcn_rag.errors import GcnRagError
 
         assert self.generator is not None
         name = getattr(self.generator, "name", type(self.generator).__name__)
-        # the sentences the extractive answer cites come first (they state the value), then
-        # the best passage of each other top circular
-        cited = {c.circular_id for c in extractive.citations}
-        contexts = [
+        # the sentences the extractive answer cites first (they state the value), then the best
+        # passage of each other top circular; one that carries instructions never reaches the LLM
+        quotes = [
             Context(c.circular_id, c.event_id, c.subject, c.quote) for c in extractive.citations
-        ] + [
-            Context(h.circular_id, h.event_id, h.subject, self._passage(h))
-            for h in hits
-            if h.circular_id not in cited
         ]
+        others = [Context(h.circular_id, h.event_id, h.subject, self._passage(h)) for h in hits]
+        contexts, withheld = screen(quotes, others)
+        extractive = dataclasses.replace(extractive, withheld=withheld)
+        if not contexts:
+            return dataclasses.replace(extractive, generator=name, generator_fallback=ALL_WITHHELD)
         try:
             text = self.generator.generate(question, contexts).strip()
         except GcnRagError as exc:
@@ -335,8 +337,7 @@ class Assistant:
 
     def _abstain(self, question: str, events: list[str], num_docs: int) -> Answer:
         """Nothing in the corpus names the event: say so, cite nothing."""
-        names = ", ".join(events)
-        return Answer(question, f"{ABSTAIN} about {names}.", [], num_docs, [])
+        return Answer(question, f"{ABSTAIN} about {', '.join(events)}.", [], num_docs, [])
 
     def _value_answer(
         self, question: str, asked: Asked, events: list[str], hits: list[Hit], k: int
