@@ -124,7 +124,8 @@ _WORD_RULES: tuple[tuple[str, str], ...] = (
     (
         "multilingual",
         r"\b(?:ignore[zrs]?|oublie[zr]?|ne tiens pas compte)\b(?: \w+){0,3}? (?:les|tes|vos|"
-        r"des|toutes|tous|ces)(?: \w+)? (?:instructions?|consignes|r[eè]gles|directives)\b|\bignorier(?:e|en)?\b(?: \w+){0,4} (?:anweisungen|"
+        r"des|toutes|tous|ces)(?: \w+)? (?:instructions?|consignes|r[eè]gles|directives)\b|"
+        r"\bignorier(?:e|en)?\b(?: \w+){0,4} (?:anweisungen|"
         r"anordnungen|regeln|befehle|vorgaben|instruktionen)\b|\bvergiss\b(?: \w+){0,4} "
         r"(?:anweisungen|regeln|befehle|vorgaben)|\b(?:ignora|olvida|olvídate de|ignore|esque[cç]a)"
         r"\b(?: \w+){0,4} (?:instrucciones|instru[cç][oõ]es|istruzioni|reglas|regras|regole|"
