@@ -4,9 +4,9 @@ and does a text carry a blocked word.
 A question is on topic when it shares a word with one of the topics (``"gamma-ray bursts"``
 matches "burst"; plural and singular are the same word). When the topics are about
 astronomy or the GCN (a topic word is in :data:`DOMAIN`), the domain's vocabulary counts
-too, and so does any event name (``GRB 221009A``, ``S190425z``, ``EP240315a``,
+too, and so does any event name (``GRB 130427A``, ``S190425z``, ``EP240315a``,
 ``IceCube-231016A``, ``FRB 20200428``…, see :func:`gcn_rag.corpus.events.find_event_ids`):
-"What is the T90 of GRB 080319B?" is about gamma-ray bursts even though it says neither
+"What is the T90 of GRB 130427A?" is about gamma-ray bursts even though it says neither
 word. Topics about something else get their own words only.
 
 Keywords match as whole words (``"war"`` blocks "war", not "software"), case-insensitively,
