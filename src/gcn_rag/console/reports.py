@@ -100,20 +100,21 @@ def ms(value: Any) -> str:
 
 def list_runs(catalog: Catalog, reports: Path) -> list[RunView]:
     """The newest :data:`LIMIT` runs of both tables, newest first."""
+    kinds = [kind for kind, table in TABLES.items() if catalog.exists(table)]
     parts = [
         f"SELECT '{kind}' AS kind, run_id, min(run_time) AS run_time, "
         "min(endpoint_name) AS endpoint, list_sort(list(DISTINCT concurrency)) AS levels, "
         f"count(*) AS requests, count(*) {_OK} AS successes, "
         f"quantile_cont(latency_ms, 0.5) {_OK} AS p50, "
         f"quantile_cont(latency_ms, 0.95) {_OK} AS p95 "
-        f"FROM {catalog.name(table)} GROUP BY run_id"
-        for kind, table in TABLES.items()
-        if catalog.exists(table)
+        f"FROM {catalog.name(TABLES[kind])} GROUP BY run_id"
+        for kind in kinds
     ]
     if not parts:
         return []
     query = " UNION ALL ".join(parts) + f" ORDER BY run_time DESC, run_id LIMIT {LIMIT}"
-    return [_run(row, reports) for row in catalog.sql(query).to_pylist()]
+    rows = catalog.sql(query, tables=[TABLES[kind] for kind in kinds]).to_pylist()
+    return [_run(row, reports) for row in rows]
 
 
 def _run(row: dict[str, Any], reports: Path) -> RunView:
@@ -147,7 +148,7 @@ def one_run(
         f"min(endpoint_name) AS endpoint FROM {table} WHERE run_id = '{run_id}' "
         "GROUP BY concurrency ORDER BY concurrency"
     )
-    rows = catalog.sql(query).to_pylist()
+    rows = catalog.sql(query, tables=[table]).to_pylist()
     if not rows:
         raise NotFoundError(f"No {KIND_LABELS[kind]} run {run_id} in {table}.")
     levels = [_level(row) for row in rows]
@@ -200,7 +201,7 @@ def requests_of(catalog: Catalog, kind: str, run_id: str) -> list[RequestView]:
             num_docs=int(row["num_docs"] or 0),
             answer=str(row["answer"]),
         )
-        for row in catalog.sql(query).to_pylist()
+        for row in catalog.sql(query, tables=[table]).to_pylist()
     ]
 
 
@@ -248,24 +249,23 @@ class ReportPages:
 
     def __init__(self, settings: Settings | None) -> None:
         self.settings = settings
+        # one catalog for the server's life: its kept DuckDB connection makes queries cheap
+        self.catalog = Catalog.from_settings(settings) if settings is not None else None
 
-    def _workspace(self) -> Settings:
-        if self.settings is None:
+    def _workspace(self) -> tuple[Settings, Catalog]:
+        if self.settings is None or self.catalog is None:
             raise NotFoundError("This server was started without a workspace's settings.")
-        return self.settings
+        return self.settings, self.catalog
 
     async def reports(self, visit: Visit) -> Response:
-        settings = self._workspace()
-        found = await run_in_threadpool(
-            list_runs, Catalog.from_settings(settings), settings.reports
-        )
+        settings, catalog = self._workspace()
+        found = await run_in_threadpool(list_runs, catalog, settings.reports)
         plots = await run_in_threadpool(monitor_plots, settings.reports)
         return render(visit.request, "reports.html", visit.session, runs=found, monitors=plots)
 
     async def run(self, visit: Visit) -> Response:
-        settings = self._workspace()
+        settings, catalog = self._workspace()
         kind, run_id = visit.request.path_params["kind"], visit.request.path_params["run_id"]
-        catalog = Catalog.from_settings(settings)
         found, levels = await run_in_threadpool(one_run, catalog, settings.reports, kind, run_id)
         rows = await run_in_threadpool(requests_of, catalog, kind, run_id)
         return render(
@@ -273,10 +273,10 @@ class ReportPages:
         )
 
     async def loadtest_png(self, visit: Visit) -> Response:
-        reports = self._workspace().reports
+        reports = self._workspace()[0].reports
         return _png(loadtest_plot(reports, visit.request.path_params["run_id"]))
 
     async def monitor_png(self, visit: Visit) -> Response:
         name = visit.request.path_params["file"]
-        reports = self._workspace().reports
+        reports = self._workspace()[0].reports
         return _png(inside(reports, name) if _MONITOR.fullmatch(name) else None)
