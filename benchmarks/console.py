@@ -175,6 +175,7 @@ def report_runs(settings: Settings, bench: Bench) -> Iterator[tuple[str, str]]:
             yield "loadtest", str(newest[0]["run_id"])
             return
     made = [t for t in RESULT_TABLES if not catalog.exists(t)]
+    had_reports = settings.reports.exists()
     test = LoadTest(bench.url, ENDPOINT, bench.token, [QUESTION], levels="1,2", requests=10)
     try:
         for level in test.levels:
@@ -190,6 +191,8 @@ def report_runs(settings: Settings, bench: Bench) -> Iterator[tuple[str, str]]:
         for table in made:  # only tables that did not exist before, holding only our runs
             shutil.rmtree(catalog.path(table), ignore_errors=True)
         shutil.rmtree(settings.reports / f"loadtest-{test.run_id}", ignore_errors=True)
+        if not had_reports and not any(settings.reports.iterdir()):
+            settings.reports.rmdir()
 
 
 def timed(client: requests.Session, url: str) -> float:
