@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 STATE_KEY = "gcn_rag_state"  # a commit's note of what the table was made from
+_KEPT_LOCK = threading.Lock()  # making a catalog's kept connection (see Catalog.sql)
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -54,8 +55,7 @@ class Catalog:
         self.warehouse = warehouse
         self.default_catalog = catalog
         self.default_schema = schema
-        self._kept: _Kept | None = None
-        self._kept_lock = threading.Lock()
+        self._kept: _Kept | None = None  # made on first use (a Catalog stays picklable)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Catalog:
@@ -230,7 +230,7 @@ class Catalog:
         import duckdb
 
         if tables is not None and not allow_files:
-            with self._kept_lock:
+            with _KEPT_LOCK:
                 if self._kept is None:
                     self._kept = _Kept(self)
             return self._kept.sql(
