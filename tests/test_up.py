@@ -98,7 +98,13 @@ def test_up_deploys_once_then_serves_until_interrupted(workspace: Settings) -> N
         text = "".join(output)
         assert "champion is version 1, up to date" in text
         assert "nasa-gcn-rag-assistant already serves version 1" in text
-        link = re.search(r"Console \(signs in once\): (\S+/console/signin\?code=\S+)", text)
+        # the last lines, where a person looks: the console and its one-time sign-in link
+        *_, console, signin, serving = text.rstrip("\n").splitlines()
+        assert console == f"Console: http://127.0.0.1:{port}/console/", text
+        assert serving == "Serving until Ctrl-C.", text
+        link = re.fullmatch(
+            r"Sign in once \(one use, 10 minutes\): (\S+/console/signin\?code=\S+)", signin
+        )
         assert link is not None, text
         browser = requests.Session()
         signed = browser.get(link.group(1), allow_redirects=False, timeout=30)
@@ -106,7 +112,7 @@ def test_up_deploys_once_then_serves_until_interrupted(workspace: Settings) -> N
         page = browser.get(f"http://127.0.0.1:{port}/console/endpoints", timeout=30)
         assert "gcn-rag up" in page.text and 'data-state="READY"' in page.text
         assert requests.get(link.group(1), timeout=30).status_code == 401  # once only
-        curl = text[text.index("curl -X POST") :].split("\nServing until")[0]
+        curl = text[text.index("curl -X POST") :].split("\n\nConsole: ")[0]
         answered = subprocess.run(
             ["bash", "-c", curl], capture_output=True, text=True, timeout=60, check=True
         )

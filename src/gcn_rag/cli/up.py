@@ -95,8 +95,8 @@ def _deploy(
         catalog = Catalog.from_settings(settings)
         answer = bring_up(server, endpoint, spec, token, catalog, SAMPLE, notes)
         if answer is not None:
-            console.print(f"Console (signs in once): {signin_link(settings, server.url)}")
-            _print_ready(console, server.url, endpoint, token, answer, check)
+            link = signin_link(settings, server.url)
+            _print_ready(console, server.url, endpoint, token, answer, check, link)
     except GcnRagError as exc:
         failures.append(exc)
         server.stop()
@@ -157,8 +157,16 @@ def _champion(settings: Settings, console: Console) -> str:
 
 
 def _print_ready(
-    console: Console, url: str, endpoint: str, token: str, answer: dict[str, Any], check: bool
+    console: Console,
+    url: str,
+    endpoint: str,
+    token: str,
+    answer: dict[str, Any],
+    check: bool,
+    link: str,
 ) -> None:
+    """The answer, then how to call the endpoint, then (last, where a person looks) the
+    console's address and its one-time sign-in link."""
     from gcn_rag.serving.deploy import curl_example
 
     console.print(f"\n[bold]Q:[/] {SAMPLE}\n[bold]A:[/] {answer['answer']}\n")
@@ -168,4 +176,6 @@ def _print_ready(
     console.print(f"Token (CAN_MANAGE, saved in the workspace): {token}")
     console.print(f"export DATABRICKS_HOST={url} DATABRICKS_TOKEN={token}", soft_wrap=True)
     console.print(curl_example(url, endpoint, token), soft_wrap=True, markup=False)
+    console.print(f"\n[bold green]Console[/]: {url}/console/", soft_wrap=True)
+    console.print(f"Sign in once (one use, 10 minutes): {link}", soft_wrap=True)
     console.print("Checked; stopping." if check else "Serving until Ctrl-C.")

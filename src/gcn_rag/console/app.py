@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 from gcn_rag.console.ask import AskPage
 from gcn_rag.console.guard import Guard, error_page
 from gcn_rag.console.models import ModelPages
+from gcn_rag.console.reports import ReportPages
 from gcn_rag.console.routes import Pages
 from gcn_rag.console.sessions import Sessions
 from gcn_rag.errors import BadInputError, GcnRagError, MethodNotAllowedError, NotFoundError
@@ -39,6 +40,7 @@ def build(
     invocations = Invocations(manager, sessions, metrics)
     pages = Pages(manager, tokens, guard, invocations)
     models, asking = ModelPages(settings), AskPage(invocations, settings)
+    reports = ReportPages(settings)
     page = guard.page
     routes = [
         Route("/", pages.home, methods=["GET"]),
@@ -58,6 +60,14 @@ def build(
         Route("/models/aliases/{alias}", page("CAN_MANAGE", models.move_alias), methods=["POST"]),
         Route("/ask", page("CAN_VIEW", asking.form), methods=["GET"]),
         Route("/ask", page("CAN_QUERY", asking.answer), methods=["POST"]),
+        Route("/reports", page("CAN_VIEW", reports.reports), methods=["GET"]),
+        Route("/reports/monitor/{file}", page("CAN_VIEW", reports.monitor_png), methods=["GET"]),
+        Route(
+            "/reports/loadtest/{run_id}/loadtest.png",
+            page("CAN_VIEW", reports.loadtest_png),
+            methods=["GET"],
+        ),
+        Route("/reports/{kind}/{run_id}", page("CAN_VIEW", reports.run), methods=["GET"]),
         Mount("/static", StaticFiles(packages=[("gcn_rag.console", "static")]), name="static"),
     ]
     return Starlette(

@@ -10,9 +10,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import urllib.parse
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from gcn_rag import timespan
 from gcn_rag.errors import BadInputError, NotFoundError
 from gcn_rag.ops.monitor import payload_query
 from gcn_rag.serving.protocol import request_question, response_answer
@@ -27,6 +29,7 @@ COLUMNS = (
     "execution_duration_ms, requester, request, response"
 )
 _ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_CURSOR = re.compile(r"(\d{1,16})-([0-9A-Za-z_-]{1,64})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,22 +47,43 @@ class Row:
     answer: str  # or the error message
     request: str  # the whole body as captured, pretty-printed when it is JSON
     response: str
+    timestamp_ms: int = 0
+
+
+#: the page's time windows: value of ``since`` -> label
+WINDOWS = {"": "any time", "15m": "last 15 minutes", "1h": "last hour", "24h": "last 24 hours"}
+WINDOWS |= {"7d": "last 7 days"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Filters:
-    """The page's filters (empty: any)."""
+    """The page's filters (empty: any); ``before`` is the paging cursor ``<ms>-<request id>``:
+    rows older than that one."""
 
     endpoint: str = ""
     status: str = ""
     entity: str = ""
+    since: str = ""
+    before: str = ""
 
     @classmethod
     def parse(cls, params: Any) -> Filters:
         status = str(params.get("status", "")).strip()
         if status and not status.isdigit():
             raise BadInputError(f"Status must be an HTTP status code such as 200, not {status!r}.")
-        return cls(str(params.get("endpoint", "")), status, str(params.get("entity", "")))
+        since, before = str(params.get("since", "")), str(params.get("before", ""))
+        if since not in WINDOWS:
+            raise BadInputError(f"The window is one of {', '.join(w for w in WINDOWS if w)}.")
+        if before and not _CURSOR.fullmatch(before):
+            raise BadInputError("That page of older requests does not exist; start again.")
+        return cls(
+            str(params.get("endpoint", "")), status, str(params.get("entity", "")), since, before
+        )
+
+    def older(self, last: Row) -> str:
+        """The query string of the next page (rows older than ``last``)."""
+        values = dataclasses.asdict(self) | {"before": f"{last.timestamp_ms}-{last.request_id}"}
+        return urllib.parse.urlencode({k: v for k, v in values.items() if v})
 
 
 def capturing(manager: EndpointManager) -> dict[str, str]:
@@ -84,7 +108,7 @@ def recent(catalog: Catalog, manager: EndpointManager, filters: Filters) -> list
         if not catalog.exists(catalog.name(table)):
             continue
         rows += _select(catalog, table, filters)
-    return sorted(rows, key=lambda r: r.time, reverse=True)[:LIMIT]
+    return sorted(rows, key=lambda r: (r.timestamp_ms, r.request_id), reverse=True)[:LIMIT]
 
 
 def one(catalog: Catalog, manager: EndpointManager, request_id: str) -> Row:
@@ -94,7 +118,7 @@ def one(catalog: Catalog, manager: EndpointManager, request_id: str) -> Row:
     for table in sorted(set(capturing(manager).values())):
         if catalog.exists(catalog.name(table)):
             query = f"{payload_query(catalog, table, COLUMNS)} WHERE databricks_request_id = "
-            found = catalog.sql(query + f"'{request_id}' LIMIT 1").to_pylist()
+            found = catalog.sql(query + f"'{request_id}' LIMIT 1", tables=[table]).to_pylist()
             if found:
                 return _row(found[0])
     raise NotFoundError(
@@ -103,19 +127,48 @@ def one(catalog: Catalog, manager: EndpointManager, request_id: str) -> Row:
 
 
 def _select(catalog: Catalog, table: str, filters: Filters) -> list[Row]:
-    query = payload_query(
-        catalog,
-        table,
-        COLUMNS,
-        endpoint=filters.endpoint or None,
-        status=int(filters.status) if filters.status else None,
-    )
+    """The newest :data:`LIMIT` rows of ``table`` that pass ``filters``, in two steps: their
+    times from two small columns, then whole rows from that time on only (the payload
+    table's row groups are in time order, so the older ones are skipped unread)."""
+    conditions = _conditions(filters)
+
+    def newest(columns: str, more: list[str]) -> str:
+        query = payload_query(
+            catalog,
+            table,
+            columns,
+            endpoint=filters.endpoint or None,
+            since_ms=timespan.since_ms(filters.since) if filters.since else None,
+            status=int(filters.status) if filters.status else None,
+        )
+        if conditions + more:
+            query = f"SELECT * FROM ({query}) WHERE {' AND '.join(conditions + more)}"
+        return query + f" ORDER BY timestamp_ms DESC, databricks_request_id DESC LIMIT {LIMIT}"
+
+    times = newest("timestamp_ms, databricks_request_id, served_entity_id", [])
+    found = catalog.sql(f"SELECT min(timestamp_ms) AS oldest FROM ({times})", tables=[table])
+    oldest = found.to_pylist()[0]["oldest"]
+    if oldest is None:
+        return []
+    rows = catalog.sql(newest(COLUMNS, [f"timestamp_ms >= {int(oldest)}"]), tables=[table])
+    return [_row(row) for row in rows.to_pylist()]
+
+
+def _conditions(filters: Filters) -> list[str]:
+    """SQL conditions for the served entity and the paging cursor (both checked)."""
+    where = []
     if filters.entity:
         if not _ID.fullmatch(filters.entity):
             raise BadInputError(f"{filters.entity!r} is not a served entity name.")
-        query = f"SELECT * FROM ({query}) WHERE served_entity_id = '{filters.entity}'"
-    query += f" ORDER BY timestamp_ms DESC LIMIT {LIMIT}"
-    return [_row(row) for row in catalog.sql(query).to_pylist()]
+        where.append(f"served_entity_id = '{filters.entity}'")
+    cursor = _CURSOR.fullmatch(filters.before)
+    if cursor is not None:
+        ms, request_id = int(cursor.group(1)), cursor.group(2)
+        where.append(
+            f"(timestamp_ms < {ms} OR (timestamp_ms = {ms} AND "
+            f"databricks_request_id < '{request_id}'))"
+        )
+    return where
 
 
 def _row(row: dict[str, Any]) -> Row:
@@ -131,6 +184,7 @@ def _row(row: dict[str, Any]) -> Row:
         answer=response_answer(row["response"]),
         request=_pretty(row["request"]),
         response=_pretty(row["response"]),
+        timestamp_ms=int(row["timestamp_ms"]),
     )
 
 

@@ -22,7 +22,7 @@ from gcn_rag.console.guard import (
     is_https,
     read_form,
 )
-from gcn_rag.console.inference import Filters, capturing, one, recent
+from gcn_rag.console.inference import LIMIT, WINDOWS, Filters, capturing, one, recent
 from gcn_rag.console.pages import WORKLOAD_SIZES, config_change, endpoint_view, render
 from gcn_rag.console.query import ask, request_body
 from gcn_rag.console.sessions import Session, SignInCodes, cookie_header
@@ -144,6 +144,8 @@ class Pages:
             filters=filters,
             endpoints=sorted(capturing(self.manager)),
             captured=catalog is not None,
+            windows=WINDOWS,
+            limit=LIMIT,
         )
 
     async def inference_row(self, visit: Visit) -> Response:

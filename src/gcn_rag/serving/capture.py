@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from gcn_rag.tables import Catalog
 
 MAX_PAYLOAD_BYTES = 1024 * 1024
+ROW_GROUP_ROWS = 1024  # rows per Parquet row group when the payload table is compacted
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 REQUEST_TOO_LARGE = "MAX_REQUEST_SIZE_EXCEEDED"
 RESPONSE_TOO_LARGE = "MAX_RESPONSE_SIZE_EXCEEDED"
@@ -374,11 +375,14 @@ class InferenceCapture:
         self.last_error = message
 
     def _maybe_compact(self, table: str) -> None:
-        from deltalake import DeltaTable
+        """Merge the small files of the last commits; row groups stay small (their
+        ``timestamp_ms`` ranges let a reader of recent rows skip the older ones)."""
+        from deltalake import DeltaTable, WriterProperties
 
         self._commits[table] = self._commits.get(table, 0) + 1
         if self._commits[table] >= self.compact_every:
-            DeltaTable(str(self.catalog.path(table))).optimize.compact()
+            properties = WriterProperties(max_row_group_size=ROW_GROUP_ROWS)
+            DeltaTable(str(self.catalog.path(table))).optimize.compact(writer_properties=properties)
             self._commits[table] = 0
 
     def close(self) -> None:
