@@ -87,6 +87,81 @@ def test_assumed_values_and_comparison_stars_are_no_rows() -> None:
     assert all(row.limit_type == "upper" for row in rows)
 
 
+def _alert(body: str, event: str = "S190425z") -> Circular:
+    from datetime import UTC, datetime
+
+    return Circular(
+        circular_id=99998.0,
+        subject=f"LIGO/Virgo {event}: optical follow-up",
+        submitter="",
+        created_on=datetime(2020, 1, 1, tzinfo=UTC),
+        body=body,
+        event_id=event,
+    )
+
+
+def test_values_of_candidates_in_an_alerts_region_are_the_candidates() -> None:
+    rows = extract(
+        _alert(
+            "We observed the localization of S190425z to a limiting magnitude of r > 21.5.\n\n"
+            "ZTF19aarykkb was observed on 2019-04-26. Our spectrum shows a blue continuum and "
+            "H-alpha at z = 0.024. The transient has r = 19.2 mag.\n\n"
+            "PS19qp is at RA, Dec = 12.345, -23.456 with r = 20.1 mag.\n\n"
+            "ZTF19aasmftm is in the outskirts of its host galaxy; its spectrum is that of a type "
+            "Ia SN at z = 0.156.\n\n"
+            "The most probable source direction is RA 78.93, Dec -37.54 degrees.\n\n"
+            "Source 3:\n RA: 187.6968 ( = 12h 30m 47.23s) J2000\n Dec: +12.3389 J2000\n\n"
+            "The host galaxy of another transient has a redshift of 0.051."
+        )
+    )
+    whose = {(row.quantity, round(row.value, 3)): row.event_id for row in rows}
+    assert whose[("magnitude", 21.5)] == "S190425z"  # a limit of the search: the alert's
+    assert whose[("redshift", 0.024)] == "ZTF19aarykkb"  # named in an earlier sentence
+    assert whose[("magnitude", 19.2)] == "ZTF19aarykkb"
+    assert whose[("ra", 12.345)] == "PS19qp" and whose[("magnitude", 20.1)] == "PS19qp"
+    assert whose[("redshift", 0.156)] == "ZTF19aasmftm"  # its host's, and "a SN" is itself
+    assert whose[("ra", 78.93)] == "S190425z"  # the GW source's direction
+    assert whose[("ra", 187.697)] is None and whose[("dec", 12.339)] is None  # a field source
+    assert whose[("redshift", 0.051)] is None  # an alert has no redshift of its own
+
+
+def test_an_alerts_own_position_stays_its_own() -> None:
+    rows = extract(
+        _alert(
+            "A candidate was found by ZTF. The IceCube neutrino best-fit position is "
+            "RA = 267.80 deg, Dec = 11.42 deg with an error radius of 1.2 deg.",
+            event="IceCube-220303A",
+        )
+    )
+    assert {row.event_id for row in rows} == {"IceCube-220303A"}
+    assert {row.quantity for row in rows} == {"ra", "dec", "error_radius"}
+
+
+def test_numbered_sources_of_a_burst_are_its_only_when_named_its_afterglow() -> None:
+    body = (
+        "Two uncatalogued X-ray sources are detected in the BAT error circle.\n\n"
+        "Source 1:\n RA (J2000.0): 45.3361 = 03:01:20.66\n Dec (J2000.0): -71.7072\n\n"
+        "Source 2:\n RA (J2000.0): 45.0955 = 03:00:22.93\n Dec (J2000.0): -71.6531\n\n"
+        "We cannot tell which, if any, is the afterglow."
+    )
+    whose = {round(row.value, 3): row.event_id for row in extract(_circular(body))}
+    assert whose[45.336] is None and whose[-71.653] is None
+    fading = body.replace("We cannot tell", "Source 2 is fading and is likely the afterglow. We")
+    whose = {round(row.value, 3): row.event_id for row in extract(_circular(fading))}
+    assert whose[45.336] is None and whose[45.096] == "GRB 990101A"
+
+
+def test_the_column_label_nearest_the_value_wins() -> None:
+    rows = extract(
+        _circular(
+            "A summary of the PC-mode spectrum is thus: Galactic foreground: 1.6 x 10^20 cm^-2 "
+            "Intrinsic column: 2.9 (+1.7, -1.6) x 10^22 cm^-2 at z=4.707 Photon index: 1.94"
+        )
+    )
+    methods = {f"{row.value:.2g}": row.method for row in rows if row.quantity == "nh"}
+    assert methods == {"2.9e+22": "intrinsic"}  # not "Galactic", named before it
+
+
 def test_ingest_builds_the_table_and_sql_reads_it(events_workspace: Settings) -> None:
     catalog = Catalog(events_workspace.warehouse)
     table = catalog.read(MEASUREMENTS)

@@ -144,6 +144,11 @@ def test_a_limit_is_kept_as_a_limit() -> None:
         ("dec", "an annulus 5' wide, centered at R.A. = 20h 34m 7.56s and Decl. = 20o 32' 19s", []),
         ("ra", "The HXM and SGM fields of view were centered at RA = 243.2 deg", []),
         ("redshift", "GRB 090423: a pseudo burst at z=1", []),
+        ("magnitude", "We do not detected optical afterglow up to R=20.8.", [(20.8, "upper")]),
+        ("magnitude", "The afterglow is not detected, down to R = 21.1", [(21.1, "upper")]),
+        ("epeak", "the rest-frame peak energy of the spectrum Ep,z ~ 880 keV", []),
+        ("epeak", "which gives Ep,i = 1250 +/- 60 keV", []),
+        ("epeak", "the peak energy Ep = 246(-34, +37) keV", [(246, "")]),
         (
             "dec",
             "The XRT position is R.A. = 20h 34m 7.56s, Decl. = 20o 32' 19.62s.",

@@ -141,14 +141,19 @@ _PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
 ]
 
 
+def event_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, canonical id) of every event named in ``text``, in reading order."""
+    found = [
+        (m.start(), m.end(), make(m)) for pattern, make in _PATTERNS for m in pattern.finditer(text)
+    ]
+    return sorted(found, key=lambda span: span[0])
+
+
 def find_event_ids(text: str) -> list[str]:
     """Every event named in ``text``, canonical, in order of first mention, without repeats."""
-    found: list[tuple[int, str]] = []
-    for pattern, make in _PATTERNS:
-        found.extend((m.start(), make(m)) for m in pattern.finditer(text))
     seen: set[str] = set()
     ordered: list[str] = []
-    for _, event in sorted(found, key=lambda pair: pair[0]):
+    for _, _, event in event_spans(text):
         if event not in seen:
             seen.add(event)
             ordered.append(event)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import multiprocessing
 import os
 import re
@@ -39,6 +40,7 @@ from gcn_rag.corpus.circulars import CIRCULAR_REFERENCE, CIRCULARS, Circular
 from gcn_rag.corpus.events import event_key, find_event_ids
 from gcn_rag.corpus.instruments import INSTRUMENTS, instrument_mentions, named_instrument
 from gcn_rag.corpus.measurements import SPECTROSCOPIC, Reading, band, read
+from gcn_rag.corpus.objects import Owners
 from gcn_rag.corpus.quantities import CATALOG
 from gcn_rag.corpus.quantity import Quantity
 from gcn_rag.progress import SILENT, Reporter
@@ -55,6 +57,8 @@ BATCH = 500  # circulars a worker reads at a time
 PARALLEL_FROM = 4000  # fewer circulars are read in this process
 MAX_WORKERS = 4
 CIRCULAR_COLUMNS = ["circular_id", "event_id", "subject", "created_on", "body"]
+# the modules whose source decides what is read (with this one)
+_READERS = "chunking events instruments measurements objects quantities quantity".split()
 
 _RETRACTED = re.compile(
     r"\bretract|\berroneous\b|\bnot (?:a )?(?:real|astrophysical)\b|\b(?:is|was) (?:not correct|"
@@ -70,6 +74,7 @@ _PRELIMINARY = re.compile(
     r"\bpreliminary\b|\binitial\b|\btentative\b|\bquick[- ]look\b|\bon-?board\b|\bflight\b", re.I
 )
 _DIGIT = re.compile(r"\d")
+_NH_LABELS = re.compile(r"(Galactic)|(?i:excess|intrinsic|host)")
 _CORRECTION = re.compile(r"\berratum\b|\bcorrection\b|\bcorrigendum\b", re.I)
 _MODELS = (
     ("Band", re.compile(r"\bBand\b(?! ?[-(]?\d)|\bGRBM\b")),
@@ -104,10 +109,9 @@ class Measurement:
 
 def fingerprint() -> str:
     """Changes whenever the catalog or the reader does: then every circular is read again."""
-    from gcn_rag.corpus import chunking, events, instruments, measurements, quantities, quantity
-
     digest = hashlib.sha256(f"{EXTRACTOR_VERSION}".encode())
-    for module in (chunking, events, instruments, measurements, quantities, quantity):
+    for name in _READERS:
+        module = importlib.import_module(f"gcn_rag.corpus.{name}")
         digest.update(Path(str(module.__file__)).read_bytes())
     digest.update(Path(__file__).read_bytes())
     return digest.hexdigest()[:16]
@@ -124,7 +128,9 @@ def extract(circular: Circular) -> list[Measurement]:
     subject_status = _status(circular.subject)
     subject_instrument = named_instrument(circular.subject)
     units = [(-1, circular.subject), *sentence_spans(circular.body)]
+    owners = Owners(own, circular.body)
     for offset, sentence in units:
+        owners.read(offset, sentence)  # every sentence: one without digits may name an object
         if not _DIGIT.search(sentence):
             continue  # no number, no value
         readings = [
@@ -142,8 +148,9 @@ def extract(circular: Circular) -> list[Measurement]:
         mentions = instrument_mentions(sentence)  # once per sentence, for every reading
         for quantity, reading in readings:
             instrument = _instrument(quantity, mentions, subject_instrument, reading.start)
+            whose = owners.event(quantity.key, reading.start, bool(reading.limit), event)
             found.append(
-                _row(circular, event, quantity, reading, sentence, offset, instrument, status)
+                _row(circular, whose, quantity, reading, sentence, offset, instrument, status)
             )
     return found
 
@@ -229,10 +236,9 @@ def _method(quantity: Quantity, sentence: str, reading: Reading) -> str | None:
         if re.search(r"photometric|phot-z", sentence, re.I):
             return "photometric"
         return "spectroscopic" if SPECTROSCOPIC.search(sentence) else None
-    if quantity.key == "nh":
-        if re.search(r"Galactic", before):
-            return "Galactic"
-        return "intrinsic" if re.search(r"excess|intrinsic|host", before, re.I) else None
+    if quantity.key == "nh":  # the label nearest the value: "Galactic: 1e20 Intrinsic: 2e22"
+        labels = _NH_LABELS.findall(before)
+        return None if not labels else "Galactic" if labels[-1] else "intrinsic"
     if quantity.key in ("epeak", "alpha", "beta", "photon_index", "fluence", "peak_flux"):
         for name, pattern in _MODELS:
             if pattern.search(sentence):

@@ -57,8 +57,9 @@ _LIMIT_ON = re.compile(
     re.I,
 )
 _LIMITING = re.compile(
-    r"limiting mag|upper limit|down to|to a limit|fainter than|deeper than|"
-    r"no (?:\w+ )?(?:source|object|transient)",
+    r"limiting (?:\w+ )?mag|upper limit|down to|to a limit|fainter than|deeper than|"
+    r"no (?:\w+ )?(?:source|object|transient)|\bnot? (?:\w+ ){0,2}detect|\bundetected|"
+    r"non-?detection|\bup to\b",
     re.I,
 )
 _SIGMA = re.compile(r"\s*(?:sigma\b|\u03c3)")

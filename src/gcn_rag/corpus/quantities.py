@@ -21,9 +21,9 @@ from gcn_rag.corpus.quantity import (
     KEV,
     NEUTRINO,
     NOT_A_MAGNITUDE,
+    NOT_OBSERVED,
     OTHER,
     PER_YEAR,
-    PERCENT,
     PHOTON_FLUX,
     RATE_AFTER,
     REFERENCE,
@@ -31,6 +31,8 @@ from gcn_rag.corpus.quantity import (
     Quantity,
     cue,
     event_kind,
+    position,
+    probability,
     words,
 )
 
@@ -39,56 +41,11 @@ __all__ = ["ANY", "BY_KEY", "CATALOG", "GRB", "GW", "NEUTRINO", "OTHER", "Quanti
 _BURSTS = (GRB, OTHER)
 _DECAY = r"deca\w+|declin\w*|temporal|light[- ]?curve|fading"  # an index in time, not energy
 _NOT_SPECTRAL = words(rf"{ASSUMED}|{_DECAY}")
-_NOT_ITS_POSITION = words(rf"{REFERENCE}|annul\w*|fields? of view|\bFoV\b|pointing|corners?\b")
-_FOREIGN_SOURCE = words(r"nearest|\b4FGL|\b3FHL|catalog source|galax|\bstar\b|\bhost\b")
 _T_CUE = (  # "T90 (50-300 keV) duration is estimated by ... to be", "duration (T90) of"
     r"(?:\b{t}\b\s*(?:\([^)]{{0,30}}\))?\s*(?:duration\s*)?|duration\s*\({t}\)\s*)"
     r"(?:[\s,]+(?:estimated|measured|derived|calculated|computed)\b[^=;]{{0,70}}?\s)?"
     r"(?:(?:is|was|of|=|~|≈|:|about|approximately|estimated\s+(?:at|to\s+be)|,)\s*)*$"
 )
-
-
-def _probability(key: str, label: str, asked: str, name: str) -> Quantity:
-    """A GW candidate's classification probability: "BNS (>99%)", "(HasNS) is <1%"."""
-    return Quantity(
-        key=key,
-        label=label,
-        unit="%",
-        asked=words(asked),
-        mention=words(name),
-        cue=cue(rf"(?:{name})\)?(?:\s*(?:is|=|:))?", gap=0),
-        units=PERCENT,
-        bare=100.0,
-        low=0.0,
-        high=100.0,
-        kinds=(GW,),
-        absolute=1.0,
-        relative=0.0,
-        retrieval=tuple(w.lower() for w in re.findall(r"[A-Za-z]+", name)[:1]),
-    )
-
-
-def _position(
-    pair: int, key: str, label: str, asked: str, name: str, span: tuple[float, float]
-) -> Quantity:
-    """A coordinate, in degrees or sexagesimal, alone or in a pair ("RA, Dec = 17.3, +35.8")."""
-    return Quantity(
-        key=key,
-        label=label,
-        unit="deg",
-        asked=words(rf"{label}|{asked}"),
-        mention=words(rf"{name}|{label}"),
-        cue=cue(rf"{name}\s*(?:\([JB]?(?:2000|1950)(?:\.0)?\))?|{label}"),
-        units=DEGREES,
-        low=span[0],
-        high=span[1],
-        absolute=0.5,
-        relative=0.0,
-        retrieval=(key,),
-        pair=pair,
-        foreign=_FOREIGN_SOURCE,
-        reject=_NOT_ITS_POSITION,
-    )
 
 
 CATALOG: tuple[Quantity, ...] = (
@@ -180,7 +137,7 @@ CATALOG: tuple[Quantity, ...] = (
         high=100_000.0,
         kinds=_BURSTS,
         relative=0.10,
-        reject=words(ASSUMED),
+        reject=NOT_OBSERVED,
         retrieval=("epeak", "peak", "energy"),
         by_instrument=True,
     ),
@@ -352,43 +309,43 @@ CATALOG: tuple[Quantity, ...] = (
         relative=0.0,
         retrieval=("magnitude", "mag"),
     ),
-    _probability(
+    probability(
         "has_ns",
         "probability of a neutron star (HasNS)",
         r"HasNS|(?:contain|include|ha[sv]e?)\w*[^?]{0,20}neutron star|neutron star mass",
         r"HasNS",
     ),
-    _probability(
+    probability(
         "has_remnant",
         "probability of a remnant (HasRemnant)",
         r"HasRemnant|remnant|ejecta|material outside|matter outside",
         r"HasRemnant",
     ),
-    _probability(
+    probability(
         "p_bns",
         "probability of a binary neutron star (BNS)",
         r"\bBNS\b|binary neutron star|two neutron stars|neutron star[- ]neutron star",
         r"\bBNS\b",
     ),
-    _probability(
+    probability(
         "p_nsbh",
         "probability of a neutron star-black hole (NSBH)",
         r"\bNSBH\b|neutron star[- ]black hole|black hole[- ]neutron star",
         r"\bNSBH\b",
     ),
-    _probability(
+    probability(
         "p_bbh",
         "probability of a binary black hole (BBH)",
         r"\bBBH\b|binary black hole|two black holes",
         r"\bBBH\b",
     ),
-    _probability(
+    probability(
         "p_mass_gap",
         "probability of a mass-gap object (MassGap)",
         r"mass[- ]?gap",
         r"MassGap|Mass Gap",
     ),
-    _probability(
+    probability(
         "p_terrestrial",
         "probability of a terrestrial origin",
         r"terrestrial|instrumental|\bglitch|not astrophysical",
@@ -485,8 +442,8 @@ CATALOG: tuple[Quantity, ...] = (
         relative=0.10,
         retrieval=("energy", "tev"),
     ),
-    _position(0, "ra", "right ascension", r"\bR\.?A\b", r"\bR\.?A\b\.?", (0.0, 360.0)),
-    _position(1, "dec", "declination", r"\bDec\b", r"\bDec(?:l)?\b\.?", (-90.0, 90.0)),
+    position(0, "ra", "right ascension", r"\bR\.?A\b", r"\bR\.?A\b\.?", (0.0, 360.0)),
+    position(1, "dec", "declination", r"\bDec\b", r"\bDec(?:l)?\b\.?", (-90.0, 90.0)),
 )
 
 BY_KEY = {quantity.key: quantity for quantity in CATALOG}

@@ -120,3 +120,53 @@ NOT_A_MAGNITUDE = words(
     r"\s*(?:arcsec|arcmin|deg|\"|'|\u00b0|keV|MeV|s\b|sec|min|hr|h\b|d\b|days?|km|Mpc|%|"
     r"sigma|ks|mJy|uJy|Jy|counts?|cts|pixel|pix)"
 )
+# an epeak that was not observed: assumed, or moved to the source's rest frame ("Ep,i")
+NOT_OBSERVED = words(
+    rf"{ASSUMED}|rest[- ]frame|source[- ]frame|intrinsic (?:peak|E_?p)|\bE_?p(?:eak)?,\s*[iz]\b|"
+    r"\(1\s*\+\s*z\)"
+)
+_NOT_ITS_POSITION = words(rf"{REFERENCE}|annul\w*|fields? of view|\bFoV\b|pointing|corners?\b")
+_FOREIGN_SOURCE = words(r"nearest|\b4FGL|\b3FHL|catalog source|galax|\bstar\b|\bhost\b")
+
+
+def probability(key: str, label: str, asked: str, name: str) -> Quantity:
+    """A GW candidate's classification probability: "BNS (>99%)", "(HasNS) is <1%"."""
+    return Quantity(
+        key=key,
+        label=label,
+        unit="%",
+        asked=words(asked),
+        mention=words(name),
+        cue=cue(rf"(?:{name})\)?(?:\s*(?:is|=|:))?", gap=0),
+        units=PERCENT,
+        bare=100.0,
+        low=0.0,
+        high=100.0,
+        kinds=(GW,),
+        absolute=1.0,
+        relative=0.0,
+        retrieval=tuple(w.lower() for w in re.findall(r"[A-Za-z]+", name)[:1]),
+    )
+
+
+def position(
+    pair: int, key: str, label: str, asked: str, name: str, span: tuple[float, float]
+) -> Quantity:
+    """A coordinate, in degrees or sexagesimal, alone or in a pair ("RA, Dec = 17.3, +35.8")."""
+    return Quantity(
+        key=key,
+        label=label,
+        unit="deg",
+        asked=words(rf"{label}|{asked}"),
+        mention=words(rf"{name}|{label}"),
+        cue=cue(rf"{name}\s*(?:\([JB]?(?:2000|1950)(?:\.0)?\))?|{label}"),
+        units=DEGREES,
+        low=span[0],
+        high=span[1],
+        absolute=0.5,
+        relative=0.0,
+        retrieval=(key,),
+        pair=pair,
+        foreign=_FOREIGN_SOURCE,
+        reject=_NOT_ITS_POSITION,
+    )

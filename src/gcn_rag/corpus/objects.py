@@ -1,0 +1,134 @@
+"""Whose value is it: the objects a circular names besides its event.
+
+A circular about a gravitational-wave or neutrino alert reports the search of a wide region:
+candidate transients ("AT 2019ebq", "ZTF19aarykkb", "PS15cbm", "iPTF-15dkn"), numbered X-ray
+sources ("Source 13:"), galaxies and their redshifts. Their magnitudes, positions and redshifts
+are not the alert's. A burst's circular may list several numbered sources in the error circle
+without saying which, if any, is the afterglow. :class:`Owners` reads a circular sentence by
+sentence and says whose a value is: the object named last before it (in its sentence, else
+earlier in its paragraph), the circular's event when the event itself is named last, or
+nobody known (``None``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from gcn_rag.corpus.events import event_key, event_spans
+from gcn_rag.corpus.quantity import GW, NEUTRINO, event_kind
+
+# quantities a circular states for the objects it finds, not only for its event
+OF_OBJECTS = frozenset({"redshift", "magnitude", "ra", "dec", "error_radius", "nh", "photon_index"})
+# survey designations of transients that the event patterns do not know
+_DESIGNATED = re.compile(
+    r"(?<![\w/-])(?:i?PTF-?\d\d[a-z]{2,4}|PS1?-?\d\d[a-z]{2,4}|ATLAS\d\d[a-z]{3,5}|"
+    r"LSQ\d\d[a-z]{2,4}|DLT\d\d[a-z]{1,3}|Gaia\d\d[a-z]{2,4}|GOTO\d\d[a-z]{1,4}|"
+    r"ASAS-?SN-\d\d[a-z]{2,4}|PTSS-\d\d[a-z]{3,4}|DES\d\d[A-Z]\d[a-z]{2,4}|"
+    r"MASTER\s*OT\s*J\d{6}\.\d{2}[+-]\d{6}\.\d|TCP\s*J\d{8}[+-]\d{7})(?!\w)"
+)
+# "Source 13:", "candidate #2", "object 3": one of several, named by its number
+_NUMBERED = re.compile(
+    r"\b(?:[Ss]ources?|[Cc]andidates?|[Oo]bjects?|[Tt]ransients?)\s*(?:#|[Nn]o\.\s*)?"
+    r"(?P<n>\d{1,3})\b(?![.,]\d)(?!\s*(?:arcs|arcm|\"|'|deg|sigma|%|[kM]?eV|s\b|ks|min|h\b))"
+)
+# in an alert's circular, words that introduce another object (a catalog galaxy, an X-ray
+# source); not what says what a named object is ("a type Ia SN", "a star")
+_OTHER = re.compile(
+    r"\b(?:sources?(?!\s+(?:direction|classification|propert|frame|parameter|type))|"
+    r"transients?|candidates?|counterparts?|objects?|galax(?:y|ies)|OTs?|afterglows?|NGC|UGC|"
+    r"PGC|ESO|2MASX|2MASS|SDSS|WISEA?|GALEXASC|LEDA|GLADE|1RXS|2SXPS|4FGL|3FHL|TXS|PKS)\b",
+    re.I,
+)
+# ... and words about the alert itself, after which a bare value is the alert's again
+_ITSELF = re.compile(
+    r"neutrino|sky ?map|locali[sz]ation|gravitational|\bGW\b|\balert\b|\btrigger\b|IceCube|"
+    r"LIGO|Virgo|\bLVK\b|\bKAGRA\b|contour|tiling|\btiles?\b",
+    re.I,
+)
+# "Source 2 ... is the afterglow": that numbered source is the event's
+_IS_AFTERGLOW = re.compile(
+    r"(?:is|as|be)\s+(?:likely\s+|probably\s+|most\s+likely\s+)?(?:the\s+)?"
+    r"(?:(?:X-ray|optical)\s+)?(?:afterglow|counterpart)",
+    re.I,
+)
+_PARAGRAPH = re.compile(r"\n\s*\n")
+_ANAPHORA = re.compile(r"\b(?:the|this|that|its|their|host)\s+(?:[\w-]+\s+){0,2}$", re.I)
+
+
+@dataclasses.dataclass(frozen=True)
+class Mark:
+    """An object named at ``start``: the circular's own event, a named one, or an unnamed one."""
+
+    start: int
+    own: bool = False
+    name: str | None = None  # a transient's designation; None for "Source 2", "a galaxy"
+
+
+class Owners:
+    """Whose values a circular's sentences state, read in order (one instance per circular)."""
+
+    def __init__(self, own: str | None, body: str) -> None:
+        self.own = own
+        self.field = own is not None and event_kind(own) in (GW, NEUTRINO)
+        self.own_key = event_key(own) if own else ""
+        self.body = body
+        self.afterglows = {m["n"] for m in _NUMBERED.finditer(body) if _names_afterglow(body, m)}
+        self.listed = len({m["n"] for m in _NUMBERED.finditer(body)}) >= 2
+        self.active = self.field or self.listed
+        self.context: Mark | None = None  # the object the paragraph named last
+        self.marks: list[Mark] = []
+        self.end = 0
+
+    def read(self, offset: int, sentence: str) -> None:
+        """Move on to the next sentence (``offset`` in the body; -1 for the subject)."""
+        if not self.active:
+            return
+        carry = self.marks[-1] if self.marks else self.context
+        if offset < 0 or _PARAGRAPH.search(self.body, self.end, max(self.end, offset)):
+            carry = None  # a new paragraph (or the subject) starts afresh
+        self.marks = self._marks(sentence)
+        if self.field and not self.marks and _ITSELF.search(sentence):
+            carry = None  # "the neutrino's best-fit position": the alert again
+        self.context = carry
+        if offset >= 0:
+            self.end = offset + len(sentence)
+
+    def event(self, key: str, at: int, limit: bool, event: str | None) -> str | None:
+        """The event a value of ``key`` at ``at`` in the sentence belongs to (``event``: as the
+        sentence alone says). Limits go to a named object only when their sentence names it."""
+        if not self.active or key not in OF_OBJECTS:
+            return event
+        before = [m for m in self.marks if m.start < at]
+        if limit:
+            before = [m for m in before if m.own or m.name]
+        mark = before[-1] if before else None if limit else self.context
+        if mark is not None and not mark.own:
+            return mark.name
+        if self.field and not limit and key in ("redshift", "magnitude"):
+            return None  # an alert has neither: they are of objects found in its region
+        return event
+
+    def _marks(self, sentence: str) -> list[Mark]:
+        marks = [
+            Mark(m.start()) for m in _NUMBERED.finditer(sentence) if m["n"] not in self.afterglows
+        ]
+        for start, _, name in event_spans(sentence):  # in a burst's circular: as before
+            own = not self.field or event_key(name) == self.own_key
+            marks.append(Mark(start, own=own, name=None if own else name))
+        marks.extend(
+            Mark(m.start(), own=not self.field, name=" ".join(m.group().split()))
+            for m in _DESIGNATED.finditer(sentence)
+        )
+        if self.field:
+            marks.extend(  # "the transient" is the one named before; "a galaxy" another
+                Mark(m.start())
+                for m in _OTHER.finditer(sentence)
+                if not _ANAPHORA.search(sentence, max(0, m.start() - 30), m.start())
+            )
+        return sorted(marks, key=lambda mark: mark.start)
+
+
+def _names_afterglow(body: str, numbered: re.Match[str]) -> bool:
+    after = body[numbered.end() : numbered.end() + 80]
+    return _IS_AFTERGLOW.search(after.split(".")[0]) is not None and "not" not in after[:40]
