@@ -52,14 +52,15 @@ def up(
     from gcn_rag.model.registry import MODEL_NAME
     from gcn_rag.serving.app import Server
     from gcn_rag.serving.auth import TokenStore, manage_token
-    from gcn_rag.serving.deploy import EndpointSpec
+    from gcn_rag.serving.deploy import UP_GUARDRAILS, EndpointSpec
 
     console = make_console()
     _prepare_corpus_and_index(settings, console, offline)
     version = _champion(settings, console)
     token = manage_token(TokenStore(settings.serving_state), settings.token_file)
-    # a size or scale-to-zero not given here stays as the endpoint has it (defaults at creation)
-    spec = EndpointSpec(MODEL_NAME, version, workload_size, scale_to_zero)
+    # a size or scale-to-zero not given here stays as the endpoint has it (defaults at
+    # creation); guardrails are turned on only for an endpoint that has none configured
+    spec = EndpointSpec(MODEL_NAME, version, workload_size, scale_to_zero, guardrails=UP_GUARDRAILS)
     server = Server(settings, host, port, console=console_for(settings))
     failures: list[GcnRagError] = []
     thread = threading.Thread(
