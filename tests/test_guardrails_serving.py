@@ -214,7 +214,7 @@ def test_bad_configs_get_400_naming_the_field(
     assert session.get(f"{url}/never-made", timeout=30).status_code == 404
 
 
-BODIES = {
+BODIES: dict[str, Callable[[str], dict[str, Any]]] = {
     "dataframe_split": lambda q: {"dataframe_split": {"columns": ["question"], "data": [[q]]}},
     "dataframe_records": lambda q: {"dataframe_records": [{"question": q}]},
     "instances": lambda q: {"instances": [q]},
@@ -439,7 +439,7 @@ def test_up_turns_guardrails_on_without_resetting_other_settings(
 def test_cli_sets_and_shows_guardrails_keeping_the_rest(
     server: str, token: str, endpoint: str, session: requests.Session, home: Path
 ) -> None:
-    limits = [{"calls": 100, "key": "endpoint", "renewal_period": "minute"}]
+    limits: Any = [{"calls": 100, "key": "endpoint", "renewal_period": "minute"}]
     url = f"{server}/api/2.0/serving-endpoints/{NAME}/ai-gateway"
     session.put(url, json={"rate_limits": limits}, timeout=30).raise_for_status()
     where = ["--url", server, "--token", token, "--home", str(home)]

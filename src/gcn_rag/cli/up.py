@@ -45,7 +45,8 @@ def up(
     Each step runs only if needed: ingest when the workspace has no circulars, index when
     the chunks changed, log + register + alias champion when the index content, code or
     config changed (a champion pinned with `gcn-rag model alias set` stays), create or update
-    the endpoint when it does not serve the champion. Then it serves until
+    the endpoint when it does not serve the champion (and turn on input PII masking and
+    injection blocking if it has no guardrails configured). Then it serves until
     Ctrl-C, after printing the URL, a token and a ready-to-paste curl.
     """
     from gcn_rag.console import console_for
