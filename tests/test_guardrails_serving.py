@@ -399,6 +399,10 @@ def test_cited_emails_are_masked_or_kept_as_the_server_is_told() -> None:
     kept = EndpointGuards.build(config, cited_emails="keep").screen_predictions([row])  # type: ignore[union-attr]
     assert kept.value[0]["answer"] == f"Ask {EMAIL} or [EMAIL]"  # only the quoted one stays
     assert json.loads(kept.value[0]["citations"])[0]["quote"] == quote
+    guards = EndpointGuards.build(config)
+    assert guards is not None
+    first, again = (guards.screen_predictions([row]) for _ in range(2))  # a kept verdict
+    assert again.value == first.value and again.hits == first.hits != []
     assert EndpointGuards.build({"output": {"pii": {"behavior": "NONE"}}}) is None
 
 

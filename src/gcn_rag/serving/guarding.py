@@ -30,13 +30,15 @@ from typing import Any
 
 from gcn_rag.errors import BadInputError
 from gcn_rag.guardrails.pii import find_pii
-from gcn_rag.guardrails.policy import Guardrails, Hit, StageRules
+from gcn_rag.guardrails.policy import Guardrails, Hit, StageRules, Verdict
 from gcn_rag.serving.protocol import Inputs
 
 CITED_EMAILS = ("mask", "keep")
 #: Prediction columns that hold no free text (ids, counts, values, our own reasons).
 STRUCTURED = frozenset({"sources", "num_docs", "measurements", "generator_fallback"})
 _KEEP = "\ue000{}\ue001"  # a private-use stand-in for a kept address while the rules run
+#: Citation quotes whose verdicts are kept (see :meth:`EndpointGuards._check_output`).
+QUOTE_VERDICTS = 4096
 
 
 @dataclasses.dataclass
@@ -61,6 +63,7 @@ class EndpointGuards:
         self.cited_emails = cited_emails
         self.input = rules.rules["input"].active
         self.output = rules.rules["output"].active
+        self._quotes: dict[str, Verdict] = {}
         self._redactor: Guardrails | None = None
         if rules.rules["input"].pii != "NONE":  # the table never keeps what the caller's rules
             self._redactor = Guardrails(StageRules(pii="MASK"), StageRules(), rules.is_token)
@@ -121,18 +124,31 @@ class EndpointGuards:
             if key in STRUCTURED or key == "citations" or not isinstance(value, str):
                 continue
             out[key] = self._check_output(value, kept, screened)
-        if citations:
-            for citation in citations:
-                if isinstance(citation, dict) and isinstance(citation.get("quote"), str):
-                    citation["quote"] = self._check_output(citation["quote"], kept, screened)
+        changed = False
+        for citation in citations:
+            if isinstance(citation, dict) and isinstance(citation.get("quote"), str):
+                quote = self._check_output(citation["quote"], kept, screened, quote=True)
+                changed, citation["quote"] = changed or quote != citation["quote"], quote
+        if changed:  # else the column stays as the model wrote it
             as_list = isinstance(row.get("citations"), list)
             out["citations"] = citations if as_list else json.dumps(citations, ensure_ascii=False)
         return out
 
-    def _check_output(self, text: str, kept: list[str], screened: Screened) -> str:
+    def _check_output(
+        self, text: str, kept: list[str], screened: Screened, quote: bool = False
+    ) -> str:
+        """``text`` after the output rules. A quote is a passage of the corpus, and the same
+        passages recur across answers: its verdict, a function of the text and these rules
+        alone, is kept (at most ``QUOTE_VERDICTS``, then forgotten all at once)."""
         for i, address in enumerate(kept):
             text = text.replace(address, _KEEP.format(i))
-        verdict = self.rules.check("output", text)
+        verdict = self._quotes.get(text) if quote else None
+        if verdict is None:
+            verdict = self.rules.check("output", text)
+            if quote:
+                if len(self._quotes) >= QUOTE_VERDICTS:
+                    self._quotes.clear()
+                self._quotes[text] = verdict
         screened.add(verdict.hits, verdict.blocked)
         text = verdict.text
         for i, address in enumerate(kept):
