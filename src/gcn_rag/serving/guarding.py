@@ -92,7 +92,9 @@ class EndpointGuards:
 
         try:
             if inputs.format == "dataframe_split":  # column names are not the caller's text
-                data = {**inputs.data, "data": _map_strings(inputs.data.get("data"), check)}
+                data = dict(inputs.data)
+                if "data" in data:
+                    data["data"] = _map_strings(data["data"], check)
             else:
                 data = _map_strings(inputs.data, check)
         except RecursionError:
