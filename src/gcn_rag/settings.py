@@ -53,6 +53,8 @@ class Settings:
     cold_start_wait_s: float = 30.0
     capture_flush_interval_s: float = 2.0
     header_timeout_s: float = 10.0  # a connection must send its request headers within this
+    # output PII guardrails and e-mail addresses quoted from circulars: mask | keep
+    guardrail_cited_emails: str = "mask"
     # answer generation: see gcn_rag.answer.generators (extractive | local | openai)
     generator: str = "extractive"
     llm_threads: int = 2

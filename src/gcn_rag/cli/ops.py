@@ -197,19 +197,14 @@ def monitor(
     """Requests, success rate and latency per served entity over time, from the payload table."""
     import dataclasses
 
-    from gcn_rag.ops.monitor import buckets, sparkline
+    from gcn_rag.ops.monitor import buckets, guardrail_decisions, sparkline
     from gcn_rag.ops.report import monitor_report
     from gcn_rag.tables import Catalog
     from gcn_rag.timespan import parse_bucket, since_ms
 
     bucket_s = parse_bucket(bucket)
-    found = buckets(
-        Catalog.from_settings(settings),
-        table,
-        endpoint=endpoint,
-        since_ms=since_ms(since) if since else None,
-        bucket_s=bucket_s,
-    )
+    catalog, start = Catalog.from_settings(settings), since_ms(since) if since else None
+    found = buckets(catalog, table, endpoint=endpoint, since_ms=start, bucket_s=bucket_s)
     if as_json:
         for b in found:
             print_json(dataclasses.asdict(b))
@@ -229,4 +224,6 @@ def monitor(
             f"{entity:>28}  requests {sparkline([float(b.requests) for b in mine])}  "
             f"p95 {sparkline([b.latency_p95 for b in mine])}"
         )
+    decisions = guardrail_decisions(catalog, table, endpoint=endpoint, since_ms=start)
+    print_rows(console, "Guardrail decisions (requests)", [d.row() for d in decisions])
     console.print(f"Plot: {png}")

@@ -19,6 +19,7 @@ from gcn_rag.cli.common import (
     is_piped,
     make_console,
     print_json,
+    print_rows,
     print_table,
 )
 from gcn_rag.serving.deploy import CAPTURE_PREFIX, ENDPOINT
@@ -231,6 +232,57 @@ def endpoints_delete(
     """Delete an endpoint (its models are unloaded)."""
     _client(url, token, settings).delete(name)
     make_console().print(f"Deleted endpoint {name}.")
+
+
+PiiOption = "NONE, MASK (a typed placeholder such as [EMAIL]) or BLOCK (answer 400)"
+
+
+@endpoints_app.command("guardrails")
+@friendly
+def endpoints_guardrails(
+    name: str = typer.Argument(ENDPOINT, help="Endpoint name."),
+    input_pii: str | None = typer.Option(None, "--input-pii", help=f"Questions: {PiiOption}."),
+    output_pii: str | None = typer.Option(None, "--output-pii", help=f"Answers: {PiiOption}."),
+    input_safety: bool | None = typer.Option(
+        None, "--input-safety/--no-input-safety", help="Block prompt injection in questions."
+    ),
+    output_safety: bool | None = typer.Option(
+        None, "--output-safety/--no-output-safety", help="Block injected text in answers."
+    ),
+    keywords: list[str] | None = typer.Option(
+        None, "--invalid-keyword", help="Block questions and answers with it (repeat; '' clears)."
+    ),
+    topics: list[str] | None = typer.Option(
+        None, "--valid-topic", help="Answer only questions about it (repeat; '' clears)."
+    ),
+    off: bool = typer.Option(False, "--off", help="Remove every guardrail first."),
+    url: str | None = UrlOption,
+    token: str | None = TokenOption,
+    as_json: bool = JsonOption,
+    settings: Settings = SettingsOption,
+) -> None:
+    """Show an endpoint's guardrails, or change what the options name and keep the rest
+    (needs CAN_MANAGE; other AI gateway settings stay)."""
+    from gcn_rag.serving.deploy import GuardrailSpec
+
+    spec = GuardrailSpec(
+        input_pii, output_pii, input_safety, output_safety, _words(keywords), _words(topics), off
+    )
+    client = _client(url, token, settings)
+    gateway = client.get(name).get("ai_gateway") or {}
+    if not spec.is_empty():
+        changed = spec.apply(gateway.get("guardrails"))
+        gateway = client.put_ai_gateway(name, {**gateway, "guardrails": changed})
+    if as_json:
+        print_json(gateway.get("guardrails") or {}, indent=2)
+        return
+    from gcn_rag.serving.endpoints import guardrail_rows
+
+    print_rows(make_console(), f"Guardrails of {name}", guardrail_rows(gateway.get("guardrails")))
+
+
+def _words(values: list[str] | None) -> tuple[str, ...] | None:
+    return None if values is None else tuple(v for v in values if v.strip())
 
 
 def _config(config_file: Path | None, spec: EndpointSpec) -> dict[str, Any] | None:

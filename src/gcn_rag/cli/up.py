@@ -45,21 +45,23 @@ def up(
     Each step runs only if needed: ingest when the workspace has no circulars, index when
     the chunks changed, log + register + alias champion when the index content, code or
     config changed (a champion pinned with `gcn-rag model alias set` stays), create or update
-    the endpoint when it does not serve the champion. Then it serves until
+    the endpoint when it does not serve the champion (and turn on input PII masking and
+    injection blocking if it has no guardrails configured). Then it serves until
     Ctrl-C, after printing the URL, a token and a ready-to-paste curl.
     """
     from gcn_rag.console import console_for
     from gcn_rag.model.registry import MODEL_NAME
     from gcn_rag.serving.app import Server
     from gcn_rag.serving.auth import TokenStore, manage_token
-    from gcn_rag.serving.deploy import EndpointSpec
+    from gcn_rag.serving.deploy import UP_GUARDRAILS, EndpointSpec
 
     console = make_console()
     _prepare_corpus_and_index(settings, console, offline)
     version = _champion(settings, console)
     token = manage_token(TokenStore(settings.serving_state), settings.token_file)
-    # a size or scale-to-zero not given here stays as the endpoint has it (defaults at creation)
-    spec = EndpointSpec(MODEL_NAME, version, workload_size, scale_to_zero)
+    # a size or scale-to-zero not given here stays as the endpoint has it (defaults at
+    # creation); guardrails are turned on only for an endpoint that has none configured
+    spec = EndpointSpec(MODEL_NAME, version, workload_size, scale_to_zero, guardrails=UP_GUARDRAILS)
     server = Server(settings, host, port, console=console_for(settings))
     failures: list[GcnRagError] = []
     thread = threading.Thread(

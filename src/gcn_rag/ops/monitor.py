@@ -1,5 +1,6 @@
 """Reading the inference table: recent requests (``gcn-rag logs``) and, per served entity and
-time bucket, requests, success rate and latency (``gcn-rag monitor``), from real rows.
+time bucket, requests, success rate and latency (``gcn-rag monitor``), from real rows; and
+the guardrail decisions the rows record in ``logging_error_codes``.
 
 Latency here is ``execution_duration_ms`` (the time in the model, as Databricks logs it);
 success means HTTP 200. Percentiles use :func:`gcn_rag.ops.results.percentile`.
@@ -159,6 +160,44 @@ def buckets(
             )
         )
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """How many requests one guardrail rule masked or blocked, on one side."""
+
+    stage: str
+    rule: str
+    behavior: str
+    requests: int
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "side": self.stage,
+            "rule": self.rule,
+            "behavior": self.behavior,
+            "requests": self.requests,
+        }
+
+
+def guardrail_decisions(
+    catalog: Catalog, table: str, *, endpoint: str | None = None, since_ms: int | None = None
+) -> list[Decision]:
+    """Requests per guardrail decision (``GUARDRAIL_<SIDE>_<BEHAVIOR>:<rule>`` codes)."""
+    codes = payload_query(
+        catalog, table, "unnest(logging_error_codes) AS code", endpoint=endpoint, since_ms=since_ms
+    )
+    query = (
+        f"SELECT code, count(*) AS n FROM ({codes}) WHERE code LIKE 'GUARDRAIL%' "
+        "GROUP BY code ORDER BY code"
+    )
+    found = []
+    for row in catalog.sql(query).to_pylist():
+        head, _, rule = str(row["code"]).partition(":")
+        parts = head.split("_")
+        if len(parts) == 3:
+            found.append(Decision(parts[1].lower(), rule, parts[2], int(row["n"])))
+    return found
 
 
 def sparkline(values: list[float]) -> str:

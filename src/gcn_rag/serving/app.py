@@ -7,7 +7,7 @@ Routes (the subset `databricks-sdk`, the lab's `curl` and the lab's client use):
     GET    /api/2.0/serving-endpoints/{name}          get
     DELETE /api/2.0/serving-endpoints/{name}          delete
     PUT    /api/2.0/serving-endpoints/{name}/config   update_config (zero-downtime swap)
-    PUT    /api/2.0/serving-endpoints/{name}/ai-gateway   rate limits, inference table config
+    PUT    /api/2.0/serving-endpoints/{name}/ai-gateway   guardrails, rate limits, inference table
     GET    /api/2.0/serving-endpoints/{name}/openapi  the query schema (OpenAPI 3)
     GET    /api/2.0/serving-endpoints/{name}/metrics  Prometheus text for one endpoint
     GET    /api/2.0/serving-endpoints/{name}/served-models/{entity}/logs | build-logs
@@ -86,6 +86,8 @@ def create_app(
     _error_handlers(app)
     _read_routes(app, manager, allow, metrics, workspace)
     _write_routes(app, manager, allow)
+    if tokens is not None:  # the PII guardrails recognise this server's own tokens
+        manager.recognise_tokens(tokens.is_token)
     if console is not None:
         app.mount("/console", console(manager, tokens, metrics))
     return ServingApp(api=app, invocations=Invocations(manager, tokens, metrics))

@@ -82,6 +82,10 @@ class TokenStore:
         caller = self._known[digest] = Caller(str(row[1] or f"token-{digest[:8]}"), str(row[0]))
         return caller
 
+    def is_token(self, token: str) -> bool:
+        """Whether ``token`` is a bearer token of this server (for the PII guardrails)."""
+        return self.caller(token) is not None
+
     def authorize(self, header: str | None, needed: str) -> Caller:
         """The caller, or 401 (no/unknown token) / 403 (too little permission)."""
         caller = self.identify(header)

@@ -132,9 +132,17 @@ class ServingClient:
     def get(self, name: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/api/2.0/serving-endpoints/{name}"))
 
-    def create(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
+    def create(
+        self, name: str, config: dict[str, Any], ai_gateway: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         body = {"name": name, "config": config}
+        if ai_gateway is not None:
+            body["ai_gateway"] = ai_gateway
         return dict(self._call("POST", "/api/2.0/serving-endpoints", body))
+
+    def put_ai_gateway(self, name: str, gateway: dict[str, Any]) -> dict[str, Any]:
+        """Replace the endpoint's AI gateway config (guardrails, rate limits, inference table)."""
+        return dict(self._call("PUT", f"/api/2.0/serving-endpoints/{name}/ai-gateway", gateway))
 
     def update_config(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
         return dict(self._call("PUT", f"/api/2.0/serving-endpoints/{name}/config", config))

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 ENDPOINT = "nasa-gcn-rag-assistant"
 CAPTURE_PREFIX = "rag_inference"  # -> <catalog>.<schema>.rag_inference_payload
 ENDPOINT_INFO = "rag_endpoint_info"
+#: What `gcn-rag up` turns on for an endpoint that has no guardrails config yet.
+UP_GUARDRAILS: dict[str, Any] = {"input": {"pii": {"behavior": "MASK"}, "safety": True}}
 
 
 def endpoint_config(
@@ -59,6 +61,8 @@ class EndpointSpec:
     ``champion``, Small, scale-to-zero, capture into ``rag_inference_payload``) and stays as
     the endpoint has it when the endpoint is updated. ``capture_prefix=""`` turns capture off;
     ``entity`` names the served entity an update changes when the endpoint serves several.
+    ``guardrails`` are given to an endpoint that has no guardrails config at all (one set
+    by hand, even to nothing, stays).
     """
 
     model: str | None = None
@@ -67,6 +71,7 @@ class EndpointSpec:
     scale_to_zero: bool | None = None
     capture_prefix: str | None = None
     entity: str | None = None
+    guardrails: dict[str, Any] | None = None
 
     def is_empty(self) -> bool:
         """Whether the spec changes nothing (``entity`` only chooses where a change goes)."""
@@ -201,7 +206,8 @@ def deploy(
         existing = client.get(name)
     except NotFoundError:
         reporter.note(f"Endpoint: creating {name} (version {spec.version or 'champion'}).")
-        client.create(name, spec.create_config(settings))
+        gateway = {"guardrails": spec.guardrails} if spec.guardrails else None
+        client.create(name, spec.create_config(settings), gateway)
         return client.wait(name)
     entities = existing["config"]["served_entities"]
     if spec.entity is None and len(entities) > 1:
@@ -214,7 +220,71 @@ def deploy(
     else:
         reporter.note(f"Endpoint: updating {name} to version {spec.version}.")
         client.update_config(name, spec.update_config(existing["config"], settings))
+    _default_guardrails(client, existing, spec.guardrails, reporter)
     return client.wait(name)
+
+
+def _default_guardrails(
+    client: ServingClient,
+    endpoint: dict[str, Any],
+    guardrails: dict[str, Any] | None,
+    reporter: Reporter,
+) -> None:
+    """Give ``endpoint`` ``guardrails`` if it has no guardrails config; its other AI gateway
+    settings (rate limits, inference table) are sent back as they are."""
+    gateway = dict(endpoint.get("ai_gateway") or {})
+    if not guardrails or "guardrails" in gateway:
+        return
+    client.put_ai_gateway(endpoint["name"], {**gateway, "guardrails": guardrails})
+    reporter.note(
+        f"Guardrails: turned on for {endpoint['name']} (see or change them with "
+        "`gcn-rag endpoints guardrails`)."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class GuardrailSpec:
+    """What `gcn-rag endpoints guardrails` asks; a field left None stays as it is.
+
+    ``invalid_keywords`` apply to questions and answers, ``valid_topics`` to questions; an
+    empty tuple clears them. ``off`` starts from no guardrails before the rest applies.
+    """
+
+    input_pii: str | None = None
+    output_pii: str | None = None
+    input_safety: bool | None = None
+    output_safety: bool | None = None
+    invalid_keywords: tuple[str, ...] | None = None
+    valid_topics: tuple[str, ...] | None = None
+    off: bool = False
+
+    def is_empty(self) -> bool:
+        return not self.off and all(v is None for v in dataclasses.astuple(self)[:-1])
+
+    def apply(self, current: dict[str, Any] | None) -> dict[str, Any]:
+        """``current`` (a normalized guardrails config) with what the spec names changed."""
+        from gcn_rag.guardrails.policy import normalize_guardrails
+
+        base = {} if self.off else current or {}
+        sides = {stage: dict(base.get(stage) or {}) for stage in ("input", "output")}
+        changes = {
+            "input": (self.input_pii, self.input_safety, self.invalid_keywords, self.valid_topics),
+            "output": (self.output_pii, self.output_safety, self.invalid_keywords, None),
+        }
+        for stage, (pii, safety, keywords, topics) in changes.items():
+            side = sides[stage]
+            if pii is not None:
+                side["pii"] = {"behavior": pii.upper()}
+            for field, value in (("safety", safety), ("invalid_keywords", keywords)):
+                if value is not None:
+                    side[field] = list(value) if isinstance(value, tuple) else value
+            if topics is not None:
+                side["valid_topics"] = list(topics)
+        kept = {
+            stage: {k: v for k, v in side.items() if v not in ([], None)}
+            for stage, side in sides.items()
+        }
+        return normalize_guardrails({stage: side for stage, side in kept.items() if side})
 
 
 def write_endpoint_info(catalog: Catalog, url: str, endpoint: dict[str, Any]) -> None:

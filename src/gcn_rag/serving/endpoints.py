@@ -13,6 +13,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from gcn_rag.errors import BadInputError
+from gcn_rag.guardrails.policy import normalize_guardrails
 from gcn_rag.serving.capture import normalize_capture_config
 
 if TYPE_CHECKING:
@@ -156,7 +157,8 @@ AI_GATEWAY_FIELDS = (
 
 
 def normalize_ai_gateway(raw: Any) -> dict[str, Any]:
-    """Validate a ``PUT …/ai-gateway`` body; rate limits are checked, the rest is stored."""
+    """Validate a ``PUT …/ai-gateway`` body: guardrails, inference table and rate limits are
+    checked (400 naming the field), the rest is stored."""
     if not isinstance(raw, dict):
         raise BadInputError("The AI gateway config must be a JSON object.")
     unknown = sorted(set(raw) - set(AI_GATEWAY_FIELDS))
@@ -168,6 +170,8 @@ def normalize_ai_gateway(raw: Any) -> dict[str, Any]:
         raw["inference_table_config"] = normalize_capture_config(
             raw["inference_table_config"], "inference_table_config"
         )
+    if raw.get("guardrails") is not None:
+        raw["guardrails"] = normalize_guardrails(raw["guardrails"])
     limits = raw.get("rate_limits") or []
     if not isinstance(limits, list):
         raise BadInputError("rate_limits must be a list.")
@@ -204,3 +208,20 @@ def summary_row(endpoint: dict[str, Any]) -> dict[str, str]:
         "served entities": entities,
         "traffic": routes,
     }
+
+
+def guardrail_rows(guardrails: dict[str, Any] | None) -> list[dict[str, str]]:
+    """An endpoint's guardrails (``ai_gateway.guardrails``), one row per side."""
+    rows = []
+    for stage in ("input", "output"):
+        side = (guardrails or {}).get(stage) or {}
+        rows.append(
+            {
+                "side": stage,
+                "pii": (side.get("pii") or {}).get("behavior", "NONE"),
+                "safety": "BLOCK" if side.get("safety") else "off",
+                "invalid keywords": ", ".join(side.get("invalid_keywords") or []) or "-",
+                "valid topics": "; ".join(side.get("valid_topics") or []) or "-",
+            }
+        )
+    return rows

@@ -38,8 +38,10 @@ from gcn_rag.errors import (
     GcnRagError,
     MethodNotAllowedError,
 )
+from gcn_rag.guardrails.policy import GuardrailError, Hit
 from gcn_rag.serving.auth import Authority
 from gcn_rag.serving.capture import REQUEST_TOO_LARGE, CaptureRow, CaptureTarget
+from gcn_rag.serving.guarding import EndpointGuards
 from gcn_rag.serving.manager import EndpointManager
 from gcn_rag.serving.metrics import Metrics
 from gcn_rag.serving.protocol import (
@@ -163,6 +165,8 @@ class _Call:
     target: CaptureTarget | None = None  # where the row goes, fixed when the request starts
     received: bool = False  # the body has been read (it cannot be read twice)
     codes: list[str] = dataclasses.field(default_factory=list)  # the row's logging codes
+    guards: EndpointGuards | None = None  # the endpoint's guardrails, fixed at the start
+    hits: list[Hit] = dataclasses.field(default_factory=list)  # their decisions, for the row
 
 
 class Invocations:
@@ -179,6 +183,7 @@ class Invocations:
     ) -> None:
         call = _Call(name, entity, served=entity or "")
         call.target = self.manager.capture_target(name)  # a DELETE in flight keeps the row
+        call.guards = self.manager.guardrails(name)
         try:
             status, content, headers = 200, await self._answer(call, scope, receive), []
             timing = f"model;dur={call.model_ms:.2f}, total;dur={self._ms(call):.2f}"
@@ -197,6 +202,8 @@ class Invocations:
             await self._capture(call, receive, status, content)
         known = status != 404 or bool(call.served)
         self.metrics.record(name if known else "", call.served, status, self._ms(call) / 1000)
+        if call.hits:
+            self.metrics.guardrail_hits(name, call.hits)
         headers += [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(content)).encode()),
@@ -236,7 +243,10 @@ class Invocations:
     def _run(
         self, call: _Call, replica: Replica, inputs: Inputs, params: dict[str, Any] | None
     ) -> bytes:
-        """In a worker thread: frame, model, JSON, capture row; the response body."""
+        """In a worker thread: input guardrails, frame, model, output guardrails, JSON,
+        capture row; the response body."""
+        if call.guards is not None and call.guards.input:
+            inputs = self._guard_inputs(call, call.guards, inputs)
         frame = inputs.frame()
         started = time.perf_counter()
         try:
@@ -247,12 +257,32 @@ class Invocations:
             raise model_error(exc) from exc
         finally:
             call.model_ms = (time.perf_counter() - started) * 1000
-        content = encode({"predictions": records(result)})
+        rows = records(result)
+        if call.guards is not None and call.guards.output:
+            screened = call.guards.screen_predictions(rows)
+            call.hits.extend(screened.hits)
+            if screened.blocked is not None:
+                raise GuardrailError(screened.blocked)
+            rows = screened.value
+        content = encode({"predictions": rows})
         with call.lock:
             if not call.abandoned:
                 self._spool(call, 200, content)
                 call.content = content
         return content
+
+    @staticmethod
+    def _guard_inputs(call: _Call, guards: EndpointGuards, inputs: Inputs) -> Inputs:
+        """The rows the model gets (masked), or 400 when a rule refuses them; the body the
+        row keeps is the one the model got."""
+        screened = guards.screen_inputs(inputs)
+        call.hits.extend(screened.hits)
+        if isinstance(call.body, dict):
+            call.body = {**call.body, inputs.format: screened.value.data}
+        if screened.blocked is not None:
+            raise GuardrailError(screened.blocked)
+        result: Inputs = screened.value
+        return result
 
     def _allow(self, scope: Scope, call: _Call) -> None:
         """The caller's name on ``call`` (also when refused, for the row), or 401/403."""
@@ -297,18 +327,35 @@ class Invocations:
             call.target,
             CaptureRow(
                 databricks_request_id=call.request_id,
-                client_request_id=client_request_id(call.body),
+                client_request_id=self._redacted(call, client_request_id(call.body)),
                 timestamp_ms=int(time.time() * 1000),
                 status_code=status,
                 execution_duration_ms=round(call.model_ms),
-                request=(call.raw or b"").decode("utf-8", errors="replace"),
+                request=self._request_text(call),
                 response=content.decode(),
                 served_entity_id=call.served,
                 endpoint_name=call.name,
                 requester=call.caller,
-                logging_error_codes=tuple(call.codes),
+                logging_error_codes=(*call.codes, *(hit.code for hit in call.hits)),
             ),
         )
+
+    @staticmethod
+    def _redacted(call: _Call, text: str | None) -> str | None:
+        if text is None or call.guards is None or not call.guards.redacts:
+            return text
+        return call.guards.redact(text)
+
+    @staticmethod
+    def _request_text(call: _Call) -> str:
+        """The request as the row keeps it: as sent, or, when the endpoint masks personal
+        data, as the model got it with every finding masked (also when it was refused)."""
+        text = (call.raw or b"").decode("utf-8", errors="replace")
+        if call.guards is None or not call.guards.redacts:
+            return text
+        if call.body is not None:  # as parsed: escapes such as \u0040 cannot hide a value
+            text = encode(call.body).decode()
+        return call.guards.redact(text)
 
     @staticmethod
     def _error(exc: GcnRagError) -> bytes:

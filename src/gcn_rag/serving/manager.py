@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gcn_rag.errors import (
@@ -43,6 +44,7 @@ from gcn_rag.serving.endpoints import (
     normalize_ai_gateway,
     normalize_config,
 )
+from gcn_rag.serving.guarding import CITED_EMAILS, EndpointGuards
 from gcn_rag.serving.replicas import Limits, RateLimiter, Replica, TrafficSplit, release_memory
 from gcn_rag.serving.store import EndpointStore
 
@@ -61,8 +63,16 @@ class EndpointManager:
         limits: Limits | None = None,
         resolve: Resolver | None = None,
         capture: InferenceCapture | None = None,
+        cited_emails: str = "mask",
     ) -> None:
+        if cited_emails not in CITED_EMAILS:
+            raise BadInputError(
+                f"guardrail_cited_emails must be {' or '.join(CITED_EMAILS)}; got {cited_emails!r}."
+            )
         self.store = store
+        self.cited_emails = cited_emails  # see gcn_rag.serving.guarding
+        self.is_token: Callable[[str], bool] | None = None
+        self._guards: dict[str, tuple[Any, EndpointGuards | None]] = {}
         self.loader = loader
         self.resolve = resolve
         self.capture = capture
@@ -106,6 +116,7 @@ class EndpointManager:
             Limits.from_settings(settings),
             mlflow_resolver(uri),
             capture,
+            settings.guardrail_cited_emails,
         )
 
     def close(self) -> None:
@@ -123,6 +134,25 @@ class EndpointManager:
         if endpoint is None or self.capture is None:
             return None
         return capture_target(name, endpoint.config, endpoint.ai_gateway)
+
+    def guardrails(self, name: str) -> EndpointGuards | None:
+        """``name``'s guardrails (None: none on, or no such endpoint), rebuilt only when its
+        AI gateway config was replaced."""
+        with self._lock:
+            endpoint = self._endpoints.get(name)
+        gateway = endpoint.ai_gateway if endpoint is not None else None
+        cached = self._guards.get(name)
+        if cached is not None and cached[0] is gateway:
+            return cached[1]
+        config = (gateway or {}).get("guardrails")
+        guards = EndpointGuards.build(config, self.is_token, self.cited_emails)
+        self._guards[name] = (gateway, guards)
+        return guards
+
+    def recognise_tokens(self, is_token: Callable[[str], bool]) -> None:
+        """Let the PII guardrails tell this server's bearer tokens (from its token store)."""
+        self.is_token = is_token
+        self._guards.clear()
 
     # --- management --------------------------------------------------------------------------
 
@@ -226,6 +256,7 @@ class EndpointManager:
                 raise _unsaved(name, exc) from exc
             del self._endpoints[name]
             self._replicas.pop(name, None)
+            self._guards.pop(name, None)
         release_memory()
 
     def logs(self, name: str) -> str:

@@ -2,7 +2,9 @@
 
 Counters and the latency histogram are recorded by the server once per invocation, whatever
 its outcome; gauges (in flight, queued, loaded, cold starts) are read from the replicas when
-scraped. Labels: ``endpoint``, ``served_entity`` and, on the request counter, ``status``.
+scraped. Labels: ``endpoint``, ``served_entity`` and, on the request counter, ``status``;
+guardrail decisions are counted per ``endpoint``, ``stage``, ``rule`` and ``behavior`` (each
+rule once per request that tripped it).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from gcn_rag.guardrails.policy import Hit
     from gcn_rag.serving.manager import EndpointManager
     from gcn_rag.serving.replicas import Replica
 
@@ -39,16 +42,24 @@ class Metrics:
         self._lock = threading.Lock()
         self._requests: dict[tuple[str, str, int], int] = defaultdict(int)
         self._latency: dict[tuple[str, str], _Histogram] = defaultdict(_Histogram)
+        self._guardrails: dict[tuple[str, str, str, str], int] = defaultdict(int)
 
     def record(self, endpoint: str, entity: str, status: int, seconds: float) -> None:
         with self._lock:
             self._requests[(endpoint, entity, status)] += 1
             self._latency[(endpoint, entity)].observe(seconds)
 
+    def guardrail_hits(self, endpoint: str, hits: list[Hit]) -> None:
+        """Count one request's guardrail decisions (each distinct one once)."""
+        with self._lock:
+            for hit in dict.fromkeys(hits):
+                self._guardrails[(endpoint, hit.stage, hit.rule, hit.behavior)] += 1
+
     def render(self, manager: EndpointManager, endpoint: str | None = None) -> str:
         """The Prometheus exposition text, for one endpoint or all of them."""
         out: list[str] = []
         self._requests_text(out, endpoint)
+        self._guardrail_text(out, endpoint)
         _replica_text(out, manager, endpoint)
         if manager.capture is not None:
             _capture_text(out, manager.capture.stats())
@@ -78,6 +89,16 @@ class Metrics:
                 )
             out.append(f"gcn_rag_request_duration_seconds_sum{{{labels}}} {sample(total)}")
             out.append(f"gcn_rag_request_duration_seconds_count{{{labels}}} {cumulative}")
+
+    def _guardrail_text(self, out: list[str], endpoint: str | None) -> None:
+        with self._lock:
+            counts = sorted(self._guardrails.items())
+        name = "gcn_rag_guardrail_hits_total"
+        _family(out, name, "counter", "Requests a guardrail rule masked or blocked.")
+        for (ep, stage, rule, behavior), n in counts:
+            if endpoint is None or ep == endpoint:
+                labels = f'endpoint="{_escape(ep)}",stage="{stage}",rule="{_escape(rule)}"'
+                out.append(f'{name}{{{labels},behavior="{behavior}"}} {n}')
 
 
 #: (name, type, help, value of a replica) of the gauges read from the replicas when scraped.
