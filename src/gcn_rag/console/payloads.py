@@ -40,6 +40,7 @@ class _Followed:
     version: int = -1
     files: dict[str, pa.Table] = dataclasses.field(default_factory=dict)
     rows: pa.Table | None = None
+    by_endpoint: dict[str, Requests] = dataclasses.field(default_factory=dict)  # of `version`
 
 
 class Payloads:
@@ -51,37 +52,45 @@ class Payloads:
 
     def requests(self, catalog: Catalog, table: str, endpoint: str) -> Requests | None:
         """``endpoint``'s captured requests in ``table`` (None: the table does not exist yet)."""
-        import numpy as np
-        import pyarrow.compute as pc
+        with self._lock:
+            followed = self._follow(catalog, table)
+            if followed is None or followed.rows is None:
+                return None
+            found = followed.by_endpoint.get(endpoint)
+            if found is None:
+                found = followed.by_endpoint[endpoint] = _of(followed.rows, endpoint)
+            return found
 
-        rows = self._rows(catalog, table)
-        if rows is None:
-            return None
-        mine = rows.filter(pc.equal(rows.column("endpoint_name"), endpoint))
-        order = np.argsort(mine.column("timestamp_ms").to_numpy(), kind="stable")
-        return Requests(
-            at_ms=mine.column("timestamp_ms").to_numpy()[order],
-            status=mine.column("status_code").fill_null(0).to_numpy()[order],
-            latency_ms=mine.column("execution_duration_ms").fill_null(0).to_numpy()[order],
-        )
-
-    def _rows(self, catalog: Catalog, table: str) -> pa.Table | None:
+    def _follow(self, catalog: Catalog, table: str) -> _Followed | None:
+        """The table brought up to its latest version (None: it does not exist yet)."""
         from deltalake import DeltaTable
 
         name = catalog.name(table)
-        with self._lock:
-            followed = self._followed.get(str(name))
-            if followed is None:
-                if not catalog.exists(name):
-                    return None
-                followed = self._followed[str(name)] = _Followed(
-                    DeltaTable(str(catalog.path(name)))
-                )
-            else:
-                followed.table.update_incremental()
-            if followed.version != followed.table.version():
-                _reread(followed)
-            return followed.rows
+        followed = self._followed.get(str(name))
+        if followed is None:
+            if not catalog.exists(name):
+                return None
+            followed = _Followed(DeltaTable(str(catalog.path(name))))
+            self._followed[str(name)] = followed
+        else:
+            followed.table.update_incremental()
+        if followed.version != followed.table.version():
+            _reread(followed)
+        return followed
+
+
+def _of(rows: pa.Table, endpoint: str) -> Requests:
+    """One endpoint's rows, oldest first (numpy: no pandas behind ``pyarrow.compute``)."""
+    import numpy as np
+
+    mine = rows.column("endpoint_name").to_numpy(zero_copy_only=False) == endpoint
+    at_ms = rows.column("timestamp_ms").to_numpy()[mine]
+    order = np.argsort(at_ms, kind="stable")
+    return Requests(
+        at_ms=at_ms[order],
+        status=rows.column("status_code").fill_null(0).to_numpy()[mine][order],
+        latency_ms=rows.column("execution_duration_ms").fill_null(0).to_numpy()[mine][order],
+    )
 
 
 def _reread(followed: _Followed) -> None:
@@ -97,9 +106,13 @@ def _reread(followed: _Followed) -> None:
         found = followed.files.get(uri)
         files[uri] = found if found is not None else _read(pq, uri, schema)
     followed.files = files
+    followed.by_endpoint = {}
     followed.version = followed.table.version()
     followed.rows = pa.concat_tables(files.values()) if files else schema.empty_table()
 
 
 def _read(pq: Any, uri: str, schema: pa.Schema) -> pa.Table:
-    return pq.read_table(uri, columns=COLUMNS).select(COLUMNS).cast(schema)
+    """One data file's columns. ``ParquetFile`` rather than ``read_table``: the latter imports
+    ``pyarrow.dataset``, which costs ~0.9 s the first time in a process."""
+    path = uri.removeprefix("file://")
+    return pq.ParquetFile(path).read(columns=COLUMNS).select(COLUMNS).cast(schema)
