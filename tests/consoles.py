@@ -84,6 +84,26 @@ def _deploy(manager: EndpointManager, version: str) -> None:
     wait_ready(manager)
 
 
+@contextlib.contextmanager
+def another_version(workspace: Settings, champion: dict[str, Any]) -> Iterator[str]:
+    """Another version of the champion's model; afterwards champion is back where it was
+    (set automatically, so not pinned) and the version is gone."""
+    from mlflow.tracking import MlflowClient
+
+    version = registry.register(workspace, champion["logged"].model_uri)
+    try:
+        yield version
+    finally:
+        registry.set_alias(workspace, "champion", champion["version"])
+        client: Any = MlflowClient(registry.tracking_uri(workspace))
+        client.delete_model_version(registry.MODEL_NAME, version)
+
+
+def entity_name(version: str) -> str:
+    """The default name of the served entity serving ``version`` of the assistant."""
+    return f"{registry.MODEL_NAME.rsplit('.', 1)[-1]}-{version}"
+
+
 def wait_ready(manager: EndpointManager) -> dict[str, Any]:
     """The endpoint once READY with no update in progress."""
     deadline = time.monotonic() + 120

@@ -6,6 +6,7 @@ browser. The real-browser walk-through is tests/test_console_browser.py.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -342,3 +343,107 @@ def test_sessions_end_when_idle_and_the_oldest_goes_past_the_limit() -> None:
     assert sessions.find(second.id) is None and sessions.find(first.id) is first
     idle = Sessions(idle_s=-1.0)  # every session is past its idle time at once
     assert idle.find(idle.start(Caller("d", "CAN_VIEW")).id) is None
+
+
+# --- the endpoint page's live part: charts, requests in the last hour, the Query page's example
+
+
+def _live(client: requests.Session, console: Console, window: str = "15m") -> str:
+    response = _page(client, console, f"/endpoints/{ENDPOINT}/live?window={window}")
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def _summary(page: str, chart: str) -> str:
+    found = re.search(rf'id="chart-{chart}-summary">([^<]*)<', page)
+    assert found is not None, f"no summary of the {chart} chart"
+    return html.unescape(found.group(1))
+
+
+def _counted(page: str) -> int:
+    """How many requests the request-rate chart says it drew."""
+    found = re.match(r"([\d,]+) requests?", _summary(page, "rate"))
+    return int(found.group(1).replace(",", "")) if found else 0
+
+
+def test_the_charts_count_requests_made_after_the_page_loaded(console: Console) -> None:
+    viewer = signed_in(console, "CAN_VIEW")
+    page = _page(viewer, console, f"/endpoints/{ENDPOINT}?window=15m")
+    assert page.status_code == 200
+    assert f'data-src="/console/endpoints/{ENDPOINT}/live?window=15m"' in page.text
+    assert '<script src="/console/static/live.js" defer></script>' in page.text
+    assert '<option value="15m" selected>15 minutes</option>' in page.text
+    before, failed_before = _counted(page.text), _summary(page.text, "errors")
+    url = f"{console.url}/serving-endpoints/{ENDPOINT}/invocations"
+    headers = {"Authorization": f"Bearer {console.tokens['CAN_QUERY']}"}
+    for _ in range(3):
+        ok = requests.post(url, json={"inputs": [QUESTION]}, headers=headers, timeout=60)
+        assert ok.status_code == 200
+    assert requests.post(url, data="{not json", headers=headers, timeout=60).status_code == 400
+    deadline = time.monotonic() + 30
+    while _counted(live := _live(viewer, console)) < before + 4:
+        assert time.monotonic() < deadline, "the requests never reached the charts"
+        time.sleep(0.2)
+    failed = re.match(r"([\d,]+) of ([\d,]+) requests failed", _summary(live, "errors"))
+    assert failed is not None and int(failed.group(1)) >= 1, failed_before
+    assert re.fullmatch(
+        r"Over the last 15 minutes: p50 [\d.,]+ ms, p95 [\d.,]+ ms, p99 [\d.,]+ ms "
+        r"\(inference table\)\.",
+        _summary(live, "latency"),
+    )
+    assert "rows waiting to be committed to the inference table now" in _summary(live, "backlog")
+    for chart, line in (("rate", "line-rate"), ("latency", "line-p99"), ("errors", "line-errors")):
+        assert f'aria-labelledby="chart-{chart}-title chart-{chart}-summary"' in live
+        assert re.search(rf'<(polyline|circle) class="{line}"', live), chart
+    assert "<form" not in live and 'id="state">READY<' in live
+    listing = _page(viewer, console, "/endpoints").text
+    last_hour = re.search(rf'data-requests-last-hour="{ENDPOINT}">([\d,]+)<', listing)
+    assert last_hour is not None and int(last_hour.group(1).replace(",", "")) >= before + 4
+    bad = _page(viewer, console, f"/endpoints/{ENDPOINT}/live?window=2y")
+    assert bad.status_code == 400 and "no chart window" in bad.text
+    anonymous = _page(requests.Session(), console, f"/endpoints/{ENDPOINT}/live")
+    assert anonymous.status_code == 303
+
+
+def test_live_counters_give_rates_errors_and_percentiles(console: Console) -> None:
+    """An endpoint without an inference table is charted from the live counters' ticks."""
+    from gcn_rag.console.series import WINDOWS, from_ticks
+    from gcn_rag.console.timeline import Timeline
+    from gcn_rag.serving.metrics import Metrics
+
+    metrics = Metrics()
+    timeline = Timeline(metrics, console.manager)
+    for _ in range(98):
+        metrics.record("uncaptured", "e-1", 200, 0.02)  # in the 10-25 ms bucket
+    metrics.record("uncaptured", "e-1", 500, 0.3)
+    metrics.record("uncaptured", "e-1", 429, 0.001)
+    timeline.sample()
+    timeline.sample()  # nothing new: counted once
+    start = timeline.started_ms - 60_000
+    series = from_ticks("uncaptured", timeline.since(start), start, WINDOWS[0])
+    assert sum(series.requests) == 100 and sum(series.errors) == 2
+    p50, p99 = series.total_latency_ms[0.5], series.total_latency_ms[0.99]
+    assert p50 is not None and 10 < p50 <= 25
+    assert p99 is not None and 25 <= p99 <= 500
+    assert all(b is None or b >= 0 for b in series.backlog)
+    assert (
+        from_ticks("other", timeline.since(start), start, WINDOWS[0]).total_latency_ms[0.5] is None
+    )
+
+
+def test_the_query_page_starts_from_the_models_input_example(console: Console) -> None:
+    client = signed_in(console, "CAN_QUERY")
+    page = _page(client, console, f"/endpoints/{ENDPOINT}/query")
+    assert f'id="question" name="question" type="text" value="{QUESTION}"' in page.text
+    assert re.search(r'placeholder="\{\n  &#34;dataframe_split&#34;: \{', page.text)
+    result = _post(
+        client,
+        console,
+        f"/endpoints/{ENDPOINT}/query",
+        {"csrf": csrf(page.text), "question": QUESTION},
+    )
+    table = re.search(r'<table id="measurements">(.*?)</table>', result.text, re.S)
+    assert table is not None, "no measurements table"
+    row = re.search(r'<th scope="row">redshift</th><td>([^<]+)</td>', table.group(1))
+    assert row is not None and row.group(1).startswith("0.15")
+    assert re.search(r'href="https://gcn\.nasa\.gov/circulars/\d+"', table.group(1))

@@ -17,7 +17,16 @@ from typing import Any
 import pytest
 import requests
 
-from consoles import ENDPOINT, QUESTION, Console, Serve, running_console, wait_ready
+from consoles import (
+    ENDPOINT,
+    QUESTION,
+    Console,
+    Serve,
+    another_version,
+    entity_name,
+    running_console,
+    wait_ready,
+)
 from gcn_rag.console.sessions import SignInCodes
 from gcn_rag.settings import Settings
 
@@ -84,7 +93,10 @@ def test_a_person_signs_in_asks_is_refused_and_signs_out(
 
     browser.find_element(By.LINK_TEXT, ENDPOINT).click()
     browser.find_element(By.ID, "query-link").click()
-    browser.find_element(By.ID, "question").send_keys(QUESTION)
+    box = browser.find_element(By.ID, "question")
+    assert box.get_attribute("value") == QUESTION  # the model's input example
+    box.clear()
+    box.send_keys(QUESTION)
     browser.find_element(By.ID, "ask").click()
     answer = browser.find_element(By.ID, "answer").text
     assert answer.startswith("The redshift of GRB 221009A is z = 0.15")
@@ -176,6 +188,84 @@ def test_a_person_reads_the_models_and_asks_from_the_keyboard(
     _sign_out(browser, base)
 
 
+def test_the_endpoint_page_refreshes_its_charts_and_shows_a_version_change(
+    browser: Any,
+    console: Console,
+    tmp_path: Path,
+    fixture_workspace: Settings,
+    champion: dict[str, Any],
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    base = f"{console.url}/console"
+    code = SignInCodes(console.home / "serving.db").issue("CAN_MANAGE", "operator")
+    browser.get(f"{base}/signin?code={code}")
+    browser.get(f"{base}/endpoints/{ENDPOINT}?window=15m")
+    summary = browser.find_element(By.ID, "chart-rate-summary").text
+    browser.execute_script("window.notReloaded = true")
+    url = f"{console.url}/serving-endpoints/{ENDPOINT}/invocations"
+    headers = {"Authorization": f"Bearer {console.tokens['CAN_QUERY']}"}
+    for _ in range(2):
+        answered = requests.post(url, json={"inputs": [QUESTION]}, headers=headers, timeout=60)
+        assert answered.status_code == 200
+    assert summary.startswith("No requests in the last 15 minutes")
+    _until(
+        browser,
+        30,
+        lambda b: b.find_element(By.ID, "chart-rate-summary").text.startswith("2 requests"),
+    )
+    assert browser.execute_script("return window.notReloaded") is True  # refreshed in place
+    labels, width = browser.execute_script(
+        "const svg = document.querySelector('#chart-latency svg');"
+        "return [svg.getAttribute('aria-labelledby'), svg.getBoundingClientRect().width];"
+    )
+    assert labels == "chart-latency-title chart-latency-summary" and width > 250
+    browser.save_screenshot(str(shots / "12-endpoint-charts.png"))
+    _select(browser, "window", "1 hour")  # the script follows the window, without a reload
+    _until(browser, 15, lambda b: "window=1h" in b.current_url)
+    _until(
+        browser, 15, lambda b: b.find_element(By.ID, "window-label").text.startswith("Last 1 hour")
+    )
+    assert browser.execute_script("return window.notReloaded") is True
+
+    with another_version(fixture_workspace, champion) as new:
+        browser.refresh()
+        _select(browser, "version-1", f"v{new}")
+        browser.find_element(By.ID, "save-config").click()
+        _until(browser, 15, lambda b: "updated=1" in b.current_url)
+        browser.execute_script("window.notReloaded = true")
+        if browser.find_elements(By.ID, "update-progress"):
+            browser.save_screenshot(str(shots / "13-endpoint-updating.png"))
+        _until(
+            browser,
+            120,
+            lambda b: (
+                b.find_element(By.ID, "config-update").text == "NOT_UPDATING"
+                and b.find_elements(By.CSS_SELECTOR, f'[data-entity="{entity_name(new)}"]')
+            ),
+        )
+        assert browser.execute_script("return window.notReloaded") is True
+        assert not browser.find_elements(By.ID, "update-progress")
+        api = requests.get(
+            f"{console.url}/api/2.0/serving-endpoints/{ENDPOINT}",
+            headers={"Authorization": f"Bearer {console.tokens['CAN_VIEW']}"},
+            timeout=30,
+        ).json()
+        assert api["config"]["served_entities"][0]["entity_version"] == new
+        browser.save_screenshot(str(shots / "14-endpoint-new-version.png"))
+        browser.set_window_size(420, 800)
+        browser.save_screenshot(str(shots / "15-endpoint-narrow.png"))
+        assert browser.execute_script(  # no sideways scrolling of the page itself
+            "return document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+        )
+        browser.execute_script("document.getElementById('chart-rate').scrollIntoView()")
+        browser.save_screenshot(str(shots / "16-endpoint-charts-narrow.png"))
+        browser.set_window_size(1280, 800)
+        wait_ready(console.manager)
+
+
 def _sign_in(browser: Any, base: str, token: str) -> None:
     from selenium.webdriver.common.by import By
 
@@ -190,6 +280,18 @@ def _sign_out(browser: Any, base: str) -> None:
 
     browser.find_element(By.ID, "signout").click()
     _arrive(browser, f"{base}/signin")
+
+
+def _until(browser: Any, seconds: float, condition: Any) -> None:
+    """Wait for ``condition(browser)``; the live part is replaced as it refreshes, so an
+    element read at that moment is stale: read it again."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(
+        browser, seconds, poll_frequency=0.3, ignored_exceptions=(StaleElementReferenceException,)
+    )
+    wait.until(condition)
 
 
 def _arrive(browser: Any, url: str) -> None:

@@ -15,7 +15,18 @@ from typing import Any
 import pytest
 import requests
 
-from consoles import QUESTION, Console, Serve, csrf, running_console, signed_in
+from consoles import (
+    ENDPOINT,
+    QUESTION,
+    Console,
+    Serve,
+    another_version,
+    csrf,
+    entity_name,
+    running_console,
+    signed_in,
+    wait_ready,
+)
 from gcn_rag.model import registry
 from gcn_rag.settings import Settings
 
@@ -34,17 +45,9 @@ def console(
 
 @pytest.fixture
 def second_version(fixture_workspace: Settings, champion: dict[str, Any]) -> Iterator[str]:
-    """Another version of the champion's model; afterwards champion is back where it was
-    (set automatically, so not pinned) and the version is gone."""
-    from mlflow.tracking import MlflowClient
-
-    version = registry.register(fixture_workspace, champion["logged"].model_uri)
-    try:
+    """Another version of the champion's model, gone afterwards (tests/consoles.py)."""
+    with another_version(fixture_workspace, champion) as version:
         yield version
-    finally:
-        registry.set_alias(fixture_workspace, "champion", champion["version"])
-        client: Any = MlflowClient(registry.tracking_uri(fixture_workspace))
-        client.delete_model_version(registry.MODEL_NAME, version)
 
 
 def _get(client: requests.Session, console: Console, path: str) -> requests.Response:
@@ -159,3 +162,49 @@ def test_an_event_question_shows_its_dossier_and_measurements(
         assert re.search(r'href="https://gcn\.nasa\.gov/circulars/\d+"', table.group(1))
         plain = _post(asker, events, "/ask", {"question": "What is a GRB?", "csrf": token})
         assert plain.status_code == 200 and 'id="dossier"' not in plain.text
+
+
+def test_a_manager_changes_the_served_version_and_watches_the_update(
+    console: Console, champion: dict[str, Any], second_version: str
+) -> None:
+    from databricks.sdk import WorkspaceClient
+
+    old, new = champion["version"], second_version
+    path = f"/endpoints/{ENDPOINT}"
+    viewer = signed_in(console, "CAN_VIEW")
+    seen = _get(viewer, console, path).text
+    assert re.search(
+        rf'<select id="version-1" name="entity_version:{entity_name(old)}" disabled>', seen
+    )
+    change = {"csrf": csrf(seen), f"entity_version:{entity_name(old)}": new}
+    refused = _post(viewer, console, f"{path}/config", change)
+    assert refused.status_code == 403 and "This needs CAN_MANAGE" in refused.text
+    manager = signed_in(console, "CAN_MANAGE")
+    page = _get(manager, console, path).text
+    assert f'<option value="{new}">v{new}</option>' in page
+    assert f'<option value="{old}" selected>v{old} @champion</option>' in page
+    bad = _post(
+        manager,
+        console,
+        f"{path}/config",
+        {**change, "csrf": csrf(page), f"entity_version:{entity_name(old)}": "x"},
+    )
+    assert bad.status_code == 400 and "Choose a version number" in bad.text
+    moved = _post(manager, console, f"{path}/config", {**change, "csrf": csrf(page)})
+    assert moved.status_code == 303
+    live = _get(manager, console, f"{path}/live").text  # while loading, or once swapped
+    if 'id="update-progress"' in live:
+        assert "Updating to config version" in live and f"v{new}" in live
+        assert 'id="config-update">IN_PROGRESS<' in live
+    wait_ready(console.manager)
+    live = _get(manager, console, f"{path}/live").text
+    assert (
+        f'data-entity="{entity_name(new)}"' in live and 'id="config-update">NOT_UPDATING<' in live
+    )
+    api = WorkspaceClient(host=console.url, token=console.tokens["CAN_VIEW"])
+    served = api.serving_endpoints.get(ENDPOINT).config
+    assert served is not None and served.served_entities is not None
+    assert [(e.name, e.entity_version) for e in served.served_entities] == [(entity_name(new), new)]
+    back = {"csrf": csrf(page), f"entity_version:{entity_name(new)}": old}
+    assert _post(manager, console, f"{path}/config", back).status_code == 303
+    wait_ready(console.manager)

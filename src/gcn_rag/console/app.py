@@ -15,10 +15,13 @@ from starlette.staticfiles import StaticFiles
 
 from gcn_rag.console.ask import AskPage
 from gcn_rag.console.guard import Guard, error_page
+from gcn_rag.console.live import Live
 from gcn_rag.console.models import ModelPages
 from gcn_rag.console.reports import ReportPages
 from gcn_rag.console.routes import Pages
+from gcn_rag.console.served import Served
 from gcn_rag.console.sessions import Sessions
+from gcn_rag.console.timeline import Timeline
 from gcn_rag.errors import BadInputError, GcnRagError, MethodNotAllowedError, NotFoundError
 from gcn_rag.serving.auth import TokenStore
 from gcn_rag.serving.invocations import Invocations
@@ -38,7 +41,9 @@ def build(
     sessions = Sessions()
     guard = Guard(sessions, auth=tokens is not None)
     invocations = Invocations(manager, sessions, metrics)
-    pages = Pages(manager, tokens, guard, invocations)
+    timeline = Timeline(metrics, manager)
+    timeline.start()
+    pages = Pages(manager, tokens, guard, invocations, Live(manager, timeline), Served(settings))
     models, asking = ModelPages(settings), AskPage(invocations, settings)
     reports = ReportPages(settings)
     page = guard.page
@@ -49,6 +54,7 @@ def build(
         Route("/signout", page("CAN_VIEW", pages.signout), methods=["POST"]),
         Route("/endpoints", page("CAN_VIEW", pages.endpoints), methods=["GET"]),
         Route("/endpoints/{name}", page("CAN_VIEW", pages.endpoint), methods=["GET"]),
+        Route("/endpoints/{name}/live", page("CAN_VIEW", pages.live_part), methods=["GET"]),
         Route(
             "/endpoints/{name}/config", page("CAN_MANAGE", pages.change_config), methods=["POST"]
         ),

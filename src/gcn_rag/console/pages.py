@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from gcn_rag.console.sessions import Session
+from gcn_rag.errors import BadInputError
 
 #: Every console page forbids scripts, styles and frames from anywhere but the server itself.
 SECURITY_HEADERS = {
@@ -118,8 +119,9 @@ def _entities(config: dict[str, Any]) -> tuple[EntityView, ...]:
 
 
 def config_change(api: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
-    """The ``PUT …/config`` body the endpoint form asks for: per served entity, its workload
-    size, scale-to-zero and traffic percentage (fields ``<field>:<entity name>``)."""
+    """The ``PUT …/config`` body the endpoint form asks for: per served entity, its model
+    version, workload size, scale-to-zero and traffic percentage (fields
+    ``<field>:<entity name>``)."""
     entities, routes = [], []
     current = {e.name: e.traffic for e in _entities(api["config"])}
     for entity in api["config"]["served_entities"]:
@@ -127,12 +129,32 @@ def config_change(api: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
         kept = {k: v for k, v in entity.items() if k != "state"}
         size = form.get(f"workload_size:{name}", kept.get("workload_size", "Small"))
         kept["workload_size"] = size
+        kept["entity_version"] = _version(form.get(f"entity_version:{name}"), kept)
+        kept["name"] = _renamed(entity, kept["entity_version"])
         kept["scale_to_zero_enabled"] = form.get(f"scale_to_zero:{name}") == "on"
         entities.append(kept)
         share = _percent(form.get(f"traffic:{name}", str(current[name])))
-        routes.append({"served_model_name": name, "traffic_percentage": share})
+        routes.append({"served_model_name": kept["name"], "traffic_percentage": share})
     body: dict[str, Any] = {"served_entities": entities, "traffic_config": {"routes": routes}}
     return body
+
+
+def _version(chosen: str | None, entity: dict[str, Any]) -> str:
+    """The version the form chose for ``entity`` (its current one when the form has none)."""
+    if chosen is None:
+        return str(entity.get("entity_version", ""))
+    if not chosen.strip().isdigit():
+        raise BadInputError(f"Choose a version number for {entity['name']}, not {chosen!r}.")
+    return chosen.strip()
+
+
+def _renamed(entity: dict[str, Any], version: str) -> str:
+    """An entity named by default (``<model>-<version>``) follows its new version, as a new
+    config without names would be; a name someone chose stays."""
+    short = str(entity["entity_name"]).rsplit(".", 1)[-1]
+    if entity["name"] == f"{short}-{entity['entity_version']}":
+        return f"{short}-{version}"
+    return str(entity["name"])
 
 
 def _percent(text: str) -> Any:

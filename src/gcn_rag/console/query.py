@@ -33,6 +33,17 @@ class Link:
 
 
 @dataclasses.dataclass(frozen=True)
+class Measured:
+    """One value the answer states (its ``measurements`` column), with its circular's link."""
+
+    quantity: str
+    value: str
+    unit: str
+    circular: str
+    url: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Outcome:
     """What one question returned: the HTTP outcome and, on success, the first prediction."""
 
@@ -44,6 +55,7 @@ class Outcome:
     sources: tuple[str, ...] = ()
     num_docs: int = 0
     citations: tuple[Link, ...] = ()
+    measurements: tuple[Measured, ...] = ()
     error: str = ""
     raw: str = ""  # the whole response body, pretty-printed
 
@@ -103,6 +115,7 @@ def outcome(status: int, headers: dict[str, str], content: bytes) -> Outcome:
         sources=tuple(str(s) for s in _json_list(first.get("sources"))),
         num_docs=int(first.get("num_docs") or 0),
         citations=tuple(_link(c) for c in _json_list(first.get("citations"))),
+        measurements=tuple(_measured(m) for m in _json_list(first.get("measurements"))),
     )
 
 
@@ -122,6 +135,26 @@ def _link(citation: Any) -> Link:
     circular = str(citation.get("circular_id", ""))
     url = CIRCULAR_URL.format(circular) if _CIRCULAR_ID.fullmatch(circular) else ""
     return Link(circular, url, str(citation.get("subject", "")), str(citation.get("quote", "")))
+
+
+def _measured(value: Any) -> Measured:
+    """A ``measurements`` entry (quantity, value, unit, circular_id) as the page shows it."""
+    value = value if isinstance(value, dict) else {}
+    link = _link({"circular_id": _circular_text(value.get("circular_id"))})
+    return Measured(
+        quantity=str(value.get("quantity", "")),
+        value=str(value.get("value", "")),
+        unit=str(value.get("unit") or ""),
+        circular=link.circular,
+        url=link.url,
+    )
+
+
+def _circular_text(circular: Any) -> str:
+    """A circular id as its page is named: ``12345`` (a JSON number may say ``12345.0``)."""
+    if isinstance(circular, float) and circular.is_integer():
+        return str(int(circular))
+    return "" if circular is None else str(circular)
 
 
 def _total_ms(timing: str) -> float:

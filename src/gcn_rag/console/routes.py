@@ -23,8 +23,17 @@ from gcn_rag.console.guard import (
     read_form,
 )
 from gcn_rag.console.inference import LIMIT, WINDOWS, Filters, capturing, one, recent
-from gcn_rag.console.pages import WORKLOAD_SIZES, config_change, endpoint_view, render
+from gcn_rag.console.live import Live
+from gcn_rag.console.pages import (
+    WORKLOAD_SIZES,
+    EndpointView,
+    config_change,
+    endpoint_view,
+    render,
+)
 from gcn_rag.console.query import ask, request_body
+from gcn_rag.console.series import window
+from gcn_rag.console.served import Choice, Example, Served
 from gcn_rag.console.sessions import Session, SignInCodes, cookie_header
 from gcn_rag.errors import GcnRagError, NotFoundError, UnauthenticatedError
 from gcn_rag.serving import shapes
@@ -33,6 +42,7 @@ from gcn_rag.serving.invocations import Invocations
 from gcn_rag.serving.manager import EndpointManager
 
 HOME = "/endpoints"
+REFRESH_MS = 5000  # how often the endpoint page fetches its state and charts again
 
 
 class Pages:
@@ -44,12 +54,16 @@ class Pages:
         tokens: TokenStore | None,
         guard: Guard,
         invocations: Invocations,
+        live: Live,
+        served: Served,
     ) -> None:
         self.manager = manager
         self.tokens = tokens
         self.codes = SignInCodes(tokens.path) if tokens is not None else None
         self.guard = guard
         self.invocations = invocations
+        self.live = live
+        self.served = served
 
     # --- signing in and out (the only routes without a session) ------------------------------
 
@@ -105,20 +119,41 @@ class Pages:
 
     async def endpoints(self, visit: Visit) -> Response:
         views = [endpoint_view(e) for e in self.manager.list()]
-        return render(visit.request, "endpoints.html", visit.session, endpoints=views)
+        counts = await run_in_threadpool(self.live.last_hour)  # reads Delta: off the loop
+        return render(
+            visit.request, "endpoints.html", visit.session, endpoints=views, last_hour=counts
+        )
 
     async def endpoint(self, visit: Visit) -> Response:
+        """Config, state and charts (refreshed by ``static/live.js``), the update form, logs."""
         name = visit.request.path_params["name"]
-        view = endpoint_view(self.manager.get(name))
+        shown = window(visit.request.query_params.get("window"))
+        live = await run_in_threadpool(self.live.view, name, shown)
+        versions = await run_in_threadpool(self._choices, name)
         return render(
             visit.request,
             "endpoint.html",
             visit.session,
-            endpoint=view,
+            endpoint=live.endpoint,
+            live=live,
+            versions=versions,
+            refresh_ms=REFRESH_MS,
             logs=self.manager.logs(name),
             sizes=WORKLOAD_SIZES,
             done=visit.request.query_params.get("updated") == "1",
         )
+
+    async def live_part(self, visit: Visit) -> Response:
+        """Just the endpoint page's live part: what its script fetches every few seconds."""
+        name = visit.request.path_params["name"]
+        shown = window(visit.request.query_params.get("window"))
+        live = await run_in_threadpool(self.live.view, name, shown)
+        return render(visit.request, "live.html", visit.session, live=live)
+
+    def _choices(self, name: str) -> dict[str, tuple[Choice, ...]]:
+        """Per served entity of ``name``, the versions its model has in the registry."""
+        view = endpoint_view(self.manager.get(name))
+        return {s.name: self.served.choices(s.entity_name, s.version) for s in view.entities}
 
     async def change_config(self, visit: Visit) -> Response:
         """The endpoint form: the same checked body and zero-downtime update as the API."""
@@ -161,13 +196,15 @@ class Pages:
     async def query_form(self, visit: Visit) -> Response:
         name = visit.request.path_params["name"]
         view = endpoint_view(self.manager.get(name))
+        example = await run_in_threadpool(self._example, view)
         return render(
             visit.request,
             "query.html",
             visit.session,
             endpoint=view,
-            question="",
+            question=example.question,
             raw="",
+            example=example.body,
             result=None,
         )
 
@@ -177,6 +214,7 @@ class Pages:
         question, raw = visit.form.get("question", ""), visit.form.get("raw", "")
         started = time.perf_counter()
         result = await ask(self.invocations, visit.session, name, request_body(question, raw))
+        example = await run_in_threadpool(self._example, view)
         return render(
             visit.request,
             "query.html",
@@ -184,9 +222,17 @@ class Pages:
             endpoint=view,
             question=question,
             raw=raw,
+            example=example.body,
             result=result,
             page_ms=(time.perf_counter() - started) * 1000,
         )
+
+    def _example(self, view: EndpointView) -> Example:
+        """The input example of the model the endpoint's first entity serves."""
+        first = view.entities[0] if view.entities else None
+        if first is None:
+            return self.served.example("", "")
+        return self.served.example(first.entity_name, first.version)
 
 
 def _url(request: Request, path: str) -> str:

@@ -293,10 +293,15 @@ def signature() -> Any:
     )
 
 
+#: The question the assistant is logged with as its input example (the console's Query page
+#: starts from it when a version has none).
+INPUT_EXAMPLE = "What is the redshift of GRB 221009A?"
+
+
 def _input_example() -> Any:
     import pandas as pd
 
-    return pd.DataFrame({"question": ["What is the redshift of GRB 221009A?"]})
+    return pd.DataFrame({"question": [INPUT_EXAMPLE]})
 
 
 # --- publishing ---------------------------------------------------------------------------

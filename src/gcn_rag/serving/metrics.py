@@ -55,6 +55,21 @@ class Metrics:
             for hit in dict.fromkeys(hits):
                 self._guardrails[(endpoint, hit.stage, hit.rule, hit.behavior)] += 1
 
+    def totals(self) -> dict[str, tuple[int, int, tuple[int, ...]]]:
+        """Per endpoint since the server started: requests, errors (status >= 400) and the
+        latency histogram's bucket counts (:data:`BUCKETS_S`, then +Inf), for the console."""
+        with self._lock:
+            requests = list(self._requests.items())
+            latency = [(ep, list(h.counts)) for (ep, _), h in self._latency.items()]
+        counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for (ep, _, status), n in requests:
+            counts[ep][0] += n
+            counts[ep][1] += n if status >= 400 else 0
+        buckets: dict[str, list[int]] = defaultdict(lambda: [0] * (len(BUCKETS_S) + 1))
+        for ep, histogram in latency:
+            buckets[ep] = [a + b for a, b in zip(buckets[ep], histogram, strict=True)]
+        return {ep: (n, errors, tuple(buckets[ep])) for ep, (n, errors) in counts.items()}
+
     def render(self, manager: EndpointManager, endpoint: str | None = None) -> str:
         """The Prometheus exposition text, for one endpoint or all of them."""
         out: list[str] = []
