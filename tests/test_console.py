@@ -447,3 +447,31 @@ def test_the_query_page_starts_from_the_models_input_example(console: Console) -
     row = re.search(r'<th scope="row">redshift</th><td>([^<]+)</td>', table.group(1))
     assert row is not None and row.group(1).startswith("0.15")
     assert re.search(r'href="https://gcn\.nasa\.gov/circulars/\d+"', table.group(1))
+
+
+def test_the_endpoint_page_shows_its_guardrails_and_their_decisions(console: Console) -> None:
+    gateway = {"guardrails": {"input": {"pii": {"behavior": "MASK"}, "safety": True}}}
+    previous = console.manager.get(ENDPOINT).get("ai_gateway") or {}
+    headers = {"Authorization": f"Bearer {console.tokens['CAN_MANAGE']}"}
+    url = f"{console.url}/api/2.0/serving-endpoints/{ENDPOINT}"
+    assert requests.put(f"{url}/ai-gateway", json=gateway, headers=headers, timeout=30).ok
+    try:
+        client = signed_in(console, "CAN_QUERY")
+        page = _page(client, console, f"/endpoints/{ENDPOINT}")
+        assert re.search(r"<th scope=\"row\">input</th><td>MASK</td><td>BLOCK</td>", page.text)
+        assert "No request has been masked or blocked" in page.text
+        asked = _page(client, console, f"/endpoints/{ENDPOINT}/query")
+        question = "Mail the redshift of GRB 221009A to <b>a.person@example.org</b>"
+        _post(
+            client,
+            console,
+            f"/endpoints/{ENDPOINT}/query",
+            {"csrf": csrf(asked.text), "question": question},
+        )
+        page = _page(client, console, f"/endpoints/{ENDPOINT}")
+        hits = re.search(r'<table id="guardrail-hits">.*?</table>', page.text, re.S)
+        assert hits is not None and "pii.email" in hits.group(0)
+        assert re.search(r"<td>input</td><td>pii.email</td><td>MASK</td><td[^>]*>1</td>", page.text)
+        assert "a.person@example.org" not in page.text  # the page never shows what was masked
+    finally:
+        requests.put(f"{url}/ai-gateway", json=previous, headers=headers, timeout=30)

@@ -80,6 +80,33 @@ class EndpointView:
         return ", ".join(f"{e.name} {e.traffic}%" for e in self.entities)
 
 
+@dataclasses.dataclass(frozen=True)
+class GuardrailSide:
+    """One side (input or output) of an endpoint's ``ai_gateway.guardrails``."""
+
+    stage: str
+    pii: str
+    safety: bool
+    invalid_keywords: tuple[str, ...]
+    valid_topics: tuple[str, ...]
+
+
+def guardrail_sides(api: dict[str, Any]) -> tuple[GuardrailSide, ...]:
+    """The guardrails set on an endpoint (the API's shape), one row per side that has any."""
+    config = (api.get("ai_gateway") or {}).get("guardrails") or {}
+    return tuple(
+        GuardrailSide(
+            stage=stage,
+            pii=str((side.get("pii") or {}).get("behavior", "NONE")),
+            safety=bool(side.get("safety")),
+            invalid_keywords=tuple(side.get("invalid_keywords") or ()),
+            valid_topics=tuple(side.get("valid_topics") or ()),
+        )
+        for stage in ("input", "output")
+        if (side := config.get(stage))
+    )
+
+
 def endpoint_view(api: dict[str, Any]) -> EndpointView:
     """An endpoint of ``EndpointManager.get`` (the API's shape) as the pages show it."""
     config = api.get("config", {})

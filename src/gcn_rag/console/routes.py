@@ -29,6 +29,7 @@ from gcn_rag.console.pages import (
     EndpointView,
     config_change,
     endpoint_view,
+    guardrail_sides,
     render,
 )
 from gcn_rag.console.query import ask, request_body
@@ -139,6 +140,8 @@ class Pages:
             versions=versions,
             refresh_ms=REFRESH_MS,
             logs=self.manager.logs(name),
+            guardrails=guardrail_sides(self.manager.get(name)),
+            hits=self.invocations.metrics.guardrail_counts(name),
             sizes=WORKLOAD_SIZES,
             done=visit.request.query_params.get("updated") == "1",
         )

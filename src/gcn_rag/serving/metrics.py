@@ -105,6 +105,16 @@ class Metrics:
             out.append(f"gcn_rag_request_duration_seconds_sum{{{labels}}} {sample(total)}")
             out.append(f"gcn_rag_request_duration_seconds_count{{{labels}}} {cumulative}")
 
+    def guardrail_counts(self, endpoint: str) -> dict[tuple[str, str, str], int]:
+        """``endpoint``'s guardrail decisions since the server started, by (stage, rule,
+        behavior), for the console."""
+        with self._lock:
+            return {
+                (stage, rule, behavior): n
+                for (ep, stage, rule, behavior), n in sorted(self._guardrails.items())
+                if ep == endpoint
+            }
+
     def _guardrail_text(self, out: list[str], endpoint: str | None) -> None:
         with self._lock:
             counts = sorted(self._guardrails.items())
