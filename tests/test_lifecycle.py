@@ -143,7 +143,7 @@ def test_the_better_version_passes_force_overrides_and_rollback_walks_back(
 
     said = _cli(settings, "model", "promote", "challenger", "--bench", bench, "--force",
                 *NO_LATENCY_GATE)  # fmt: skip
-    assert "forced over the gate's refusal" in said and "recall@5 1.0 -> 0.5" in said
+    assert "by --force over the gate's refusal" in said and "recall@5 1.0 -> 0.5" in said
     forced = _decision(settings, "1")
     assert forced["decision"] == "forced" and "recall@5" in forced["reasons"]
     assert _model_info(settings)["champion.decision"] == "forced"

@@ -298,16 +298,18 @@ def _said(console: Console, decision: Decision) -> None:
             f"(version {decision.champion}) as listed; {where} stays. `--force` overrides."
         )
         raise typer.Exit(1)
+    if decision.decision == "rolled back":
+        pin = "pinned: `gcn-rag up` leaves it until `gcn-rag model promote`"
+    else:
+        pin = "not pinned: `gcn-rag up` moves it when the index, code or config change"
+    console.print(f"{where} -> version {decision.champion} ({pin}).")
     notes = {
-        "forced": " (forced over the gate's refusal; recorded)",
-        "unmeasured": " (no bench file and no --replay to compare on: recorded as unmeasured)",
-        "rolled back": " (pinned: `gcn-rag up` leaves it until `gcn-rag model promote`)",
+        "forced": "Promoted by --force over the gate's refusal (recorded on both versions).",
+        "unmeasured": "Promoted without a comparison: no bench file and no --replay "
+        "(recorded as unmeasured).",
     }
-    console.print(
-        f"{where} -> version {decision.champion}{notes.get(decision.decision, '')}"
-        + ("" if decision.decision == "rolled back" else
-           " (not pinned: `gcn-rag up` moves it when the index, code or config change).")
-    )  # fmt: skip
+    if decision.decision in notes:
+        console.print(notes[decision.decision])
 
 
 @model_app.command("rollback")
