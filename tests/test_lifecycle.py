@@ -248,3 +248,5 @@ def test_the_gate_refuses_latency_growth_past_the_share() -> None:
     (why,) = gate.reasons(_comparison(same, p95_b=125.0), gate.Policy())
     assert why == "latency p95 100.0 ms -> 125.0 ms (+25%, more than 20%)"
     assert gate.reasons(_comparison(same, p95_b=125.0), gate.Policy(max_latency_growth=0.3)) == []
+    few = dataclasses.replace(_comparison(same, p95_b=200.0), latency_b=Latency(50.0, 200.0, 19))
+    assert gate.reasons(few, gate.Policy()) == []  # 19 calls: a p95 too noisy to judge

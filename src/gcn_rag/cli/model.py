@@ -218,7 +218,10 @@ def _replay(settings: Settings, count: int, endpoint: str, table: str) -> tuple[
 
 
 def _print_comparison(console: Console, found: Comparison) -> None:
-    a, b = f"{found.version_a} ({found.ref_a})", f"{found.version_b} ({found.ref_b})"
+    a, b = (
+        version + (f" ({ref})" if ref != version else "")
+        for version, ref in ((found.version_a, found.ref_a), (found.version_b, found.ref_b))
+    )
     title = f"A = version {a}, B = version {b}"
     print_rows(console, title, [c.row() for c in found.categories])
     print_rows(console, "Latency per request (predict)", found.latency_rows())

@@ -301,7 +301,9 @@ def run_replay(
     pair: tuple[Any, Any], questions: Sequence[str], reporter: Reporter = SILENT
 ) -> list[Changed]:
     """Both versions on replayed questions; the ones whose answers differ."""
-    changed = []
+    changed: list[Changed] = []
+    if not questions:
+        return changed
     task = reporter.task("Replaying requests", len(questions))
     try:
         for turn, question in enumerate(questions):

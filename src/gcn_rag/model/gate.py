@@ -16,7 +16,8 @@ the same questions) and moves champion only if
    0 gained is 3.2 points with p = 0.25 (passes: the test cannot tell it from chance). So a
    significant loss refuses at any size, and an insignificant one only past 5 points, which
    in a category of fewer than 20 items means any net loss at all;
-2. latency p95 does not grow by more than ``max_latency_growth`` (20%) of A's.
+2. latency p95 does not grow by more than ``max_latency_growth`` (20%) of A's, judged only
+   on at least 20 questions per version (below that the p95 is one or two calls, noise).
 
 A refusal prints its reasons and moves nothing; ``force`` moves champion anyway and records
 the override with the reasons. Promoting the current champion (or with no champion yet) is
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 DECISION_TAG = "gcn_rag.decision"
 HISTORY_TAG = "gcn_rag.champion_history"
 HISTORY_KEPT = 100
+MIN_LATENCY_SAMPLES = 20  # fewer calls: a p95 is the slowest one or two, too noisy to gate on
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +98,8 @@ def reasons(comparison: Comparison, policy: Policy) -> list[str]:
             if paired is not None and (why := _loss(where, metric, paired, policy)):
                 found.append(why)
     a, b = comparison.latency_a.p95_ms, comparison.latency_b.p95_ms
-    if a == a and b == b and b > a * (1 + policy.max_latency_growth):  # NaN: not measured
+    enough = min(comparison.latency_a.n, comparison.latency_b.n) >= MIN_LATENCY_SAMPLES
+    if enough and b > a * (1 + policy.max_latency_growth):
         found.append(
             f"latency p95 {a:.1f} ms -> {b:.1f} ms (+{(b / a - 1) * 100 if a else 100:.0f}%, "
             f"more than {policy.max_latency_growth * 100:g}%)"
@@ -155,6 +158,8 @@ def promote(
     current = next((v for v in known if champion.CHAMPION in v.aliases), None)
     if current is None or current.version == target.version:
         champion.promote(settings, target.version)
+        if current is None:  # the first champion starts the history
+            _remember(settings, [target.version])
         before = current.version if current else None
         decision = Decision("unpinned", target.version, target.version, before)
         return _recorded(settings, decision, target, current)
