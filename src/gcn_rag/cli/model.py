@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -11,6 +11,8 @@ from gcn_rag.cli.common import (
     SettingsOption,
     friendly,
     make_console,
+    print_error,
+    print_json,
     print_rows,
     progress_reporter,
 )
@@ -18,6 +20,9 @@ from gcn_rag.settings import Settings
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from gcn_rag.model.compare import Comparison
+    from gcn_rag.model.gate import Decision
 
 
 model_app = typer.Typer(
@@ -41,7 +46,9 @@ def log(
     ),
     no_eval: bool = typer.Option(False, "--no-eval", help="Log without evaluating."),
     register: bool = typer.Option(False, "--register", help="Also register a new version."),
-    alias: str | None = typer.Option(None, "--alias", help="With --register: set this alias."),
+    alias: str | None = typer.Option(
+        None, "--alias", help="Register and point this alias at the version (e.g. challenger)."
+    ),
     k: int = typer.Option(5, "--k", help="Default number of circulars per answer."),
     generator: str | None = typer.Option(
         None,
@@ -57,7 +64,7 @@ def log(
         settings,
         questions=questions,
         evaluate=not no_eval,
-        register=register,
+        register=register or alias is not None,
         alias=alias,
         k=k,
         generator=generator,
@@ -145,23 +152,177 @@ def alias_set(
     make_console().print(f"{registry.MODEL_NAME}@{alias} -> version {version} (pinned).")
 
 
+BenchOption: Any = typer.Option(
+    [],
+    "--bench",
+    help="A bench file (JSONL, ../shared/bench format); repeat for several "
+    "(default: every ../shared/bench/*.jsonl).",
+)
+ReplayOption: Any = typer.Option(
+    0, "--replay", help="Also replay the questions of the endpoint's last N successful requests."
+)
+EndpointOption: Any = typer.Option(
+    "nasa-gcn-rag-assistant", "--endpoint", help="The endpoint whose requests --replay reads."
+)
+TableOption: Any = typer.Option(
+    "rag_inference_payload", "--table", help="The endpoint's inference table."
+)
+
+
+@model_app.command("compare")
+@friendly
+def compare_cmd(
+    a: str = typer.Argument(..., help="Version A (number or alias), e.g. champion."),
+    b: str = typer.Argument(..., help="Version B (number or alias), e.g. challenger."),
+    bench: list[Path] = BenchOption,
+    replay: int = ReplayOption,
+    endpoint: str = EndpointOption,
+    table: str = TableOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+    settings: Settings = SettingsOption,
+) -> None:
+    """Both versions (loaded from the registry) on the bench files and replayed requests:
+    accuracy and recall@5 per category with an exact McNemar test, latency, changed answers.
+    Recorded as an MLflow run and a row of rag_model_comparisons."""
+    from gcn_rag.model.comparisons import compare_and_record
+
+    console = make_console(stderr=as_json)
+    questions, source = _replay(settings, replay, endpoint, table)
+    with progress_reporter(console) as reporter:
+        found = compare_and_record(
+            settings, a, b, bench=_bench(bench), replay=questions, replay_source=source,
+            reporter=reporter,
+        )  # fmt: skip
+    if as_json:
+        print_json(found.to_dict())
+    else:
+        _print_comparison(console, found)
+
+
+def _bench(given: list[Path]) -> list[Path]:
+    from gcn_rag.model.compare import bench_files
+
+    return bench_files(given)
+
+
+def _replay(settings: Settings, count: int, endpoint: str, table: str) -> tuple[list[str], str]:
+    """The questions to replay and where they come from (none when ``count`` is 0)."""
+    if count <= 0:
+        return [], ""
+    from gcn_rag.ops.monitor import replay_questions
+    from gcn_rag.tables import Catalog
+
+    catalog = Catalog.from_settings(settings)
+    found = replay_questions(catalog, table, endpoint=endpoint, limit=count)
+    return found, f"{endpoint} ({table}, last {count})"
+
+
+def _print_comparison(console: Console, found: Comparison) -> None:
+    a, b = (
+        version + (f" ({ref})" if ref != version else "")
+        for version, ref in ((found.version_a, found.ref_a), (found.version_b, found.ref_b))
+    )
+    title = f"A = version {a}, B = version {b}"
+    print_rows(console, title, [c.row() for c in found.categories])
+    print_rows(console, "Latency per request (predict)", found.latency_rows())
+    if found.replayed:
+        console.print(
+            f"Replayed {found.replayed} request(s): {len(found.changed)} answer(s) changed."
+        )
+        rows = [{"question": c.question, "A": c.answer_a, "B": c.answer_b} for c in found.changed]
+        print_rows(console, "Changed answers", rows)
+    console.print(f"Recorded as MLflow run {found.comparison_id} and in rag_model_comparisons.")
+
+
 @model_app.command("promote")
 @friendly
 def promote(
     ref: str | None = typer.Argument(
         None, help="A version number or an alias (default: the newest version)."
     ),
+    force: bool = typer.Option(False, "--force", help="Promote even if the gate refuses."),
+    max_drop: float = typer.Option(
+        5.0,
+        "--max-drop",
+        help="Points of accuracy or recall@5 a category may lose when the "
+        "paired test does not call the loss significant.",
+    ),
+    alpha: float = typer.Option(0.05, "--alpha", help="McNemar significance level."),
+    max_latency_growth: float = typer.Option(
+        20.0, "--max-latency-growth", help="How many % latency p95 may grow."
+    ),
+    reuse: int = typer.Option(
+        60, "--reuse-minutes", help="Reuse a comparison of the same versions this recent."
+    ),
+    bench: list[Path] = BenchOption,
+    replay: int = ReplayOption,
+    endpoint: str = EndpointOption,
+    table: str = TableOption,
     settings: Settings = SettingsOption,
 ) -> None:
-    """Point champion at the newest version (or REF) and unpin it: `gcn-rag up` manages it
-    again, moving it when the index, code or config change."""
-    from gcn_rag.model import champion, registry
+    """Point champion at REF if it is at least as good as the champion (compared on the bench
+    files): no category loses beyond --max-drop points or significantly (McNemar p < --alpha),
+    latency p95 grows at most --max-latency-growth %. Champion is left unpinned: `gcn-rag up`
+    manages it again. Exits 1 with the reasons when the gate refuses."""
+    from datetime import timedelta
 
-    info = champion.promote(settings, ref)
-    make_console().print(
-        f"{registry.MODEL_NAME}@{champion.CHAMPION} -> version {info.version} "
-        "(not pinned: `gcn-rag up` moves it when the index, code or config change)."
-    )
+    from gcn_rag.model import gate
+    from gcn_rag.model.comparisons import compare_and_record
+
+    console = make_console()
+    policy = gate.Policy(max_drop / 100, alpha, max_latency_growth / 100)
+    questions, source = _replay(settings, replay, endpoint, table)
+    files = _bench(bench)
+
+    def comparer(a: str, b: str) -> Comparison | None:
+        if not files and not questions:
+            return None
+        with progress_reporter(console) as reporter:
+            found = compare_and_record(
+                settings, a, b, bench=files, replay=questions, replay_source=source,
+                reuse_within=timedelta(minutes=reuse), reporter=reporter,
+            )  # fmt: skip
+        _print_comparison(console, found)
+        return found
+
+    _said(console, gate.promote(settings, ref, comparer, policy=policy, force=force))
+
+
+def _said(console: Console, decision: Decision) -> None:
+    """What a promotion or rollback decided; exit 1 on a refusal."""
+    from gcn_rag.model.registry import MODEL_NAME
+
+    for reason in decision.reasons:
+        console.print(f"  - {reason}")
+    where = f"{MODEL_NAME}@champion"
+    if decision.decision == "refused":
+        print_error(
+            f"Not promoted: version {decision.candidate} falls behind champion "
+            f"(version {decision.champion}) as listed; {where} stays. `--force` overrides."
+        )
+        raise typer.Exit(1)
+    if decision.decision == "rolled back":
+        pin = "pinned: `gcn-rag up` leaves it until `gcn-rag model promote`"
+    else:
+        pin = "not pinned: `gcn-rag up` moves it when the index, code or config change"
+    console.print(f"{where} -> version {decision.champion} ({pin}).")
+    notes = {
+        "forced": "Promoted by --force over the gate's refusal (recorded on both versions).",
+        "unmeasured": "Promoted without a comparison: no bench file and no --replay "
+        "(recorded as unmeasured).",
+    }
+    if decision.decision in notes:
+        console.print(notes[decision.decision])
+
+
+@model_app.command("rollback")
+@friendly
+def rollback(settings: Settings = SettingsOption) -> None:
+    """Return champion to the version it replaced (recorded by `gcn-rag model promote`),
+    pinned by hand so `gcn-rag up` does not move it."""
+    from gcn_rag.model import gate
+
+    _said(make_console(), gate.rollback(settings))
 
 
 @alias_app.command("delete")

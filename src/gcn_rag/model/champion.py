@@ -71,3 +71,12 @@ def promote(settings: Settings, ref: str | None = None) -> VersionInfo:
     target = known[0] if ref is None else registry.resolve(settings, ref)
     registry.set_alias(settings, CHAMPION, target.version)
     return registry.resolve(settings, target.version)
+
+
+def current(settings: Settings) -> VersionInfo | None:
+    """The version champion points at, or None (no model, or no champion)."""
+    try:
+        known = registry.versions(settings)
+    except NotFoundError:
+        return None
+    return next((v for v in known if CHAMPION in v.aliases), None)

@@ -207,7 +207,7 @@ def log_assistant(
                     python_model=_python_model(),
                     artifacts=artifacts,
                     code_paths=[str(Path(gcn_rag.__file__).parent)],
-                    signature=signature(),
+                    signature=signature(config["defaults"]),
                     input_example=_input_example(),
                     pip_requirements=pinned_requirements(kind),
                     # row_wise: output row i answers input row i, so a server may batch requests
@@ -277,8 +277,11 @@ def _artifacts(
     return artifacts
 
 
-def signature() -> Any:
-    """The model's MLflow signature, made from :mod:`gcn_rag.model.schema`."""
+def signature(defaults: dict[str, Any] | None = None) -> Any:
+    """The model's MLflow signature, made from :mod:`gcn_rag.model.schema`; ``defaults``
+    (the logged ``k`` and ``mode``) replace the schema's param defaults. MLflow fills every
+    param a caller leaves out with the signature's default, so a model logged with ``k=1``
+    answers with ``k=1`` only if its signature says so."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
@@ -289,7 +292,9 @@ def signature() -> Any:
         # list of strings, a string or {"question": ...} all pass MLflow's schema check
         inputs=Schema([ColSpec("string")]),
         outputs=Schema([ColSpec(column.type, column.name) for column in OUTPUTS]),
-        params=ParamSchema([ParamSpec(p.name, p.type, p.default) for p in PARAMS]),
+        params=ParamSchema(
+            [ParamSpec(p.name, p.type, (defaults or {}).get(p.name, p.default)) for p in PARAMS]
+        ),
     )
 
 

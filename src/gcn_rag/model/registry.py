@@ -266,8 +266,34 @@ def _check_version(client: MlflowClient, name: str, version: str) -> None:
         raise NotFoundError(f"{name} has no version {version}; see `gcn-rag model list`.") from exc
 
 
-def write_model_info(catalog: Catalog, info: VersionInfo, model_uri: str) -> None:
-    """The lab's ``rag_model_info`` (key, value) table for a registered version."""
+def set_version_tags(
+    settings: Settings, version: str, tags: dict[str, str], *, name: str = MODEL_NAME
+) -> None:
+    client = configure(settings)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+
+
+def model_tag(settings: Settings, key: str, *, name: str = MODEL_NAME) -> str | None:
+    """A tag of the registered model (None when unset)."""
+    value = configure(settings).get_registered_model(name).tags.get(key)
+    return None if value is None else str(value)
+
+
+def set_model_tag(settings: Settings, key: str, value: str, *, name: str = MODEL_NAME) -> None:
+    configure(settings).set_registered_model_tag(name, key, value)
+
+
+def source(settings: Settings, info: VersionInfo) -> str:
+    """The logged model a version was registered from (``models:/m-…``)."""
+    return str(configure(settings).get_model_version(info.name, info.version).source)
+
+
+def write_model_info(
+    catalog: Catalog, info: VersionInfo, model_uri: str, *, extra: dict[str, str] | None = None
+) -> None:
+    """The lab's ``rag_model_info`` (key, value) table for a registered version; ``extra``
+    rows follow (a promotion's decision). Each write is one commit of the table's history."""
     import pyarrow as pa
 
     rows = {
@@ -279,6 +305,7 @@ def write_model_info(catalog: Catalog, info: VersionInfo, model_uri: str) -> Non
         "aliases": ",".join(info.aliases),
         **{f"metric.{k}": f"{v:.4f}" for k, v in sorted(info.metrics.items())},
         **{k: v for k, v in info.tags.items() if k.startswith("corpus_")},
+        **(extra or {}),
     }
     catalog.overwrite(
         "rag_model_info",

@@ -209,3 +209,10 @@ def sparkline(values: list[float]) -> str:
     return "".join(
         " " if v != v else BLOCKS[max(1, round(v / top * (len(BLOCKS) - 1)))] for v in values
     )
+
+
+def replay_questions(catalog: Catalog, table: str, *, endpoint: str, limit: int) -> list[str]:
+    """The questions of an endpoint's last ``limit`` successful requests, oldest first (the
+    first question of each request, as ``gcn-rag logs`` shows it)."""
+    found = recent_requests(catalog, table, limit=limit, endpoint=endpoint, status=200)
+    return [request.question for request in reversed(found) if request.question]

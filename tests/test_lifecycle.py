@@ -1,0 +1,252 @@
+"""Model lifecycle (issue 17, model side): a challenger, an offline comparison with paired
+tests, gated promotion, the override, rollback - on a real MLflow registry.
+
+Two real versions of the fixture assistant differ on purpose: version 1 answers from one
+circular (``k=1``), version 2 from five. On the bench below both give the same values, but
+version 1 cites only its first circular, so it loses recall@5 on the two redshift items whose
+relevant circular is not ranked first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import capture_row
+from gcn_rag.cli import app
+from gcn_rag.model import champion, comparisons, gate, registry
+from gcn_rag.model.compare import (
+    CategoryResult,
+    Comparison,
+    Latency,
+    Paired,
+    exact_mcnemar,
+)
+from gcn_rag.serving.capture import CaptureTarget, InferenceCapture
+from gcn_rag.settings import Settings
+from gcn_rag.tables import Catalog
+
+runner = CliRunner()
+ENDPOINT = "nasa-gcn-rag-assistant"
+BENCH = [
+    ("redshift", "What is the redshift of GRB 221009A?", ["0.151"], [32648]),
+    ("redshift", "What is the redshift of GRB 091109A?", ["3.5", "3.076"], [10350]),
+    ("redshift", "What is the redshift of GRB 100728B?", ["2.106"], [11317]),
+    ("redshift", "What is the redshift of GRB 130427A?", ["0.34"], [14455]),
+    ("t90", "What is the Swift-BAT T90 duration of GRB 050401?", ["33"], [3173]),
+    ("unanswerable", "What is the redshift of GRB 190231Z?", [], []),
+]
+#: latency on a shared test machine is noise: gate on it only where a test says so
+NO_LATENCY_GATE = ("--max-latency-growth", "100000")
+
+
+def _cli(settings: Settings, *args: str, code: int = 0) -> str:
+    result = runner.invoke(app, [*args, "--home", str(settings.home)])
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, fixture_workspace: Settings) -> dict[str, Any]:
+    """A copy of the indexed fixture workspace with version 1 (k=1, logged as the challenger
+    in one step) and version 2 (k=5), and a bench file."""
+    base = tmp_path_factory.mktemp("lifecycle")
+    home = base / "workspace"
+    home.mkdir()
+    for part in ("warehouse", "index"):
+        shutil.copytree(fixture_workspace.home / part, home / part)
+    (home / "cache").symlink_to(fixture_workspace.cache.resolve(), target_is_directory=True)
+    settings = Settings.load(environ={}, home=home)
+    said = _cli(settings, "model", "log", "--no-eval", "--k", "1", "--alias", "challenger")
+    assert "Registered" in said and "Alias challenger -> version 1" in said
+    _cli(settings, "model", "log", "--no-eval", "--register", "--k", "5")
+    bench = base / "bench.jsonl"
+    bench.write_text(
+        "".join(
+            json.dumps(
+                {"id": f"q{i}", "category": c, "question": q, "answers": a, "relevant_circulars": r}
+            )
+            + "\n"
+            for i, (c, q, a, r) in enumerate(BENCH)
+        )
+    )
+    return {"settings": settings, "bench": str(bench)}
+
+
+def _champion_is(settings: Settings, version: str) -> None:
+    registry.set_alias(settings, champion.CHAMPION, version)
+
+
+def _model_info(settings: Settings) -> dict[str, str]:
+    rows = Catalog.from_settings(settings).sql("SELECT key, value FROM rag_model_info")
+    return {row["key"]: row["value"] for row in rows.to_pylist()}
+
+
+def _decision(settings: Settings, version: str) -> dict[str, str]:
+    info = registry.resolve(settings, version)
+    return dict(json.loads(info.tags[gate.DECISION_TAG]))
+
+
+def test_compare_finds_the_loss_records_it_and_the_gate_refuses(lab: dict[str, Any]) -> None:
+    settings, bench = lab["settings"], lab["bench"]
+    _champion_is(settings, "2")
+    out = _cli(settings, "model", "compare", "champion", "challenger", "--bench", bench, "--json")
+    found = json.loads(out[out.index("{") :])
+    rows = {c["category"]: c for c in found["categories"]}
+    assert (found["version_a"], found["version_b"]) == ("2", "1")
+    redshift = rows["redshift"]
+    assert redshift["accuracy"]["a"] == redshift["accuracy"]["b"] == 1.0  # same values
+    assert (redshift["recall"]["a"], redshift["recall"]["b"]) == (1.0, 0.5)
+    assert (redshift["recall"]["a_only"], redshift["recall"]["b_only"]) == (2, 0)
+    assert redshift["recall"]["p_value"] == 0.5
+    assert rows["unanswerable"]["recall"] is None and rows["all"]["n"] == len(BENCH)
+    assert found["latency_a"]["n"] == found["latency_b"]["n"] == len(BENCH)
+
+    # recorded: a run tagged with both versions, tags on both versions, a row in the table
+    run_id = found["comparison_id"]
+    run = registry.configure(settings).get_run(run_id)
+    assert run.data.tags["gcn_rag.compare.version_a"] == "2"
+    assert run.data.metrics["bench.redshift.recall_at_5_b"] == 0.5
+    for mine, other in (("1", "2"), ("2", "1")):
+        tags = registry.resolve(settings, mine).tags
+        assert tags[comparisons.TAG_PREFIX + other] == run_id
+    sql = "SELECT version_a, version_b, items, comparison_id FROM rag_model_comparisons"
+    assert run_id in _cli(settings, "sql", sql)  # queryable like the other rag_* tables
+
+    refused = _cli(
+        settings, "model", "promote", "challenger", "--bench", bench, *NO_LATENCY_GATE, code=1
+    )
+    assert "Reusing comparison " + run_id in refused  # the same versions, the same questions
+    assert "bench.jsonl redshift: recall@5 1.0 -> 0.5 (-50.0 points" in refused
+    assert "Not promoted" in refused
+    assert registry.resolve(settings, "champion").version == "2"
+    assert _decision(settings, "1")["decision"] == _decision(settings, "2")["decision"] == "refused"
+
+
+def test_the_better_version_passes_force_overrides_and_rollback_walks_back(
+    lab: dict[str, Any],
+) -> None:
+    settings, bench = lab["settings"], lab["bench"]
+    _champion_is(settings, "1")
+    said = _cli(settings, "model", "promote", "2", "--bench", bench, *NO_LATENCY_GATE)
+    assert "@champion -> version 2" in said and registry.pinned(settings, "champion") is None
+    info = _model_info(settings)
+    assert info["model_version"] == "2" and info["champion.decision"] == "promoted"
+    assert info["champion.previous_champion"] == "1" and info["champion.comparison_id"]
+
+    said = _cli(settings, "model", "promote", "challenger", "--bench", bench, "--force",
+                *NO_LATENCY_GATE)  # fmt: skip
+    assert "by --force over the gate's refusal" in said and "recall@5 1.0 -> 0.5" in said
+    forced = _decision(settings, "1")
+    assert forced["decision"] == "forced" and "recall@5" in forced["reasons"]
+    assert _model_info(settings)["champion.decision"] == "forced"
+
+    assert "-> version 2 (pinned" in _cli(settings, "model", "rollback")
+    assert registry.pinned(settings, "champion") == "2"  # `up` leaves it
+    assert _model_info(settings)["champion.decision"] == "rolled back"
+    assert "-> version 1 (pinned" in _cli(settings, "model", "rollback")  # one more step back
+    assert "no recorded previous champion" in _cli(settings, "model", "rollback", code=1)
+
+    # promoting the champion itself is today's `promote`: it only hands champion back to `up`
+    assert "-> version 1 (not pinned" in _cli(settings, "model", "promote", "1")
+    assert registry.pinned(settings, "champion") is None
+
+
+def test_replay_compares_the_answers_of_successful_requests(lab: dict[str, Any]) -> None:
+    settings = lab["settings"]
+    capture = InferenceCapture(settings.home / "spool", Catalog.from_settings(settings))
+    now = int(time.time() * 1000)
+    asked = [
+        ("What neutrino events did IceCube detect?", 200),  # k=1 lists fewer circulars
+        ("What is the redshift of GRB 100728B?", 200),  # the same answer
+        ("What is the redshift of GRB 221009A?", 500),  # failed: not replayed
+    ]
+    for i, (question, status) in enumerate(asked):
+        row = dataclasses.replace(
+            capture_row(i, now + i),
+            request=json.dumps({"dataframe_records": [{"question": question}]}),
+            status_code=status,
+            endpoint_name=ENDPOINT,
+        )
+        capture.record(CaptureTarget("sandbox.nasa_gcn_dev.rag_inference_payload"), row)
+    capture.close()
+    out = _cli(settings, "model", "compare", "2", "1", "--replay", "10", "--endpoint", ENDPOINT,
+               "--json")  # fmt: skip
+    found = json.loads(out[out.index("{") :])
+    assert found["replayed"] == 2 and found["categories"] == []
+    assert [c["question"] for c in found["changed"]] == [asked[0][0]]
+    assert found["changed"][0]["answer_a"] != found["changed"][0]["answer_b"]
+    table = Catalog.from_settings(settings).sql(
+        "SELECT replayed, replay_changed FROM rag_model_comparisons WHERE replayed > 0"
+    )
+    assert table.to_pylist() == [{"replayed": 2, "replay_changed": 1}]
+    text = _cli(settings, "model", "compare", "2", "1", "--replay", "10", "--endpoint", ENDPOINT)
+    assert "Replayed 2 request(s): 1 answer(s) changed." in text and "IceCube" in text
+
+
+def test_nothing_to_compare_on_is_an_error_that_says_what_to_pass(
+    lab: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no ../shared/bench here
+    said = _cli(lab["settings"], "model", "compare", "1", "2", code=1)
+    assert "--bench FILE.jsonl or --replay N" in said
+    assert "both version 2" in _cli(lab["settings"], "model", "compare", "2", "2", code=1)
+
+
+# --- the gate's rule, on comparisons as the runs above record them ------------------------
+
+
+def _comparison(accuracy: Paired, p95_b: float = 100.0) -> Comparison:
+    category = CategoryResult("dev.jsonl", "redshift", 94, accuracy, None)
+    return Comparison(
+        "m", "1", "2", "champion", "challenger", ("dev.jsonl",), "d", (category,),
+        Latency(50.0, 100.0, 94), Latency(50.0, p95_b, 94),
+    )  # fmt: skip
+
+
+def _acc(a_only: int, b_only: int, n: int = 94) -> Paired:
+    a = 0.9
+    return Paired(a, round(a - (a_only - b_only) / n, 3), a_only, b_only,
+                  exact_mcnemar(a_only, b_only))  # fmt: skip
+
+
+def test_exact_mcnemar_is_the_two_sided_binomial_test() -> None:
+    from scipy.stats import binomtest  # type: ignore[import-untyped]
+
+    for a_only, b_only in [(0, 0), (4, 0), (6, 0), (7, 1), (3, 0), (5, 5), (12, 30)]:
+        n = a_only + b_only
+        expected = binomtest(a_only, n, 0.5).pvalue if n else 1.0
+        assert exact_mcnemar(a_only, b_only) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "refused"),
+    [
+        (_acc(3, 0), False),  # 3.2 points, p = 0.25: within tolerance, not significant
+        (_acc(7, 1), True),  # 6.4 points > 5 (p = 0.07)
+        (_acc(14, 4, n=400), True),  # 2.5 points only, but p = 0.03 < 0.05
+        (_acc(1, 5), False),  # B gains
+        (_acc(4, 0, n=4), True),  # a small category: p = 0.125 can never be < 0.05
+    ],
+)
+def test_the_gate_refuses_a_significant_loss_or_one_past_the_tolerance(
+    accuracy: Paired, refused: bool
+) -> None:
+    assert bool(gate.reasons(_comparison(accuracy), gate.Policy())) is refused
+
+
+def test_the_gate_refuses_latency_growth_past_the_share() -> None:
+    same = _acc(0, 0)
+    assert gate.reasons(_comparison(same, p95_b=119.0), gate.Policy()) == []
+    (why,) = gate.reasons(_comparison(same, p95_b=125.0), gate.Policy())
+    assert why == "latency p95 100.0 ms -> 125.0 ms (+25%, more than 20%)"
+    assert gate.reasons(_comparison(same, p95_b=125.0), gate.Policy(max_latency_growth=0.3)) == []
+    few = dataclasses.replace(_comparison(same, p95_b=200.0), latency_b=Latency(50.0, 200.0, 19))
+    assert gate.reasons(few, gate.Policy()) == []  # 19 calls: a p95 too noisy to judge
