@@ -450,7 +450,9 @@ def test_the_query_page_starts_from_the_models_input_example(console: Console) -
 
 
 def test_the_endpoint_page_shows_its_guardrails_and_their_decisions(console: Console) -> None:
-    gateway = {"guardrails": {"input": {"pii": {"behavior": "MASK"}, "safety": True}}}
+    gateway: dict[str, Any] = {
+        "guardrails": {"input": {"pii": {"behavior": "MASK"}, "safety": True}}
+    }
     previous = console.manager.get(ENDPOINT).get("ai_gateway") or {}
     headers = {"Authorization": f"Bearer {console.tokens['CAN_MANAGE']}"}
     url = f"{console.url}/api/2.0/serving-endpoints/{ENDPOINT}"
