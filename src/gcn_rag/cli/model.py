@@ -175,6 +175,9 @@ def compare_cmd(
     a: str = typer.Argument(..., help="Version A (number or alias), e.g. champion."),
     b: str = typer.Argument(..., help="Version B (number or alias), e.g. challenger."),
     bench: list[Path] = BenchOption,
+    no_bench: bool = typer.Option(
+        False, "--no-bench", help="No bench file: only the --replay questions."
+    ),
     replay: int = ReplayOption,
     endpoint: str = EndpointOption,
     table: str = TableOption,
@@ -190,7 +193,8 @@ def compare_cmd(
     questions, source = _replay(settings, replay, endpoint, table)
     with progress_reporter(console) as reporter:
         found = compare_and_record(
-            settings, a, b, bench=_bench(bench), replay=questions, replay_source=source,
+            settings, a, b, bench=[] if no_bench else _bench(bench), replay=questions,
+            replay_source=source,
             reporter=reporter,
         )  # fmt: skip
     if as_json:
@@ -301,8 +305,8 @@ def _said(console: Console, decision: Decision) -> None:
             f"(version {decision.champion}) as listed; {where} stays. `--force` overrides."
         )
         raise typer.Exit(1)
-    if decision.decision == "rolled back":
-        pin = "pinned: `gcn-rag up` leaves it until `gcn-rag model promote`"
+    if decision.decision != "unpinned":
+        pin = "pinned: `gcn-rag up` leaves it until `gcn-rag model promote` of the champion"
     else:
         pin = "not pinned: `gcn-rag up` moves it when the index, code or config change"
     console.print(f"{where} -> version {decision.champion} ({pin}).")

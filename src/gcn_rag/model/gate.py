@@ -169,8 +169,8 @@ def promote(
     if why and force:
         kind = "forced"
     moved = kind != "refused"
-    if moved:
-        champion.promote(settings, target.version)
+    if moved:  # a person's decision: pinned, so `up` does not move it back
+        registry.set_alias(settings, champion.CHAMPION, target.version, by_hand=True)
         _remember(settings, [*_history(settings, current.version), target.version])
     decision = Decision(
         kind, target.version if moved else current.version, target.version, current.version,
