@@ -162,6 +162,57 @@ def test_the_column_label_nearest_the_value_wins() -> None:
     assert methods == {"2.9e+22": "intrinsic"}  # not "Galactic", named before it
 
 
+def test_an_instrument_named_for_its_error_region_did_not_measure_the_position() -> None:
+    rows = extract(
+        _circular(
+            "A faint optical source is detected in the Swift/XRT error circle at "
+            'RA = 10:35:24.30 Dec = -35:44:47.9 with an uncertainty of 0.2". '
+            "The XRT position is RA = 158.90, Dec = -35.70.",
+            subject="GRB 990101A: optical observations",
+        )
+    )
+    found = {(row.quantity, round(row.value, 2)): row.instrument for row in rows}
+    assert found[("ra", 158.85)] is None and found[("dec", -35.75)] is None  # the optical one
+    assert found[("ra", 158.9)] == found[("dec", -35.7)] == "Swift-XRT"
+
+
+def test_a_catalog_galaxys_redshift_is_the_galaxys_unless_the_host() -> None:
+    rows = extract(
+        _circular(
+            "Galaxies in the error circle:\n\n"
+            "SDSS J101010.10+101010.1   10:10:10.1 +10:10:10 z=0.0712\n\n"
+            "The host galaxy SDSS J101010.10+101010.1 of GRB 990101A has z=0.0712 from its "
+            "emission lines."
+        )
+    )
+    whose = [(row.offset < 40, row.event_id) for row in rows if row.quantity == "redshift"]
+    assert whose == [(True, None), (False, "GRB 990101A")]
+
+
+def test_a_galaxys_distance_in_an_alerts_circular_is_not_the_alerts() -> None:
+    rows = extract(
+        _alert(
+            "The candidate is 3 arcsec from the galaxy 2MASX J01234567-0123456 at a luminosity "
+            "distance of 120 Mpc.\n\nThe luminosity distance of S190425z is 156 +/- 41 Mpc."
+        )
+    )
+    whose = {row.value: row.event_id for row in rows if row.quantity == "gw_distance"}
+    assert whose == {120.0: None, 156.0: "S190425z"}
+
+
+def test_a_follow_ups_own_hotspot_is_not_the_neutrinos_position() -> None:
+    rows = extract(
+        _alert(
+            "We searched a 2 degree circle around the IceCube position. The highest "
+            "significance, 3.1 sigma, was at RA = 101.2 deg, Dec = 5.3 deg (J2000).\n\n"
+            "The IceCube best-fit position is RA = 100.5 deg, Dec = 5.1 deg.",
+            event="IceCube-220303A",
+        )
+    )
+    whose = {row.value: row.event_id for row in rows if row.quantity == "ra"}
+    assert whose == {101.2: None, 100.5: "IceCube-220303A"}
+
+
 def test_ingest_builds_the_table_and_sql_reads_it(events_workspace: Settings) -> None:
     catalog = Catalog(events_workspace.warehouse)
     table = catalog.read(MEASUREMENTS)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gcn_rag.corpus.measurements import read
+from gcn_rag.corpus.measurements import line_before, read
 from gcn_rag.corpus.quantities import BY_KEY, GRB, GW, NEUTRINO, asked_quantity, event_kind
 
 
@@ -160,6 +160,50 @@ def test_what_a_number_is_not(key: str, sentence: str, expected: list[tuple[floa
     got = [(round(r.value, 4), r.limit) for r in read(BY_KEY[key], sentence)]
     assert [limit for _, limit in got] == [limit for _, limit in expected]
     assert [v for v, _ in got] == pytest.approx([v for v, _ in expected], abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("key", "sentence", "expected"),
+    [
+        # a day of December, not a declination
+        ("dec", "I-band images were taken on Dec 12.81 (600-s) and Dec 13.80 (900-s).", []),
+        ("dec", "a fading object with I = 19.1 (Dec 12.81) and I = 20.0 (Dec 13.80).", []),
+        ("dec", "The source is at RA = 12.3 and Dec 13.80 (J2000).", [(13.8, "")]),
+        # a depth still to be reached is no limit on the object
+        ("magnitude", "Later epochs will go down to about R=23 next month.", []),
+        ("magnitude", "The afterglow had R = 19.1 mag.", [(19.1, "")]),
+        # "faded below ... detection limit": a limit
+        (
+            "magnitude",
+            "It had J~19 at first, but has faded below our 3-sigma detection limit of J~21.5",
+            [(19.0, ""), (21.5, "upper")],
+        ),
+        ("magnitude", "It is close to the detection limit, at I = 21.7", [(21.7, "")]),
+        # an offset is no error radius; 0.4'' is arcsec
+        (
+            "error_radius",
+            "A known blazar lies inside the 90% error region, at a distance of about 0.9 deg.",
+            [],
+        ),
+        ("error_radius", "with an uncertainty of 0.4''.", [(0.4 / 3600, "")]),
+        ("error_radius", "with an uncertainty of 1.5'.", [(1.5 / 60, "")]),
+    ],
+)
+def test_dates_plans_offsets_and_arcsec_are_read_for_what_they_are(
+    key: str, sentence: str, expected: list[tuple[float, str]]
+) -> None:
+    got = [(r.value, r.limit) for r in read(BY_KEY[key], sentence)]
+    assert [limit for _, limit in got] == [limit for _, limit in expected]
+    assert [v for v, _ in got] == pytest.approx([v for v, _ in expected], abs=1e-6)
+
+
+def test_a_value_on_a_line_that_goes_on_from_a_comparison_star_is_none() -> None:
+    star = "The calibration used USNO-B1.0 star 1234-0567890 (J2000) RA="
+    line = "12:34:56.70 Dec= +12:34:56.7 (assuming R=17.2) as reference:"
+    assert read(BY_KEY["dec"], line)  # alone, the line looks like a position
+    assert read(BY_KEY["dec"], line, before=line_before(star, line)) == []
+    afterglow = "The afterglow position is"
+    assert read(BY_KEY["dec"], line, before=line_before(afterglow, line))
 
 
 @pytest.mark.parametrize(

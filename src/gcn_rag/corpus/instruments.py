@@ -2,14 +2,14 @@
 
 :data:`INSTRUMENTS` are the ones whose measurements differ (a T90 from Swift-BAT is not one from
 Fermi GBM): a question may name one, and a value read from a sentence is tagged with the one
-the sentence or its circular names.
+the sentence or its circular names (:func:`measuring_instrument`).
 """
 
 from __future__ import annotations
 
 import re
 
-from gcn_rag.corpus.quantity import words
+from gcn_rag.corpus.quantity import Quantity, words
 
 #: Instruments a question may name, and how a circular's sentence or subject names them.
 INSTRUMENTS: dict[str, re.Pattern[str]] = {
@@ -32,6 +32,11 @@ INSTRUMENTS: dict[str, re.Pattern[str]] = {
     "LIGO/Virgo/KAGRA": words(r"\bLIGO\b|\bVirgo\b|\bKAGRA\b|\bLVK\b"),
 }
 
+_IN_REGION = re.compile(r"\b(?:within|in|inside)\s+(?:the\s+)?(?:[\w.-]+[\s/]+){0,2}$", re.I)
+_REGION = re.compile(
+    r"[\w-]*\s*(?:[\w-]+\s+)?(?:error|position|locali[sz]ation|location|region|circle|box)", re.I
+)
+
 
 def named_instrument(text: str) -> str | None:
     """The first instrument ``text`` names, by catalog order."""
@@ -49,3 +54,33 @@ def named_instruments(text: str) -> list[str]:
 def instrument_mentions(text: str) -> list[tuple[str, re.Match[str]]]:
     """Every mention of an instrument in ``text``: (name, match), in no particular order."""
     return [(name, m) for name, pattern in INSTRUMENTS.items() for m in pattern.finditer(text)]
+
+
+def measuring_instrument(
+    quantity: Quantity, mentions: list[tuple[str, re.Match[str]]], subject: str | None, at: int
+) -> str | None:
+    """The instrument that measured a value: the one the sentence names last before it ("the
+    LAT location (Ra = 305.30"), else for an instrument's quantity (a T90) the first one the
+    sentence names, or its subject's; only instruments that can measure the quantity.
+    ``mentions`` are the sentence's (:func:`instrument_mentions`)."""
+    can = quantity.instruments
+    usable = [(m, name) for name, m in mentions if can is None or name in can]
+    if quantity.key in ("ra", "dec"):  # "in the XRT error circle, a source at RA =": not XRT's
+        usable = [(m, name) for m, name in usable if not _region(m)]
+    before = [(m.end(), name) for m, name in usable if m.end() <= at]
+    if before:
+        return max(before)[1]
+    if not quantity.by_instrument:
+        return None
+    named = {name for _, name in usable}
+    first = next((name for name in INSTRUMENTS if name in named), None)
+    return first or subject
+
+
+def _region(mention: re.Match[str]) -> bool:
+    """Is the instrument named only for its error region ("within the XRT error circle")?"""
+    text = mention.string
+    return bool(
+        _IN_REGION.search(text, max(0, mention.start() - 40), mention.start())
+        and _REGION.match(text, mention.end())
+    )

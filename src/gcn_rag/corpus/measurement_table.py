@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 from gcn_rag.corpus.chunking import sentence_spans
 from gcn_rag.corpus.circulars import CIRCULAR_REFERENCE, CIRCULARS, Circular
 from gcn_rag.corpus.events import event_key, find_event_ids
-from gcn_rag.corpus.instruments import INSTRUMENTS, instrument_mentions, named_instrument
-from gcn_rag.corpus.measurements import SPECTROSCOPIC, Reading, band, read
+from gcn_rag.corpus.instruments import instrument_mentions, measuring_instrument, named_instrument
+from gcn_rag.corpus.measurements import SPECTROSCOPIC, Reading, band, line_before, read
 from gcn_rag.corpus.objects import Owners
 from gcn_rag.corpus.quantities import CATALOG
 from gcn_rag.corpus.quantity import Quantity
@@ -129,12 +129,17 @@ def extract(circular: Circular) -> list[Measurement]:
     subject_instrument = named_instrument(circular.subject)
     units = [(-1, circular.subject), *sentence_spans(circular.body)]
     owners = Owners(own, circular.body)
+    previous = ""
     for offset, sentence in units:
         owners.read(offset, sentence)  # every sentence: one without digits may name an object
+        tail, previous = line_before(previous, sentence), sentence
         if not _DIGIT.search(sentence):
             continue  # no number, no value
         readings = [
-            (q, r) for q in CATALOG if q.mention.search(sentence) for r in read(q, sentence)
+            (q, r)
+            for q in CATALOG
+            if q.mention.search(sentence)
+            for r in read(q, sentence, before=tail)
         ]
         if not readings:
             continue
@@ -147,7 +152,7 @@ def extract(circular: Circular) -> list[Measurement]:
             status = subject_status
         mentions = instrument_mentions(sentence)  # once per sentence, for every reading
         for quantity, reading in readings:
-            instrument = _instrument(quantity, mentions, subject_instrument, reading.start)
+            instrument = measuring_instrument(quantity, mentions, subject_instrument, reading.start)
             whose = owners.event(quantity.key, reading.start, bool(reading.limit), event)
             found.append(
                 _row(circular, whose, quantity, reading, sentence, offset, instrument, status)
@@ -185,25 +190,6 @@ def _row(
         sentence=sentence,
         offset=offset,
     )
-
-
-def _instrument(
-    quantity: Quantity, mentions: list[tuple[str, re.Match[str]]], subject: str | None, at: int
-) -> str | None:
-    """The instrument that measured a value: the one the sentence names last before it ("the
-    LAT location (Ra = 305.30"), else for an instrument's quantity (a T90) the first one the
-    sentence names, or its subject's; only instruments that can measure the quantity.
-    ``mentions`` are the sentence's (:func:`instrument_mentions`)."""
-    can = quantity.instruments
-    usable = [(m, name) for name, m in mentions if can is None or name in can]
-    before = [(m.end(), name) for m, name in usable if m.end() <= at]
-    if before:
-        return max(before)[1]
-    if not quantity.by_instrument:
-        return None
-    named = {name for _, name in usable}
-    first = next((name for name in INSTRUMENTS if name in named), None)
-    return first or subject
 
 
 def _status(text: str) -> str:

@@ -59,13 +59,22 @@ _LIMIT_ON = re.compile(
 _LIMITING = re.compile(
     r"limiting (?:\w+ )?mag|upper limit|down to|to a limit|fainter than|deeper than|"
     r"no (?:\w+ )?(?:source|object|transient)|\bnot? (?:\w+ ){0,2}detect|\bundetected|"
-    r"non-?detection|\bup to\b",
+    r"non-?detection|\bup to\b|\b(?:faded|fell|dropped) below\b|"
+    r"\b(?:below|(?<!close )(?<!closer )(?<!near )to|beyond) (?:the |our |a )?(?:[\w-]+ ){0,2}"
+    r"detection limit",
     re.I,
 )
+_GOES_ON = re.compile(r"[\d(+\-a-z]")  # a unit that starts so goes on from the line before
 _SIGMA = re.compile(r"\s*(?:sigma\b|\u03c3)")
 _MONTH = re.compile(r"\bDec\.?\s+$")  # "Dec 04": a month, unless the number is a coordinate
 # ... "Dec 04" alone, or "Dec 18.840" before a time, a year, a value: a date
 _DAY = re.compile(r"\d{1,2}(?:(?![\d.:\s]*\d)|\.\d+\s*(?:UT\b|,?\s+(?:19|20)\d\d\b|\s+\d))")
+_DAY_ONLY = re.compile(r"\d{1,2}(?:\.\d+)?(?![\d:])")
+_ON_DATE = re.compile(
+    r"(?:\b(?:on|from|until|till|since|between|by)|(?:19|20)\d\d|\()\s*Dec\.?\s+$"
+    r"|^(?:(?!\bR\.?A\b|right ascension).)*\band\s+Dec\.?\s+$",
+    re.I,
+)
 _LIMIT = re.compile(
     r"(?:<|>|≤|≥|less than|more than|greater than|below|above|upper limit|lower limit|"
     r"at most|at least|fainter than|brighter than|limiting\s*(?:\([^)]{0,40}\)\s*)?mag\w*"
@@ -114,8 +123,27 @@ def mentions(quantity: Quantity, text: str) -> bool:
     return quantity.mention.search(text) is not None
 
 
-def read(quantity: Quantity, sentence: str) -> list[Reading]:
-    """Every value of ``quantity`` that ``sentence`` states right after one of its cues."""
+def line_before(previous: str, sentence: str) -> str:
+    """The end of the unit before ``sentence`` when the sentence goes on from it (a line break
+    splits "the USNO-B1.0 star ... RA=" from its value), else ""."""
+    if not previous or previous.endswith((".", "!", "?")) or not _GOES_ON.match(sentence):
+        return ""
+    return previous[-100:] + " "
+
+
+def read(quantity: Quantity, sentence: str, before: str = "") -> list[Reading]:
+    """Every value of ``quantity`` that ``sentence`` states right after one of its cues.
+
+    ``before`` (:func:`line_before`) is the line the sentence goes on from: a value that
+    does not stand when both are read together is dropped ("the USNO star ... RA=" there)."""
+    found = _read(quantity, sentence)
+    if before and found:
+        starts = {r.start - len(before) for r in _read(quantity, before + sentence)}
+        found = [r for r in found if r.start in starts]
+    return found
+
+
+def _read(quantity: Quantity, sentence: str) -> list[Reading]:
     text = sentence.translate(_SUPERSCRIPTS)
     found: list[Reading] = []
     for start in _START.finditer(text):
@@ -128,6 +156,8 @@ def read(quantity: Quantity, sentence: str) -> list[Reading]:
         cue = pair or quantity.cue.search(left)
         if cue is None or (found and found[-1].end > offset + cue.start()):
             continue  # no cue, or its value was read already ("fluence of 1e-5, peak flux 2e-7")
+        if quantity.interrupted is not None and quantity.interrupted.search(cue.group()):
+            continue  # "the error circle, at a distance of 1.9 deg": an offset, no radius
         near = _CLAUSE.split(text[max(0, offset + cue.start() - 120) : at])[-1]
         if (
             quantity.reject is not None
@@ -137,8 +167,8 @@ def read(quantity: Quantity, sentence: str) -> list[Reading]:
             continue  # "assuming alpha = -1", "decay index alpha", "the USNO star at RA ="
         if pair is not None:
             reading = _paired(quantity, text, at)
-        elif quantity.key == "dec" and _MONTH.search(left) and _DAY.match(text, at):
-            continue  # "2008 Dec 04" is a date
+        elif quantity.key == "dec" and _date(left, text, at):
+            continue  # "2008 Dec 04", "on Dec 27.76" are dates
         else:
             reading = _reading(quantity, text, at)
         if reading is not None and (not found or reading.start >= found[-1].end):
@@ -149,6 +179,17 @@ def read(quantity: Quantity, sentence: str) -> list[Reading]:
             reading = dataclasses.replace(reading, limit=limit, qualifier=qualifier)
             found.append(reading)
     return found
+
+
+def _date(left: str, text: str, at: int) -> bool:
+    """Is the number at ``at``, after "Dec", a day of December rather than a declination?"""
+    if not _MONTH.search(left):
+        return False
+    if _DAY.match(text, at):
+        return True
+    # "on Dec 27.76 (1700-s)", "(Dec 27.76)": a day after what introduces a date
+    day = _DAY_ONLY.match(text, at)
+    return bool(day and float(day.group()) < 32 and _ON_DATE.search(left))
 
 
 def _paired(quantity: Quantity, text: str, at: int) -> Reading | None:

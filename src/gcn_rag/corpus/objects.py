@@ -19,7 +19,18 @@ from gcn_rag.corpus.events import event_key, event_spans
 from gcn_rag.corpus.quantity import GW, NEUTRINO, event_kind
 
 # quantities a circular states for the objects it finds, not only for its event
-OF_OBJECTS = frozenset({"redshift", "magnitude", "ra", "dec", "error_radius", "nh", "photon_index"})
+OF_OBJECTS = frozenset(
+    {"redshift", "magnitude", "ra", "dec", "error_radius", "nh", "photon_index", "gw_distance"}
+)
+# ... of which these only when their own sentence names the object ("the galaxy NGC 4993 at a
+# luminosity distance of 40 Mpc"): an alert's circulars state them for the alert too
+_IN_SENTENCE = frozenset({"gw_distance"})
+# a catalog galaxy's designation: a redshift right after it is the galaxy's, unless its host
+_CATALOGUED = re.compile(
+    r"\b(?:SDSS|2MASX|2MASS|WISEA?|GALEXASC|LEDA|PGC|NGC|UGC|ESO|MCG|GLADE|6dFGS|APMUKS)"
+    r"\s*(?:J\s*)?\d"
+)
+_HOST = re.compile(r"\bhost", re.I)
 # survey designations of transients that the event patterns do not know
 _DESIGNATED = re.compile(
     r"(?<![\w/-])(?:i?PTF-?\d\d[a-z]{2,4}|PS1?-?\d\d[a-z]{2,4}|ATLAS\d\d[a-z]{3,5}|"
@@ -38,6 +49,13 @@ _OTHER = re.compile(
     r"\b(?:sources?(?!\s+(?:direction|classification|propert|frame|parameter|type))|"
     r"transients?|candidates?|counterparts?|objects?|galax(?:y|ies)|OTs?|afterglows?|NGC|UGC|"
     r"PGC|ESO|2MASX|2MASS|SDSS|WISEA?|GALEXASC|LEDA|GLADE|1RXS|2SXPS|4FGL|3FHL|TXS|PKS)\b",
+    re.I,
+)
+# ... and what is another object however it is introduced ("the galaxy 2MASX J0807-2927",
+# "the highest significance ... at RA =", "a new excess, Fermi J1707.0+2528")
+_FOUND = re.compile(
+    rf"{_CATALOGUED.pattern}|\bFermi\s+J\d|\bhot\s?spots?\b|\bhighest significance\b|"
+    r"\bmost significant (?:location|position|spot)\b|\bnew (?:[\w-]+ ){0,2}excess\b",
     re.I,
 )
 # ... and words about the alert itself, after which a bare value is the alert's again
@@ -79,9 +97,11 @@ class Owners:
         self.context: Mark | None = None  # the object the paragraph named last
         self.marks: list[Mark] = []
         self.end = 0
+        self.sentence = ""
 
     def read(self, offset: int, sentence: str) -> None:
         """Move on to the next sentence (``offset`` in the body; -1 for the subject)."""
+        self.sentence = sentence
         if not self.active:
             return
         carry = self.marks[-1] if self.marks else self.context
@@ -97,17 +117,29 @@ class Owners:
     def event(self, key: str, at: int, limit: bool, event: str | None) -> str | None:
         """The event a value of ``key`` at ``at`` in the sentence belongs to (``event``: as the
         sentence alone says). Limits go to a named object only when their sentence names it."""
+        if key == "redshift" and self._catalogued(at):
+            return None  # "SDSS J0908+4149 09:08:58.1 +41:49:27 z=0.045": a catalog galaxy's
         if not self.active or key not in OF_OBJECTS:
             return event
         before = [m for m in self.marks if m.start < at]
         if limit:
             before = [m for m in before if m.own or m.name]
-        mark = before[-1] if before else None if limit else self.context
+        alone = limit or key in _IN_SENTENCE  # no object carried from an earlier sentence
+        mark = before[-1] if before else None if alone else self.context
         if mark is not None and not mark.own:
             return mark.name
         if self.field and not limit and key in ("redshift", "magnitude"):
             return None  # an alert has neither: they are of objects found in its region
         return event
+
+    def _catalogued(self, at: int) -> bool:
+        """Is a catalog galaxy named before ``at`` in the sentence, after the event, and the
+        sentence says nothing of a host?"""
+        before = self.sentence[:at]
+        named = [m.end() for m in _CATALOGUED.finditer(before)]
+        if not named or _HOST.search(self.sentence):
+            return False
+        return not any(start > named[-1] for start, _, _ in event_spans(before))
 
     def _marks(self, sentence: str) -> list[Mark]:
         marks = [
@@ -126,6 +158,7 @@ class Owners:
                 for m in _OTHER.finditer(sentence)
                 if not _ANAPHORA.search(sentence, max(0, m.start() - 30), m.start())
             )
+            marks.extend(Mark(m.start()) for m in _FOUND.finditer(sentence))
         return sorted(marks, key=lambda mark: mark.start)
 
 

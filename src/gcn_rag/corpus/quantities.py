@@ -25,6 +25,7 @@ from gcn_rag.corpus.quantity import (
     OTHER,
     PER_YEAR,
     PHOTON_FLUX,
+    PLANNED,
     RATE_AFTER,
     REFERENCE,
     SECONDS,
@@ -274,6 +275,7 @@ CATALOG: tuple[Quantity, ...] = (
         as_written=True,
         not_after=words(r"\s*(?:wide|long|across|in (?:RA|Dec)|x\s*\d)"),  # a box, no radius
         reject=words(r"systematic (?:error|uncertainty)|tiling|tiled"),  # a part, or a search
+        interrupted=words(r"\b(?:distance|offset|separat\w*|away)\b"),  # another position's
         low=0.0,
         high=60.0,
         relative=0.15,
@@ -303,7 +305,8 @@ CATALOG: tuple[Quantity, ...] = (
         high=32.0,
         inverted=True,
         kinds=ANY,
-        reject=words(rf"{REFERENCE}|\d+s\s*,\s*R\s*=\s*$"),  # "..48.0s, R=7.82": a radius
+        # "..48.0s, R=7.82": a radius
+        reject=words(rf"{REFERENCE}|{PLANNED}|\d+s\s*,\s*R\s*=\s*$"),
         instruments=("Swift-UVOT",),
         absolute=0.3,
         relative=0.0,

@@ -55,6 +55,8 @@ class Quantity:
     # shortly before the cue: the value is not this event's measurement ("assuming",
     # "decay index", "USNO star")
     reject: re.Pattern[str] | None = None
+    # in the cue's gap: the value after it is something else ("error, at a distance of")
+    interrupted: re.Pattern[str] | None = None
     pair: int = -1  # 0 / 1: first / second of a pair ("RA, Dec = 17.34, +35.81")
     instruments: tuple[str, ...] | None = None  # that can measure it (None: any)
     prefix: str = ""  # before the value in answers ("z = ")
@@ -105,7 +107,11 @@ PER_YEAR = (
     (r"(?:events?\s*)?(?:per|/)\s*day|day\s*\^?-1", 365.25),
     (r"Hz", 31_557_600.0),
 )
-DEGREES = ((r"deg(?:rees?)?\b|\u00b0", 1.0), (r"arcmin\w*|'", 1 / 60), (r"arcsec\w*|\"", 1 / 3600))
+DEGREES = (  # arcsec before arcmin: 0.4'' is 0.4 arcsec
+    (r"deg(?:rees?)?\b|\u00b0", 1.0),
+    (r"arcsec\w*|\"|''|\u2033|\u201d", 1 / 3600),
+    (r"arcmin\w*|'|\u2032", 1 / 60),
+)
 PERCENT = ((r"%|per ?cent", 1.0),)
 # after a value: a rate ("erg/cm2/s") is no fluence, an angle or time no magnitude
 RATE_AFTER = words(r"\s*(?:/\s*s(?:ec)?\b|s\s*\^?\s*-1|per s(?:ec(?:ond)?)?\b|s\b(?![-\w]))")
@@ -113,6 +119,11 @@ RATE_AFTER = words(r"\s*(?:/\s*s(?:ec)?\b|s\s*\^?\s*-1|per s(?:ec(?:ond)?)?\b|s\
 ASSUMED = (
     r"\bassum\w*|\baverage\b|\btypical\b|\bcanonical\b|\bcharacteristic\b|\bfix(?:ed|ing)\b|"
     r"\badopt\w*|\bmodels?\s+\d\b|\bpseudo|hypothetical|simulated"  # "Band model 2": a template
+)
+# a depth still to be reached, not one measured ("will extend ... down to V=22")
+PLANNED = (
+    r"\bwill (?:\w+ ){0,3}(?:reach|extend|go|achieve|get)\b|\bplann\w* (?:depth|limit|observ)|"
+    r"\bexpected (?:depth|limit|sensitivity)|\b(?:is|are) expected to\b|\bshould reach\b"
 )
 # a comparison or catalog object's value, not the event's
 REFERENCE = r"\bUSNO|\bstars?\b|reference|comparison|calibrat\w*|\b4FGL|\b3FHL|catalog source"
