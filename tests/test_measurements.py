@@ -168,6 +168,7 @@ def test_what_a_number_is_not(key: str, sentence: str, expected: list[tuple[floa
         # a day of December, not a declination
         ("dec", "I-band images were taken on Dec 12.81 (600-s) and Dec 13.80 (900-s).", []),
         ("dec", "a fading object with I = 19.1 (Dec 12.81) and I = 20.0 (Dec 13.80).", []),
+        ("dec", "Imaging started at UT Dec 14.62 (1200-s) with the 2-m telescope.", []),
         ("dec", "The source is at RA = 12.3 and Dec 13.80 (J2000).", [(13.8, "")]),
         # a depth still to be reached is no limit on the object
         ("magnitude", "Later epochs will go down to about R=23 next month.", []),

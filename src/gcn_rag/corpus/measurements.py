@@ -71,7 +71,7 @@ _MONTH = re.compile(r"\bDec\.?\s+$")  # "Dec 04": a month, unless the number is 
 _DAY = re.compile(r"\d{1,2}(?:(?![\d.:\s]*\d)|\.\d+\s*(?:UT\b|,?\s+(?:19|20)\d\d\b|\s+\d))")
 _DAY_ONLY = re.compile(r"\d{1,2}(?:\.\d+)?(?![\d:])")
 _ON_DATE = re.compile(
-    r"(?:\b(?:on|from|until|till|since|between|by)|(?:19|20)\d\d|\()\s*Dec\.?\s+$"
+    r"(?:\b(?:on|from|until|till|since|between|by|UTC?)|(?:19|20)\d\d|\()\s*Dec\.?\s+$"
     r"|^(?:(?!\bR\.?A\b|right ascension).)*\band\s+Dec\.?\s+$",
     re.I,
 )
