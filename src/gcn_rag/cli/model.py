@@ -305,7 +305,7 @@ def _said(console: Console, decision: Decision) -> None:
             f"(version {decision.champion}) as listed; {where} stays. `--force` overrides."
         )
         raise typer.Exit(1)
-    if decision.decision != "unpinned":
+    if decision.decision not in ("unpinned", "unmeasured"):
         pin = "pinned: `gcn-rag up` leaves it until `gcn-rag model promote` of the champion"
     else:
         pin = "not pinned: `gcn-rag up` moves it when the index, code or config change"

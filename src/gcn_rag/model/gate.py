@@ -169,8 +169,10 @@ def promote(
     if why and force:
         kind = "forced"
     moved = kind != "refused"
-    if moved:  # a person's decision: pinned, so `up` does not move it back
-        registry.set_alias(settings, champion.CHAMPION, target.version, by_hand=True)
+    if moved:  # a measured (or forced) decision is pinned, so `up` does not move it back
+        registry.set_alias(
+            settings, champion.CHAMPION, target.version, by_hand=kind != "unmeasured"
+        )
         _remember(settings, [*_history(settings, current.version), target.version])
     decision = Decision(
         kind, target.version if moved else current.version, target.version, current.version,
