@@ -14,6 +14,8 @@ import json
 import re
 from collections.abc import Callable, Iterator
 
+from gcn_rag.guardrails.literals import may_match, required
+
 #: (name, pattern) of access keys whose prefix says who issued them.
 _KEYS = (
     ("databricks", r"dapi[0-9a-f]{32}(?:-\d{1,2})?"),
@@ -42,6 +44,8 @@ _PRIVATE_KEY = re.compile(
 _JWT = re.compile(r"(?<![\w.-])eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*(?![\w.-])")
 # another token shape that only this server can confirm (``is_token``)
 _TOKEN_LIKE = re.compile(r"(?<![A-Za-z0-9_])dapi[0-9A-Za-z_-]{8,}(?![A-Za-z0-9_])")
+# what a text must contain for each shape to match (most texts hold none of them)
+_NEEDS = {p: required(p.pattern) for p in (_KEY, _PRIVATE_KEY, _JWT, _TOKEN_LIKE)}
 
 
 def find_secrets(
@@ -51,16 +55,16 @@ def find_secrets(
 
     Any ``dapi`` + 32 hex is a secret whether or not this server issued it; another
     ``dapi…`` word is one when ``is_token`` says it is a bearer token of this server."""
-    for match in _KEY.finditer(text):
-        yield match.span()
+    if may_match(_NEEDS[_KEY], text):
+        yield from (match.span() for match in _KEY.finditer(text))
     for match in _AWS_SECRET.finditer(text):
         yield match.span("key")
-    for match in _PRIVATE_KEY.finditer(text):
-        yield match.span()
-    for match in _JWT.finditer(text):
+    if may_match(_NEEDS[_PRIVATE_KEY], text):
+        yield from (match.span() for match in _PRIVATE_KEY.finditer(text))
+    for match in _JWT.finditer(text) if may_match(_NEEDS[_JWT], text) else ():
         if jwt_header_ok(match.group().split(".", 1)[0]):
             yield match.span()
-    if is_token is not None:
+    if is_token is not None and may_match(_NEEDS[_TOKEN_LIKE], text):
         for match in _TOKEN_LIKE.finditer(text):
             if is_token(match.group()):
                 yield match.span()

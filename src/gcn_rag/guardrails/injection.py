@@ -53,6 +53,8 @@ import re
 import unicodedata
 import urllib.parse
 
+from gcn_rag.guardrails.literals import required
+
 _I = (
     "instructions?|directions|directives?|guidelines?|rules?|commands?|orders?|programming|"
     "restrictions?"
@@ -157,7 +159,8 @@ _RAW_RULES: tuple[tuple[str, str], ...] = (
         r"[^.\n]{0,40}\b(?:to|at)\s+(?:https?://|\S+@\S+\.\w+))",
     ),
 )
-_WORDS = [(name, re.compile(rule)) for name, rule in _WORD_RULES]
+# each word rule with the literals one of which a text needs before the rule can match
+_WORDS = [(name, re.compile(rule), required(rule)) for name, rule in _WORD_RULES]
 _RAW = [(name, re.compile(rule)) for name, rule in _RAW_RULES]
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\u00ad\ufeff"))
 _LOOKALIKE = str.maketrans("аеорсхуіјѕԁɡοαεικνρτυχ", "aeopcxyijsdgoaeiknptux")
@@ -165,6 +168,7 @@ _LOOKALIKES = re.compile("[аеорсхуіјѕԁɡοαεικνρτυχ]")
 _WORD = re.compile(r"\w+")
 _LEET = str.maketrans("013457@$!|", "oieastasil")
 _LEET_WORD = re.compile(r"\b(?=[\w@$!|]*[a-z])(?=[\w@$!|]*[0-9@$!|])[\w@$!|]+")
+_LEET_CHAR = re.compile(r"[0-9@$!|]")  # a leet word has one: without it, nothing to undo
 _SPACED = re.compile(r"\b(?:\w[ .\-_*]){3,}\w\b")
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 _HEX = re.compile(r"(?:(?:\\x|0x)?[0-9a-fA-F]{2}[\s:,]?){8,}")
@@ -184,7 +188,8 @@ def normalize(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).lower()
     if _LOOKALIKES.search(text):
         text = _WORD.sub(_unmix, text)
-    text = _LEET_WORD.sub(lambda m: m.group().translate(_LEET), text)
+    if _LEET_CHAR.search(text):
+        text = _LEET_WORD.sub(lambda m: m.group().translate(_LEET), text)
     text = _SPACED.sub(lambda m: re.sub(r"[ .\-_*]", "", m.group()), text)
     return " ".join(re.findall(r"\w+", text))
 
@@ -199,7 +204,11 @@ def _unmix(match: re.Match[str]) -> str:
 
 
 def _scan(words: str) -> list[str]:
-    return [name for name, rule in _WORDS if rule.search(words)]
+    return [
+        name
+        for name, rule, needed in _WORDS
+        if (needed is None or any(s in words for s in needed)) and rule.search(words)
+    ]
 
 
 def _decodings(text: str) -> list[str]:

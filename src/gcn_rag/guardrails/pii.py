@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 
 from gcn_rag.guardrails.checksums import IBAN_LENGTHS, card_ok, iban_ok, ssn_ok
 from gcn_rag.guardrails.credentials import find_secrets
+from gcn_rag.guardrails.literals import may_match, required
 
 #: Kinds in the order they win an overlap (a secret contains digits that look like a phone).
 KINDS = ("secret", "iban", "card", "ssn", "email", "phone", "ip")
@@ -84,17 +85,28 @@ _VERSION_CUE = re.compile(
 _IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%\w+)?(?![\w:])")
 
 
+# every IBAN, card, SSN, phone and IPv4 pattern needs a digit; an e-mail address and an
+# IPv6 address need the literals below: a text without them is not scanned for those kinds
+_DIGIT = re.compile(r"\d")
+_EMAIL_NEEDS = required(_EMAIL.pattern)
+_IPV6_NEEDS = required(_IPV6.pattern)
+
+
 def find_pii(text: str, is_token: Callable[[str], bool] | None = None) -> list[Span]:
     """Every piece of personal data or secret in ``text``, in order, not overlapping.
 
     ``is_token`` says whether a token-shaped string is a bearer token of this server."""
     found = [Span("secret", a, b) for a, b in find_secrets(text, is_token)]
-    found += _ibans(text)
-    found += [Span("card", *m.span()) for m in _CARD.finditer(text) if _is_card(m.group())]
-    found += _ssns(text)
-    found += [Span("email", *m.span()) for m in _EMAIL.finditer(text) if ".." not in m.group()]
-    found += _phones(text)
-    found += _ips(text)
+    digits = _DIGIT.search(text) is not None
+    if digits:
+        found += _ibans(text)
+        found += [Span("card", *m.span()) for m in _CARD.finditer(text) if _is_card(m.group())]
+        found += _ssns(text)
+    if may_match(_EMAIL_NEEDS, text):
+        found += [Span("email", *m.span()) for m in _EMAIL.finditer(text) if ".." not in m.group()]
+    if digits:
+        found += _phones(text)
+    found += _ips(text, digits)
     rank = {kind: i for i, kind in enumerate(KINDS)}
     kept: list[Span] = []
     for span in sorted(found, key=lambda s: (rank[s.kind], s.start, s.start - s.end)):
@@ -165,13 +177,13 @@ def _separators_ok(raw: str) -> bool:
     return not ("." in used and len(used) > 1)
 
 
-def _ips(text: str) -> Iterator[Span]:
-    for match in _IPV4.finditer(text):
+def _ips(text: str, digits: bool) -> Iterator[Span]:
+    for match in _IPV4.finditer(text) if digits else ():
         before = text[max(0, match.start() - 12) : match.start()]
         # a host in a URL is a server, not a person; -54.42.40.49 is a declination
         if not _VERSION_CUE.search(before) and not before.endswith(("://", "-", "+")):
             yield Span("ip", *match.span())
-    for match in _IPV6.finditer(text):
+    for match in _IPV6.finditer(text) if may_match(_IPV6_NEEDS, text) else ():
         candidate = match.group().split("%", 1)[0]
         # one group of 3-4 hex digits at least: ``12:34::`` is not worth calling an address
         if not re.search(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{3,4}(?![0-9A-Fa-f])", candidate):
