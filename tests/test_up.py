@@ -20,6 +20,7 @@ import requests
 
 from conftest import TXT_ARCHIVE
 from gcn_rag.model import registry
+from gcn_rag.model.example import example_question
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 
@@ -60,7 +61,12 @@ def test_up_deploys_once_then_serves_until_interrupted(workspace: Settings) -> N
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Alias champion -> version 1." in first.stdout
     assert "creating nasa-gcn-rag-assistant (version 1)" in first.stdout
-    assert "A: The redshift of GRB 221009A is z = 0.15" in first.stdout
+    asked = example_question(Catalog.from_settings(workspace))  # the workspace's own event
+    assert asked.startswith("What is the redshift of ")
+    event = asked.removeprefix("What is the redshift of ").rstrip("?")
+    assert re.search(
+        rf"Q: {re.escape(asked)}\nA: The redshift of {re.escape(event)} is z = \d", first.stdout
+    )
     assert "Checked; stopping." in first.stdout
     catalog = Catalog(workspace.warehouse)
     rows = catalog.sql("SELECT key, value FROM rag_endpoint_info").to_pylist()

@@ -1,7 +1,7 @@
 """The assistant: a question in, a short grounded answer with citations out.
 
 The default answerer is extractive and deterministic. For a value question ("What is the
-redshift of GRB 221009A?") it reads the value from sentences of the retrieved circulars,
+redshift of GRB 130427A?") it reads the value from sentences of the retrieved circulars,
 leads with it, and cites the circulars that state it; when circulars disagree it says so and
 cites each side. For a broad question it quotes the most relevant sentence of each of the top
 circulars. When the question names an event that no circular mentions it abstains.

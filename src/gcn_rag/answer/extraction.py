@@ -267,8 +267,8 @@ def _denoise(answer: str) -> str:
 def first_value(answer: str) -> float | None:
     """The first number of an answer that is not part of a name, reference, date, time or band.
 
-    Answers must therefore lead with the value: "The redshift of GRB 221009A is z = 0.151
-    (GCN 32648, GCN 32686)."
+    Answers must therefore lead with the value: "The redshift of GRB 130427A is z = 0.34
+    (GCN 14455)."
     """
     match = _LEADING_NUMBER.search(_denoise(answer))
     return float(match.group()) if match else None

@@ -75,7 +75,7 @@ def ask(
     question: str = typer.Argument(..., help="A question about the GCN Circulars."),
     k: int = KOption,
     event: str | None = typer.Option(
-        None, "--event", help="Only circulars about this event (GRB 221009A) or prefix (GRB%)."
+        None, "--event", help="Only circulars about this event (GRB 130427A) or prefix (GRB%)."
     ),
     since: str | None = typer.Option(None, "--since", help=SINCE_HELP),
     until: datetime | None = typer.Option(None, "--until", help="Circulars up to this date."),

@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from gcn_rag.serving.app import Server
     from gcn_rag.serving.deploy import EndpointSpec
 
-SAMPLE = "What is the redshift of GRB 221009A?"
-
 
 @friendly
 def up(
@@ -94,11 +92,14 @@ def _deploy(
     console = make_console()
     notes = progress_reporter(console)  # not started: notes only, no live bars
     try:
+        from gcn_rag.model.example import example_question
+
         catalog = Catalog.from_settings(settings)
-        answer = bring_up(server, endpoint, spec, token, catalog, SAMPLE, notes)
+        question = example_question(catalog)  # the champion's input example
+        answer = bring_up(server, endpoint, spec, token, catalog, question, notes)
         if answer is not None:
             link = signin_link(settings, server.url)
-            _print_ready(console, server.url, endpoint, token, answer, check, link)
+            _print_ready(console, server.url, endpoint, token, (question, answer), check, link)
     except GcnRagError as exc:
         failures.append(exc)
         server.stop()
@@ -163,7 +164,7 @@ def _print_ready(
     url: str,
     endpoint: str,
     token: str,
-    answer: dict[str, Any],
+    asked: tuple[str, dict[str, Any]],
     check: bool,
     link: str,
 ) -> None:
@@ -171,7 +172,8 @@ def _print_ready(
     console's address and its one-time sign-in link."""
     from gcn_rag.serving.deploy import curl_example
 
-    console.print(f"\n[bold]Q:[/] {SAMPLE}\n[bold]A:[/] {answer['answer']}\n")
+    question, answer = asked
+    console.print(f"\n[bold]Q:[/] {question}\n[bold]A:[/] {answer['answer']}\n")
     console.print(
         f"[bold green]Ready[/]: {url}/serving-endpoints/{endpoint}/invocations", soft_wrap=True
     )

@@ -73,7 +73,7 @@ class Served:
         with self._lock:
             known = self._examples.get((model, version))
         if known is None:
-            body = self._registered_example(model, version) or default_example()
+            body = self._registered_example(model, version) or self._default_example()
             known = Example(request_question(body), _pretty(body))
             with self._lock:
                 self._examples[(model, version)] = known
@@ -95,6 +95,16 @@ class Served:
             found.setdefault(str(version), []).append(alias)
         return found
 
+    def _default_example(self) -> str:
+        """The request a version of this workspace would be logged with (``dataframe_split``)."""
+        from gcn_rag.model.example import FALLBACK, example_question
+        from gcn_rag.tables import Catalog
+
+        question = FALLBACK
+        if self.settings is not None:
+            question = example_question(Catalog.from_settings(self.settings))
+        return json.dumps({"dataframe_split": {"columns": ["question"], "data": [[question]]}})
+
     def _registered_example(self, model: str, version: str) -> str:
         """The version's serving input example as text ("" when it has none)."""
         if self.settings is None or not version.isdigit():
@@ -109,13 +119,6 @@ class Served:
                 return example.read()
         except (MlflowException, OSError):
             return ""
-
-
-def default_example() -> str:
-    """The request the assistant is logged with as its input example (``dataframe_split``)."""
-    from gcn_rag.model.packaging import INPUT_EXAMPLE
-
-    return json.dumps({"dataframe_split": {"columns": ["question"], "data": [[INPUT_EXAMPLE]]}})
 
 
 def _label(version: str, aliases: list[str]) -> str:

@@ -1,7 +1,7 @@
 """Event names in GCN text: find them, normalize them, and know their aliases.
 
 This is the one place that knows what an event id looks like. A circular's subject names the
-event it is about ("GRB 221009A: Redshift from X-shooter/VLT", "LIGO/Virgo S190425z: ...",
+event it is about ("GRB 130427A: Redshift from Gemini-North", "LIGO/Virgo S190425z: ...",
 "EP240315a: ...", "IceCube-231016A - IceCube observation of ..."); the official JSON archive
 carries an ``eventId`` for recent circulars only, so older ones get theirs from the subject.
 
@@ -10,7 +10,7 @@ Canonical forms (what :func:`normalize_event_id` returns):
 ==========  =========================  ==========================================
 kind        canonical                  also recognised
 ==========  =========================  ==========================================
-GRB         ``GRB 221009A``            ``GRB221009A``, ``GRB 221009a``,
+GRB         ``GRB 130427A``            ``GRB130427A``, ``GRB 130427a``,
                                        ``Swift GRB211001.03`` (-> ``GRB 211001``)
 XRF         ``XRF 020903``             ``XRF020903``
 GW          ``GW170817``               ``GW 170817``, ``GW190521_030229``
@@ -167,7 +167,7 @@ def parse_event_id(subject: str) -> str | None:
 
 
 def normalize_event_id(name: str) -> str | None:
-    """The canonical spelling of one event name (``"grb221009a"`` -> ``"GRB 221009A"``)."""
+    """The canonical spelling of one event name (``"grb130427a"`` -> ``"GRB 130427A"``)."""
     name = " ".join(name.split())
     events = find_event_ids(name)
     if not events:

@@ -208,7 +208,7 @@ def log_assistant(
                     artifacts=artifacts,
                     code_paths=[str(Path(gcn_rag.__file__).parent)],
                     signature=signature(config["defaults"]),
-                    input_example=_input_example(),
+                    input_example=_input_example(catalog),
                     pip_requirements=pinned_requirements(kind),
                     # row_wise: output row i answers input row i, so a server may batch requests
                     metadata={"lineage": built_from, "row_wise": True},
@@ -298,15 +298,12 @@ def signature(defaults: dict[str, Any] | None = None) -> Any:
     )
 
 
-#: The question the assistant is logged with as its input example (the console's Query page
-#: starts from it when a version has none).
-INPUT_EXAMPLE = "What is the redshift of GRB 221009A?"
-
-
-def _input_example() -> Any:
+def _input_example(catalog: Catalog) -> Any:
     import pandas as pd
 
-    return pd.DataFrame({"question": [INPUT_EXAMPLE]})
+    from gcn_rag.model.example import example_question
+
+    return pd.DataFrame({"question": [example_question(catalog)]})
 
 
 # --- publishing ---------------------------------------------------------------------------

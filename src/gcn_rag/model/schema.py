@@ -27,7 +27,7 @@ PARAMS = (
     Field(
         "event_filter",
         "string",
-        "Only circulars about this event (GRB 221009A, any alias) or with this prefix (GRB%).",
+        "Only circulars about this event (GRB 130427A, any alias) or with this prefix (GRB%).",
         "",
     ),
     Field("since", "string", "Only circulars from this ISO date on (UTC).", ""),

@@ -119,8 +119,8 @@ def exists(index: Path) -> bool:
 def lexical_text(subject: str, text: str, event_ids: list[str]) -> str:
     """What BM25 sees for a chunk: subject, text, and one key token per named event.
 
-    The key tokens (``grb221009a``) make "GRB 221009A", "GRB221009A" and the alias
-    "GRB 221009" match each other, which plain word tokenization would not.
+    The key tokens (``grb130427a``) make "GRB 130427A", "GRB130427A" and the alias
+    "GRB 130427" match each other, which plain word tokenization would not.
     """
     return f"{subject}\n{text}\n{' '.join(query_event_tokens(event_ids))}"
 
