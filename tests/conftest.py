@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,6 +17,9 @@ from gcn_rag.assets import MINILM_TOKENIZER, fetch_packaged
 from gcn_rag.corpus.chunking import load_tokenizer
 from gcn_rag.serving.capture import CaptureRow
 from gcn_rag.settings import Settings
+
+if TYPE_CHECKING:
+    from consoles import Console
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EVENTS_ARCHIVE = FIXTURES / "events.txt.tar.gz"
@@ -184,3 +187,18 @@ def capture_row(i: int, timestamp_ms: int) -> CaptureRow:
         endpoint_name="e",
         requester="t",
     )
+
+
+@pytest.fixture(scope="module")
+def console(
+    tmp_path_factory: pytest.TempPathFactory,
+    fixture_workspace: Settings,
+    champion: dict[str, Any],
+    serve_app: Callable[[Any], contextlib.AbstractContextManager[str]],
+) -> Iterator[Console]:
+    """A running console (the fixture workspace's champion, captured) for one test module."""
+    from consoles import running_console
+
+    home = tmp_path_factory.mktemp("console")
+    with running_console(home, fixture_workspace, champion["version"], serve_app) as running:
+        yield running

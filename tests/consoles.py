@@ -133,3 +133,16 @@ def signed_in(console: Console, level: str) -> requests.Session:
     )
     assert response.status_code == 303, response.text
     return client
+
+
+def get_page(client: requests.Session, console: Console, path: str) -> requests.Response:
+    """GET a console page as ``client`` (redirects are answers, not followed)."""
+    return client.get(f"{console.url}/console{path}", allow_redirects=False, timeout=60)
+
+
+def post_form(
+    client: requests.Session, console: Console, path: str, data: dict[str, str], **kw: Any
+) -> requests.Response:
+    """POST a console form as ``client``."""
+    url = f"{console.url}/console{path}"
+    return client.post(url, data=data, allow_redirects=False, timeout=120, **kw)

@@ -10,11 +10,9 @@ import html
 import json
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
 from consoles import (
@@ -23,6 +21,8 @@ from consoles import (
     Console,
     Serve,
     csrf,
+    get_page,
+    post_form,
     running_console,
     signed_in,
     wait_ready,
@@ -31,39 +31,16 @@ from gcn_rag.console.sessions import SignInCodes
 from gcn_rag.settings import Settings
 
 
-@pytest.fixture(scope="module")
-def console(
-    tmp_path_factory: pytest.TempPathFactory,
-    fixture_workspace: Settings,
-    champion: dict[str, Any],
-    serve_app: Serve,
-) -> Iterator[Console]:
-    home = tmp_path_factory.mktemp("console")
-    with running_console(home, fixture_workspace, champion["version"], serve_app) as running:
-        yield running
-
-
-def _page(client: requests.Session, console: Console, path: str) -> requests.Response:
-    return client.get(f"{console.url}/console{path}", allow_redirects=False, timeout=30)
-
-
-def _post(
-    client: requests.Session, console: Console, path: str, data: dict[str, str], **kw: Any
-) -> requests.Response:
-    url = f"{console.url}/console{path}"
-    return client.post(url, data=data, allow_redirects=False, timeout=60, **kw)
-
-
 def test_pages_need_a_session_and_the_signin_form_says_why(console: Console) -> None:
     anonymous = requests.Session()
-    response = _page(anonymous, console, "/endpoints")
+    response = get_page(anonymous, console, "/endpoints")
     assert response.status_code == 303
     assert response.headers["location"] == "/console/signin?next=%2Fconsole%2Fendpoints"
-    form = _page(anonymous, console, "/signin?next=/console/endpoints")
+    form = get_page(anonymous, console, "/signin?next=/console/endpoints")
     assert form.status_code == 200 and '<label for="token">Access token</label>' in form.text
-    refused = _post(anonymous, console, "/signout", {})
+    refused = post_form(anonymous, console, "/signout", {})
     assert refused.status_code == 401 and "sign in again" in refused.text
-    bad = _post(anonymous, console, "/signin", {"token": "dapi-not-a-token"})
+    bad = post_form(anonymous, console, "/signin", {"token": "dapi-not-a-token"})
     assert bad.status_code == 401
     assert "not known here" in bad.text and bad.headers["content-type"].startswith("text/html")
     assert "set-cookie" not in bad.headers
@@ -73,7 +50,7 @@ def test_signing_in_sets_a_strict_httponly_cookie_and_returns_where_you_were(
     console: Console,
 ) -> None:
     client = requests.Session()
-    response = _post(
+    response = post_form(
         client,
         console,
         "/signin",
@@ -85,11 +62,11 @@ def test_signing_in_sets_a_strict_httponly_cookie_and_returns_where_you_were(
     for flag in ("HttpOnly", "SameSite=Strict", "Path=/console"):
         assert flag in cookie
     assert console.tokens["CAN_VIEW"] not in cookie  # the session id, never the token
-    page = _page(client, console, "/endpoints")
+    page = get_page(client, console, "/endpoints")
     assert page.status_code == 200 and "can_view-user" in page.text
     assert re.search(r'data-state="READY"', page.text)
     assert page.headers["content-security-policy"].startswith("default-src 'self'")
-    outside = _post(
+    outside = post_form(
         client,
         console,
         "/signin",
@@ -101,20 +78,20 @@ def test_signing_in_sets_a_strict_httponly_cookie_and_returns_where_you_were(
 def test_a_one_time_link_signs_in_once(console: Console) -> None:
     code = SignInCodes(console.home / "serving.db").issue("CAN_QUERY", "link-user")
     first = requests.Session()
-    response = _page(first, console, f"/signin?code={code}")
+    response = get_page(first, console, f"/signin?code={code}")
     assert response.status_code == 303 and response.headers["location"] == "/console/endpoints"
-    assert "link-user" in _page(first, console, "/endpoints").text
-    again = _page(requests.Session(), console, f"/signin?code={code}")
+    assert "link-user" in get_page(first, console, "/endpoints").text
+    again = get_page(requests.Session(), console, f"/signin?code={code}")
     assert again.status_code == 401 and "used already or has expired" in again.text
     expired = SignInCodes(console.home / "serving.db").issue("CAN_VIEW", "late", ttl_s=-1)
-    assert _page(requests.Session(), console, f"/signin?code={expired}").status_code == 401
+    assert get_page(requests.Session(), console, f"/signin?code={expired}").status_code == 401
 
 
 def test_each_level_is_held_on_every_action(console: Console) -> None:
     viewer = signed_in(console, "CAN_VIEW")
-    page = _page(viewer, console, f"/endpoints/{ENDPOINT}/query")
+    page = get_page(viewer, console, f"/endpoints/{ENDPOINT}/query")
     assert page.status_code == 200 and 'id="ask" disabled' in page.text
-    asked = _post(
+    asked = post_form(
         viewer,
         console,
         f"/endpoints/{ENDPOINT}/query",
@@ -123,10 +100,10 @@ def test_each_level_is_held_on_every_action(console: Console) -> None:
     assert asked.status_code == 403 and "This needs CAN_QUERY" in asked.text
     querier = signed_in(console, "CAN_QUERY")
     before = _version(console)
-    page = _page(querier, console, f"/endpoints/{ENDPOINT}")
+    page = get_page(querier, console, f"/endpoints/{ENDPOINT}")
     assert 'id="save-config" disabled' in page.text
     change = {"csrf": csrf(page.text), f"workload_size:{_entity(console)}": "Medium"}
-    refused = _post(querier, console, f"/endpoints/{ENDPOINT}/config", change)
+    refused = post_form(querier, console, f"/endpoints/{ENDPOINT}/config", change)
     assert refused.status_code == 403 and "This needs CAN_MANAGE" in refused.text
     assert _version(console) == before
 
@@ -134,7 +111,7 @@ def test_each_level_is_held_on_every_action(console: Console) -> None:
 def test_changes_need_the_sessions_csrf_value_and_a_same_site_origin(console: Console) -> None:
     manager = signed_in(console, "CAN_MANAGE")
     before = _version(console)
-    page = _page(manager, console, f"/endpoints/{ENDPOINT}")
+    page = get_page(manager, console, f"/endpoints/{ENDPOINT}")
     entity = _entity(console)
     change = {
         f"workload_size:{entity}": "Medium",
@@ -144,11 +121,11 @@ def test_changes_need_the_sessions_csrf_value_and_a_same_site_origin(console: Co
     for forged in (
         {},
         {"csrf": "guess"},
-        {"csrf": csrf(_page(signed_in(console, "CAN_MANAGE"), console, "/endpoints").text)},
+        {"csrf": csrf(get_page(signed_in(console, "CAN_MANAGE"), console, "/endpoints").text)},
     ):
-        refused = _post(manager, console, f"/endpoints/{ENDPOINT}/config", {**change, **forged})
+        refused = post_form(manager, console, f"/endpoints/{ENDPOINT}/config", {**change, **forged})
         assert refused.status_code == 403 and "another site" in refused.text
-    elsewhere = _post(
+    elsewhere = post_form(
         manager,
         console,
         f"/endpoints/{ENDPOINT}/config",
@@ -157,7 +134,7 @@ def test_changes_need_the_sessions_csrf_value_and_a_same_site_origin(console: Co
     )
     assert elsewhere.status_code == 403
     assert _version(console) == before
-    done = _post(
+    done = post_form(
         manager,
         console,
         f"/endpoints/{ENDPOINT}/config",
@@ -178,8 +155,8 @@ def test_changes_need_the_sessions_csrf_value_and_a_same_site_origin(console: Co
 
 def test_an_answer_with_its_citations_latency_and_request_id(console: Console) -> None:
     client = signed_in(console, "CAN_QUERY")
-    page = _page(client, console, f"/endpoints/{ENDPOINT}/query")
-    result = _post(
+    page = get_page(client, console, f"/endpoints/{ENDPOINT}/query")
+    result = post_form(
         client,
         console,
         f"/endpoints/{ENDPOINT}/query",
@@ -205,9 +182,9 @@ def test_an_answer_with_its_citations_latency_and_request_id(console: Console) -
 
 def test_a_question_with_markup_shows_as_text(console: Console) -> None:
     client = signed_in(console, "CAN_QUERY")
-    page = _page(client, console, f"/endpoints/{ENDPOINT}/query")
+    page = get_page(client, console, f"/endpoints/{ENDPOINT}/query")
     question = '<script>alert("x")</script> What is the redshift of GRB 221009A?'
-    result = _post(
+    result = post_form(
         client,
         console,
         f"/endpoints/{ENDPOINT}/query",
@@ -217,7 +194,7 @@ def test_a_question_with_markup_shows_as_text(console: Console) -> None:
     assert "<script>" not in result.text
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in result.text
     raw = json.dumps({"inputs": ["<img src=x onerror=alert(1)>"]})
-    shown = _post(
+    shown = post_form(
         client, console, f"/endpoints/{ENDPOINT}/query", {"csrf": csrf(page.text), "raw": raw}
     )
     assert "<img" not in shown.text and "&lt;img src=x onerror=alert(1)&gt;" in shown.text
@@ -225,9 +202,9 @@ def test_a_question_with_markup_shows_as_text(console: Console) -> None:
 
 def test_the_inference_table_shows_each_request_escaped_and_filtered(console: Console) -> None:
     client = signed_in(console, "CAN_QUERY")
-    page = _page(client, console, f"/endpoints/{ENDPOINT}/query")
+    page = get_page(client, console, f"/endpoints/{ENDPOINT}/query")
     question = "<b>bold</b> What is the redshift of GRB 221009A?"
-    asked = _post(
+    asked = post_form(
         client,
         console,
         f"/endpoints/{ENDPOINT}/query",
@@ -238,32 +215,32 @@ def test_the_inference_table_shows_each_request_escaped_and_filtered(console: Co
     request_id = found.group(1)
     viewer = signed_in(console, "CAN_VIEW")
     deadline = time.monotonic() + 30
-    while request_id not in (table := _page(viewer, console, "/inference").text):
+    while request_id not in (table := get_page(viewer, console, "/inference").text):
         assert time.monotonic() < deadline, "the request never reached the inference table"
         time.sleep(0.2)
     assert "&lt;b&gt;bold&lt;/b&gt;" in table and "<b>bold" not in table
     assert "can_query-user" in table  # the session's caller, as the requester
     entity = _entity(console)
-    assert request_id in _page(viewer, console, f"/inference?status=200&entity={entity}").text
-    assert request_id not in _page(viewer, console, "/inference?status=500").text
-    assert request_id not in _page(viewer, console, "/inference?entity=other-1").text
-    detail = _page(viewer, console, f"/inference/{request_id}")
+    assert request_id in get_page(viewer, console, f"/inference?status=200&entity={entity}").text
+    assert request_id not in get_page(viewer, console, "/inference?status=500").text
+    assert request_id not in get_page(viewer, console, "/inference?entity=other-1").text
+    detail = get_page(viewer, console, f"/inference/{request_id}")
     assert detail.status_code == 200 and "&#34;dataframe_split&#34;" in detail.text
     assert "The redshift of GRB 221009A" in detail.text
-    assert _page(viewer, console, "/inference/" + "0" * 32).status_code == 404
-    bad = _page(viewer, console, "/inference?status=abc")
+    assert get_page(viewer, console, "/inference/" + "0" * 32).status_code == 404
+    bad = get_page(viewer, console, "/inference?status=abc")
     assert bad.status_code == 400 and "HTTP status code" in bad.text
-    assert _page(viewer, console, "/inference?entity=x'%20OR%201=1").status_code == 400
+    assert get_page(viewer, console, "/inference?entity=x'%20OR%201=1").status_code == 400
 
 
 def test_errors_are_pages_not_stack_traces(console: Console) -> None:
     client = signed_in(console, "CAN_QUERY")
-    missing = _page(client, console, "/endpoints/no-such-endpoint")
+    missing = get_page(client, console, "/endpoints/no-such-endpoint")
     assert missing.status_code == 404 and "does not exist" in missing.text
     assert missing.headers["content-type"].startswith("text/html")
-    assert _page(client, console, "/nowhere").status_code == 404
-    page = _page(client, console, f"/endpoints/{ENDPOINT}/query")
-    bad = _post(
+    assert get_page(client, console, "/nowhere").status_code == 404
+    page = get_page(client, console, f"/endpoints/{ENDPOINT}/query")
+    bad = post_form(
         client,
         console,
         f"/endpoints/{ENDPOINT}/query",
@@ -275,14 +252,14 @@ def test_errors_are_pages_not_stack_traces(console: Console) -> None:
 
 def test_signing_out_ends_the_session(console: Console) -> None:
     client = signed_in(console, "CAN_VIEW")
-    page = _page(client, console, "/endpoints")
+    page = get_page(client, console, "/endpoints")
     old = {cookie.name: cookie.value or "" for cookie in client.cookies}
-    response = _post(client, console, "/signout", {"csrf": csrf(page.text)})
+    response = post_form(client, console, "/signout", {"csrf": csrf(page.text)})
     assert response.status_code == 303 and response.headers["location"] == "/console/signin"
     assert "Max-Age=0" in response.headers["set-cookie"]
     replay = requests.Session()
     replay.cookies.update(old)
-    assert _page(replay, console, "/endpoints").status_code == 303
+    assert get_page(replay, console, "/endpoints").status_code == 303
 
 
 def test_the_api_is_unchanged_beside_the_console(console: Console) -> None:
@@ -306,16 +283,16 @@ def test_without_auth_a_session_is_made_and_csrf_still_holds(
         tmp_path, fixture_workspace, champion["version"], serve_app, auth=False
     ) as open_console:
         client = requests.Session()
-        page = _page(client, open_console, f"/endpoints/{ENDPOINT}")
+        page = get_page(client, open_console, f"/endpoints/{ENDPOINT}")
         assert page.status_code == 200 and "anonymous" in page.text and client.cookies
         change = {f"workload_size:{_entity(open_console)}": "Large"}
         assert (
-            _post(
+            post_form(
                 requests.Session(), open_console, f"/endpoints/{ENDPOINT}/config", change
             ).status_code
             == 403
         )
-        done = _post(
+        done = post_form(
             client,
             open_console,
             f"/endpoints/{ENDPOINT}/config",
@@ -349,7 +326,7 @@ def test_sessions_end_when_idle_and_the_oldest_goes_past_the_limit() -> None:
 
 
 def _live(client: requests.Session, console: Console, window: str = "15m") -> str:
-    response = _page(client, console, f"/endpoints/{ENDPOINT}/live?window={window}")
+    response = get_page(client, console, f"/endpoints/{ENDPOINT}/live?window={window}")
     assert response.status_code == 200, response.text
     return response.text
 
@@ -368,7 +345,7 @@ def _counted(page: str) -> int:
 
 def test_the_charts_count_requests_made_after_the_page_loaded(console: Console) -> None:
     viewer = signed_in(console, "CAN_VIEW")
-    page = _page(viewer, console, f"/endpoints/{ENDPOINT}?window=15m")
+    page = get_page(viewer, console, f"/endpoints/{ENDPOINT}?window=15m")
     assert page.status_code == 200
     assert f'data-src="/console/endpoints/{ENDPOINT}/live?window=15m"' in page.text
     assert '<script src="/console/static/live.js" defer></script>' in page.text
@@ -396,12 +373,12 @@ def test_the_charts_count_requests_made_after_the_page_loaded(console: Console) 
         assert f'aria-labelledby="chart-{chart}-title chart-{chart}-summary"' in live
         assert re.search(rf'<(polyline|circle) class="{line}"', live), chart
     assert "<form" not in live and 'id="state">READY<' in live
-    listing = _page(viewer, console, "/endpoints").text
+    listing = get_page(viewer, console, "/endpoints").text
     last_hour = re.search(rf'data-requests-last-hour="{ENDPOINT}">([\d,]+)<', listing)
     assert last_hour is not None and int(last_hour.group(1).replace(",", "")) >= before + 4
-    bad = _page(viewer, console, f"/endpoints/{ENDPOINT}/live?window=2y")
+    bad = get_page(viewer, console, f"/endpoints/{ENDPOINT}/live?window=2y")
     assert bad.status_code == 400 and "no chart window" in bad.text
-    anonymous = _page(requests.Session(), console, f"/endpoints/{ENDPOINT}/live")
+    anonymous = get_page(requests.Session(), console, f"/endpoints/{ENDPOINT}/live")
     assert anonymous.status_code == 303
 
 
@@ -439,10 +416,10 @@ def test_the_query_page_starts_from_the_models_input_example(
 
     example = example_question(Catalog.from_settings(fixture_workspace))  # what was logged
     client = signed_in(console, "CAN_QUERY")
-    page = _page(client, console, f"/endpoints/{ENDPOINT}/query")
+    page = get_page(client, console, f"/endpoints/{ENDPOINT}/query")
     assert f'id="question" name="question" type="text" value="{example}"' in page.text
     assert re.search(r'placeholder="\{\n  &#34;dataframe_split&#34;: \{', page.text)
-    result = _post(
+    result = post_form(
         client,
         console,
         f"/endpoints/{ENDPOINT}/query",
@@ -465,18 +442,18 @@ def test_the_endpoint_page_shows_its_guardrails_and_their_decisions(console: Con
     assert requests.put(f"{url}/ai-gateway", json=gateway, headers=headers, timeout=30).ok
     try:
         client = signed_in(console, "CAN_QUERY")
-        page = _page(client, console, f"/endpoints/{ENDPOINT}")
+        page = get_page(client, console, f"/endpoints/{ENDPOINT}")
         assert re.search(r"<th scope=\"row\">input</th><td>MASK</td><td>BLOCK</td>", page.text)
         assert "No request has been masked or blocked" in page.text
-        asked = _page(client, console, f"/endpoints/{ENDPOINT}/query")
+        asked = get_page(client, console, f"/endpoints/{ENDPOINT}/query")
         question = "Mail the redshift of GRB 221009A to <b>a.person@example.org</b>"
-        _post(
+        post_form(
             client,
             console,
             f"/endpoints/{ENDPOINT}/query",
             {"csrf": csrf(asked.text), "question": question},
         )
-        page = _page(client, console, f"/endpoints/{ENDPOINT}")
+        page = get_page(client, console, f"/endpoints/{ENDPOINT}")
         hits = re.search(r'<table id="guardrail-hits">.*?</table>', page.text, re.S)
         assert hits is not None and "pii.email" in hits.group(0)
         assert re.search(r"<td>input</td><td>pii.email</td><td>MASK</td><td[^>]*>1</td>", page.text)

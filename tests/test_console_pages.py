@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from consoles import (
     ENDPOINT,
@@ -23,24 +22,14 @@ from consoles import (
     another_version,
     csrf,
     entity_name,
+    get_page,
+    post_form,
     running_console,
     signed_in,
     wait_ready,
 )
 from gcn_rag.model import registry
 from gcn_rag.settings import Settings
-
-
-@pytest.fixture(scope="module")
-def console(
-    tmp_path_factory: pytest.TempPathFactory,
-    fixture_workspace: Settings,
-    champion: dict[str, Any],
-    serve_app: Serve,
-) -> Iterator[Console]:
-    home = tmp_path_factory.mktemp("console-pages")
-    with running_console(home, fixture_workspace, champion["version"], serve_app) as running:
-        yield running
 
 
 @pytest.fixture
@@ -50,22 +39,11 @@ def second_version(fixture_workspace: Settings, champion: dict[str, Any]) -> Ite
         yield version
 
 
-def _get(client: requests.Session, console: Console, path: str) -> requests.Response:
-    return client.get(f"{console.url}/console{path}", allow_redirects=False, timeout=60)
-
-
-def _post(
-    client: requests.Session, console: Console, path: str, data: dict[str, str]
-) -> requests.Response:
-    url = f"{console.url}/console{path}"
-    return client.post(url, data=data, allow_redirects=False, timeout=120)
-
-
 def test_the_models_page_shows_versions_aliases_metrics_and_lineage(
     console: Console, champion: dict[str, Any]
 ) -> None:
     viewer = signed_in(console, "CAN_VIEW")
-    page = _get(viewer, console, "/models")
+    page = get_page(viewer, console, "/models")
     assert page.status_code == 200, page.text
     assert 'href="/console/models"' in page.text and 'href="/console/ask"' in page.text
     version = champion["version"]
@@ -87,38 +65,38 @@ def test_moving_an_alias_needs_can_manage_and_csrf_and_pins_it(
     second_version: str,
 ) -> None:
     viewer = signed_in(console, "CAN_VIEW")
-    form = {"version": second_version, "csrf": csrf(_get(viewer, console, "/models").text)}
-    refused = _post(viewer, console, "/models/aliases/champion", form)
+    form = {"version": second_version, "csrf": csrf(get_page(viewer, console, "/models").text)}
+    refused = post_form(viewer, console, "/models/aliases/champion", form)
     assert refused.status_code == 403 and "needs CAN_MANAGE" in refused.text
     manager = signed_in(console, "CAN_MANAGE")
-    no_csrf = _post(manager, console, "/models/aliases/champion", {"version": second_version})
+    no_csrf = post_form(manager, console, "/models/aliases/champion", {"version": second_version})
     assert no_csrf.status_code == 403 and "out of date" in no_csrf.text
     assert registry.resolve(fixture_workspace, "champion").version == champion["version"]
-    form["csrf"] = csrf(_get(manager, console, "/models").text)
-    moved = _post(manager, console, "/models/aliases/champion", form)
+    form["csrf"] = csrf(get_page(manager, console, "/models").text)
+    moved = post_form(manager, console, "/models/aliases/champion", form)
     assert (
         moved.status_code == 303 and moved.headers["location"] == "/console/models?moved=champion"
     )
     assert registry.resolve(fixture_workspace, "champion").version == second_version
     assert registry.pinned(fixture_workspace, "champion") == second_version  # as by hand
-    page = _get(manager, console, "/models?moved=champion").text
+    page = get_page(manager, console, "/models?moved=champion").text
     assert "Alias champion moved" in page and "(pinned by hand)" in page
-    bad = _post(manager, console, "/models/aliases/champion", {**form, "version": "999999"})
+    bad = post_form(manager, console, "/models/aliases/champion", {**form, "version": "999999"})
     assert bad.status_code in (400, 404) and "Traceback" not in bad.text
 
 
 def test_ask_answers_with_citation_links_and_needs_can_query(console: Console) -> None:
     viewer = signed_in(console, "CAN_VIEW")
-    box = _get(viewer, console, "/ask")
+    box = get_page(viewer, console, "/ask")
     assert box.status_code == 200 and '<label for="question">Question</label>' in box.text
     assert "Asking needs CAN_QUERY." in box.text
-    refused = _post(viewer, console, "/ask", {"question": QUESTION, "csrf": csrf(box.text)})
+    refused = post_form(viewer, console, "/ask", {"question": QUESTION, "csrf": csrf(box.text)})
     assert refused.status_code == 403
     asker = signed_in(console, "CAN_QUERY")
-    no_csrf = _post(asker, console, "/ask", {"question": QUESTION})
+    no_csrf = post_form(asker, console, "/ask", {"question": QUESTION})
     assert no_csrf.status_code == 403
-    token = csrf(_get(asker, console, "/ask").text)
-    answer = _post(asker, console, "/ask", {"question": QUESTION, "csrf": token})
+    token = csrf(get_page(asker, console, "/ask").text)
+    answer = post_form(asker, console, "/ask", {"question": QUESTION, "csrf": token})
     assert answer.status_code == 200, answer.text
     assert 'id="answer"' in answer.text
     links = re.findall(r'href="https://gcn\.nasa\.gov/circulars/(\d+(?:\.5)?)"', answer.text)
@@ -128,16 +106,16 @@ def test_ask_answers_with_citation_links_and_needs_can_query(console: Console) -
 
 def test_a_question_with_markup_shows_as_text_on_ask(console: Console) -> None:
     asker = signed_in(console, "CAN_QUERY")
-    token = csrf(_get(asker, console, "/ask").text)
+    token = csrf(get_page(asker, console, "/ask").text)
     question = 'What is <script>alert("x")</script> GRB 221009A?'
-    answer = _post(asker, console, "/ask", {"question": question, "csrf": token})
+    answer = post_form(asker, console, "/ask", {"question": question, "csrf": token})
     assert answer.status_code == 200
     assert "<script>" not in answer.text
     assert (
         'value="What is &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; GRB 221009A?"'
         in answer.text
     )
-    empty = _post(asker, console, "/ask", {"question": "  ", "csrf": token})
+    empty = post_form(asker, console, "/ask", {"question": "  ", "csrf": token})
     assert empty.status_code == 400 and "Type a question first" in empty.text
 
 
@@ -152,15 +130,15 @@ def test_an_event_question_shows_its_dossier_and_measurements(
         tmp_path, fixture_workspace, champion["version"], serve_app, pages_over=events_workspace
     ) as events:
         asker = signed_in(events, "CAN_QUERY")
-        token = csrf(_get(asker, events, "/ask").text)
-        page = _post(asker, events, "/ask", {"question": "What is GRB 160625B?", "csrf": token})
+        token = csrf(get_page(asker, events, "/ask").text)
+        page = post_form(asker, events, "/ask", {"question": "What is GRB 160625B?", "csrf": token})
         assert page.status_code == 200, page.text
         assert 'id="dossier"' in page.text and "GRB 160625B" in page.text
         assert "gamma-ray burst" in page.text
         table = re.search(r'<table id="measurements">(.*?)</table>', page.text, re.S)
         assert table is not None, "no measurements table"
         assert re.search(r'href="https://gcn\.nasa\.gov/circulars/\d+"', table.group(1))
-        plain = _post(asker, events, "/ask", {"question": "What is a GRB?", "csrf": token})
+        plain = post_form(asker, events, "/ask", {"question": "What is a GRB?", "csrf": token})
         assert plain.status_code == 200 and 'id="dossier"' not in plain.text
 
 
@@ -172,32 +150,32 @@ def test_a_manager_changes_the_served_version_and_watches_the_update(
     old, new = champion["version"], second_version
     path = f"/endpoints/{ENDPOINT}"
     viewer = signed_in(console, "CAN_VIEW")
-    seen = _get(viewer, console, path).text
+    seen = get_page(viewer, console, path).text
     assert re.search(
         rf'<select id="version-1" name="entity_version:{entity_name(old)}" disabled>', seen
     )
     change = {"csrf": csrf(seen), f"entity_version:{entity_name(old)}": new}
-    refused = _post(viewer, console, f"{path}/config", change)
+    refused = post_form(viewer, console, f"{path}/config", change)
     assert refused.status_code == 403 and "This needs CAN_MANAGE" in refused.text
     manager = signed_in(console, "CAN_MANAGE")
-    page = _get(manager, console, path).text
+    page = get_page(manager, console, path).text
     assert f'<option value="{new}">v{new}</option>' in page
     assert f'<option value="{old}" selected>v{old} @champion</option>' in page
-    bad = _post(
+    bad = post_form(
         manager,
         console,
         f"{path}/config",
         {**change, "csrf": csrf(page), f"entity_version:{entity_name(old)}": "x"},
     )
     assert bad.status_code == 400 and "Choose a version number" in bad.text
-    moved = _post(manager, console, f"{path}/config", {**change, "csrf": csrf(page)})
+    moved = post_form(manager, console, f"{path}/config", {**change, "csrf": csrf(page)})
     assert moved.status_code == 303
-    live = _get(manager, console, f"{path}/live").text  # while loading, or once swapped
+    live = get_page(manager, console, f"{path}/live").text  # while loading, or once swapped
     if 'id="update-progress"' in live:
         assert "Updating to config version" in live and f"v{new}" in live
         assert 'id="config-update">IN_PROGRESS<' in live
     wait_ready(console.manager)
-    live = _get(manager, console, f"{path}/live").text
+    live = get_page(manager, console, f"{path}/live").text
     assert (
         f'data-entity="{entity_name(new)}"' in live and 'id="config-update">NOT_UPDATING<' in live
     )
@@ -206,5 +184,5 @@ def test_a_manager_changes_the_served_version_and_watches_the_update(
     assert served is not None and served.served_entities is not None
     assert [(e.name, e.entity_version) for e in served.served_entities] == [(entity_name(new), new)]
     back = {"csrf": csrf(page), f"entity_version:{entity_name(new)}": old}
-    assert _post(manager, console, f"{path}/config", back).status_code == 303
+    assert post_form(manager, console, f"{path}/config", back).status_code == 303
     wait_ready(console.manager)
