@@ -27,8 +27,8 @@ from typing import Any
 from gcn_rag.answer.assistant import Assistant
 from gcn_rag.answer.evaluation import load_items, score, scores_table
 from gcn_rag.answer.generators.local import LocalGenerator, smollm2_gguf
-from gcn_rag.ops.results import percentile
 from gcn_rag.settings import Settings
+from gcn_rag.stats import percentile
 
 DEFAULT_QUESTIONS = Path(__file__).resolve().parents[2] / "shared" / "bench" / "dev.jsonl"
 

@@ -43,7 +43,7 @@ from gcn_rag.guardrails.injection import find_injection
 from gcn_rag.guardrails.pii import KINDS, find_pii
 from gcn_rag.guardrails.policy import Guardrails, normalize_guardrails
 from gcn_rag.guardrails.topics import on_topic
-from gcn_rag.ops.results import percentile
+from gcn_rag.stats import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPICS = ["astronomy transients", "the GCN circulars"]

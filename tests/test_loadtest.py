@@ -22,7 +22,7 @@ from gcn_rag.errors import BadInputError, NotFoundError, NotReadyError, TooManyR
 from gcn_rag.model import registry
 from gcn_rag.model.registry import mlflow_loader
 from gcn_rag.ops.loadtest import check_target, parse_duration, parse_levels
-from gcn_rag.ops.results import Outcome, percentile, summarize
+from gcn_rag.ops.results import Outcome, summarize
 from gcn_rag.serving.app import create_app
 from gcn_rag.serving.auth import TokenStore
 from gcn_rag.serving.capture import InferenceCapture
@@ -30,6 +30,7 @@ from gcn_rag.serving.client import NASAGCNRagClient
 from gcn_rag.serving.manager import EndpointManager
 from gcn_rag.serving.store import EndpointStore
 from gcn_rag.settings import Settings
+from gcn_rag.stats import percentile
 from gcn_rag.tables import Catalog
 
 Serve = Callable[[Any], AbstractContextManager[str]]

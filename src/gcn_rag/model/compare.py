@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from gcn_rag.answer.evaluation import ALL, BenchItem, load_items, score, score_item
 from gcn_rag.errors import BadInputError
 from gcn_rag.progress import SILENT, Reporter
+from gcn_rag.stats import percentile
 
 if TYPE_CHECKING:
     from gcn_rag.settings import Settings
@@ -64,17 +65,6 @@ def exact_mcnemar(a_only: int, b_only: int) -> float:
         return 1.0
     tail = sum(math.comb(n, i) for i in range(min(a_only, b_only) + 1)) / float(1 << n)
     return min(1.0, 2 * tail)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-quantile by linear interpolation (numpy's default); NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = [float(v) for v in sorted(values)]
-    position = (len(ordered) - 1) * q
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 @dataclasses.dataclass(frozen=True)

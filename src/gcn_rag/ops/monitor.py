@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gcn_rag.errors import BadInputError, NotFoundError
-from gcn_rag.ops.results import percentile
 from gcn_rag.serving.protocol import request_question, response_answer
+from gcn_rag.stats import percentile
 
 if TYPE_CHECKING:
     from gcn_rag.tables import Catalog

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from gcn_rag.errors import BadInputError
+from gcn_rag.stats import percentile
 
 if TYPE_CHECKING:
     from gcn_rag.tables import Catalog
@@ -93,22 +93,6 @@ class Summary:
             "p95 ms": round(self.latency_p95, 1),
             "max ms": round(self.latency_max, 1),
         }
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-quantile (0 <= q <= 1) by linear interpolation between closest ranks.
-
-    Same definition as numpy's default and DuckDB's ``quantile_cont``; NaN for no values.
-    """
-    if not 0 <= q <= 1:
-        raise BadInputError(f"A quantile is between 0 and 1; got {q}.")
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def summarize(outcomes: Sequence[Outcome], concurrency: int, duration_s: float) -> Summary:
