@@ -29,5 +29,5 @@ def example_question(catalog: Catalog) -> str:
     (a measured value: no limits, no retracted ones); :data:`FALLBACK` when there is none."""
     if not catalog.exists(MEASUREMENTS):
         return FALLBACK
-    rows = catalog.sql(_MOST_STATED).to_pylist()
+    rows = catalog.sql(_MOST_STATED, tables=[MEASUREMENTS]).to_pylist()  # 0.1 s, not 1 s
     return f"What is the redshift of {rows[0]['event_id']}?" if rows else FALLBACK
