@@ -49,3 +49,18 @@ class SlowToLoad(Sleeper):
 
     def load_context(self, context: Any) -> None:
         time.sleep(4)
+
+
+class Broken(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
+    """Loads, then fails every request (a shadow candidate with a bug)."""
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+        raise RuntimeError("this test model fails every request")
+
+
+class Lagging(Sleeper):
+    """A sleeper that takes 0.2 s per request whatever it is asked (a slow candidate)."""
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+        time.sleep(0.2)
+        return super().predict(context, model_input, params)

@@ -115,16 +115,21 @@ Resolver = Callable[[str, str], str]  # (entity_name, alias) -> version number
 
 
 def mlflow_loader(tracking_uri: str) -> Loader:
-    """Load ``models:/<name>/<version>`` from the workspace's registry."""
+    """Load ``models:/<name>/<version>`` from the workspace's registry (picklable: a shadow
+    entity's process loads its model with it)."""
+    return MlflowLoader(tracking_uri)
 
-    def load(name: str, version: str) -> Any:
+
+@dataclasses.dataclass(frozen=True)
+class MlflowLoader:
+    tracking_uri: str
+
+    def __call__(self, name: str, version: str) -> Any:
         import mlflow
 
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
         return mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-
-    return load
 
 
 def mlflow_resolver(tracking_uri: str) -> Resolver:

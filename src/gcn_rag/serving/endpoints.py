@@ -115,12 +115,44 @@ def normalize_config(raw: Any, resolve: Resolver | None = None) -> dict[str, Any
         raise BadInputError(f"Served entity names must differ; got {names}.")
     config = {
         "served_entities": entities,
-        "traffic_config": {"routes": _routes(raw.get("traffic_config"), names)},
+        "traffic_config": _traffic(raw.get("traffic_config"), names),
         "config_version": 1,
     }
     if raw.get("auto_capture_config"):
         config["auto_capture_config"] = normalize_capture_config(raw["auto_capture_config"])
     return config
+
+
+def _traffic(raw: Any, names: list[str]) -> dict[str, Any]:
+    """The traffic config: live routes and, if any, shadow routes (mirrored copies)."""
+    routes = _routes(raw, names)
+    shadows = _shadow_routes(raw, names, routes)
+    return {"routes": routes, "shadow_routes": shadows} if shadows else {"routes": routes}
+
+
+def _shadow_routes(
+    raw: Any, names: list[str], routes: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Shadow routes: each a served entity that takes no live traffic, mirrored 0-100%."""
+    live = {r["served_model_name"] for r in routes if r.get("traffic_percentage", 0)}
+    shadows, seen = [], set()
+    for route in (raw or {}).get("shadow_routes") or []:
+        target = route.get("served_model_name")
+        if target not in names:
+            raise BadInputError(f"Shadow route names unknown served entity {target!r}.")
+        if target in live:
+            raise BadInputError(
+                f"Served entity {target!r} takes live traffic; a shadow entity must not "
+                "(set its traffic_percentage to 0 or drop its route)."
+            )
+        if target in seen:
+            raise BadInputError(f"Served entity {target!r} has more than one shadow route.")
+        seen.add(target)
+        share = route.get("shadow_percentage", 0)
+        if isinstance(share, bool) or not isinstance(share, int) or not 0 <= share <= 100:
+            raise BadInputError(f"shadow_percentage of {target!r} must be 0 to 100; got {share!r}.")
+        shadows.append({"served_model_name": target, "shadow_percentage": share})
+    return shadows
 
 
 def _routes(raw: Any, names: list[str]) -> list[dict[str, Any]]:
@@ -198,8 +230,16 @@ def summary_row(endpoint: dict[str, Any]) -> dict[str, str]:
         for e in config["served_entities"]
     )
     routes = ", ".join(
-        f"{r['served_model_name']} {r['traffic_percentage']}%"
-        for r in config["traffic_config"]["routes"]
+        [
+            *(
+                f"{r['served_model_name']} {r['traffic_percentage']}%"
+                for r in config["traffic_config"]["routes"]
+            ),
+            *(
+                f"{r['served_model_name']} shadow {r['shadow_percentage']}%"
+                for r in config["traffic_config"].get("shadow_routes", [])
+            ),
+        ]
     )
     return {
         "name": endpoint["name"],

@@ -54,6 +54,7 @@ from gcn_rag.serving.protocol import (
     records,
 )
 from gcn_rag.serving.replicas import Replica
+from gcn_rag.serving.shadow import Mirror, Shadows
 
 #: What is kept of a body the caller could not authenticate for (the row says the rest was
 #: not kept): strangers cannot fill the inference table.
@@ -167,6 +168,7 @@ class _Call:
     codes: list[str] = dataclasses.field(default_factory=list)  # the row's logging codes
     guards: EndpointGuards | None = None  # the endpoint's guardrails, fixed at the start
     hits: list[Hit] = dataclasses.field(default_factory=list)  # their decisions, for the row
+    mirror: Mirror | None = None  # what a shadow entity gets, once answered (200)
 
 
 class Invocations:
@@ -177,6 +179,8 @@ class Invocations:
         self.tokens = tokens
         self.metrics = metrics
         self.workers = Workers()
+        self.shadows = Shadows(manager, metrics)
+        manager.shadows = self.shadows  # stopped (its last row spooled) before capture flushes
 
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, name: str, entity: str | None
@@ -184,6 +188,16 @@ class Invocations:
         call = _Call(name, entity, served=entity or "")
         call.target = self.manager.capture_target(name)  # a DELETE in flight keeps the row
         call.guards = self.manager.guardrails(name)
+        self.shadows.enter()  # live traffic first: no shadow request starts until it ends
+        try:
+            await self._respond(call, scope, receive, send)
+        finally:
+            self.shadows.leave()
+        if call.mirror is not None and entity is None:  # after the response: mirror it
+            self.shadows.offer(call.mirror, call.served)
+
+    async def _respond(self, call: _Call, scope: Scope, receive: Receive, send: Send) -> None:
+        name = call.name
         try:
             status, content, headers = 200, await self._answer(call, scope, receive), []
             timing = f"model;dur={call.model_ms:.2f}, total;dur={self._ms(call):.2f}"
@@ -267,8 +281,12 @@ class Invocations:
         content = encode({"predictions": rows})
         with call.lock:
             if not call.abandoned:
-                self._spool(call, 200, content)
+                request = self._spool(call, 200, content)
                 call.content = content
+                call.mirror = Mirror(
+                    call.name, call.request_id, inputs, params, request,
+                    client_request_id(call.body), call.caller, call.target, call.guards,
+                )  # fmt: skip
         return content
 
     @staticmethod
@@ -319,10 +337,12 @@ class Invocations:
                 pass
         self._spool(call, status, content)
 
-    def _spool(self, call: _Call, status: int, content: bytes) -> None:
+    def _spool(self, call: _Call, status: int, content: bytes) -> str:
+        """Spool the row (if the endpoint captures); the request text as the row keeps it."""
         capture = self.manager.capture
         if capture is None or call.target is None:
-            return
+            return ""
+        request = self._request_text(call)
         capture.record(
             call.target,
             CaptureRow(
@@ -331,7 +351,7 @@ class Invocations:
                 timestamp_ms=int(time.time() * 1000),
                 status_code=status,
                 execution_duration_ms=round(call.model_ms),
-                request=self._request_text(call),
+                request=request,
                 response=content.decode(),
                 served_entity_id=call.served,
                 endpoint_name=call.name,
@@ -339,6 +359,7 @@ class Invocations:
                 logging_error_codes=(*call.codes, *(hit.code for hit in call.hits)),
             ),
         )
+        return request
 
     @staticmethod
     def _redacted(call: _Call, text: str | None) -> str | None:

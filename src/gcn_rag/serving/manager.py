@@ -13,6 +13,7 @@ the logs. Served entities at run time are :mod:`gcn_rag.serving.replicas`.
 
 from __future__ import annotations
 
+import builtins
 import threading
 import time
 import uuid
@@ -50,6 +51,7 @@ from gcn_rag.serving.store import EndpointStore
 
 if TYPE_CHECKING:
     from gcn_rag.model.registry import Loader, Resolver
+    from gcn_rag.serving.shadow import Shadows
     from gcn_rag.settings import Settings
 
 
@@ -82,6 +84,7 @@ class EndpointManager:
         self._endpoints = {e.name: e for e in store.all()}
         self._replicas: dict[str, dict[str, Replica]] = {}  # endpoint -> entity name -> replica
         self.traffic = TrafficSplit()
+        self.shadows: Shadows | None = None  # set by the invocations path that feeds it
         self._stop = threading.Event()
         for endpoint in self._endpoints.values():
             if endpoint.pending_config is not None:  # the server stopped mid-update
@@ -122,6 +125,8 @@ class EndpointManager:
     def close(self) -> None:
         """Flush captured requests, stop the scale-to-zero thread, release the workspace."""
         self._stop.set()
+        if self.shadows is not None:  # its last row is spooled before capture flushes
+            self.shadows.close()
         if self.capture is not None:
             self.capture.close()
         with self._lock:
@@ -288,6 +293,42 @@ class EndpointManager:
                 f"it serves {', '.join(sorted(replicas))}."
             )
         return replicas[target]
+
+    def shadow_replicas(
+        self, name: str, primary: str, take: Callable[[str, str, int], bool]
+    ) -> builtins.list[Replica]:
+        """The shadow entities that mirror this request of ``name`` (answered by ``primary``):
+        those of its ``shadow_routes`` whose share ``take(endpoint, entity, percent)`` picks."""
+        with self._lock:
+            endpoint = self._endpoints.get(name)
+            replicas = self._replicas.get(name, {})
+        if endpoint is None:
+            return []
+        routes = endpoint.config["traffic_config"].get("shadow_routes") or []
+        return [
+            replicas[route["served_model_name"]]
+            for route in routes
+            if route["served_model_name"] != primary
+            and route["served_model_name"] in replicas
+            and take(name, route["served_model_name"], int(route["shadow_percentage"]))
+        ]
+
+    def shadow_models(self) -> set[tuple[str, str]]:
+        """(entity name, version) of every served entity some endpoint mirrors traffic to."""
+        with self._lock:
+            endpoints = list(self._endpoints.values())
+        found = set()
+        for endpoint in endpoints:
+            config = endpoint.config
+            shadows = {
+                r["served_model_name"] for r in config["traffic_config"].get("shadow_routes", [])
+            }
+            found |= {
+                (str(e["entity_name"]), str(e["entity_version"]))
+                for e in config["served_entities"]
+                if e["name"] in shadows
+            }
+        return found
 
     def predict(self, replica: Replica, frame: Any, params: dict[str, Any] | None) -> Any:
         """Run one request on ``replica`` within its concurrency limit (blocking)."""

@@ -43,6 +43,8 @@ class Metrics:
         self._requests: dict[tuple[str, str, int], int] = defaultdict(int)
         self._latency: dict[tuple[str, str], _Histogram] = defaultdict(_Histogram)
         self._guardrails: dict[tuple[str, str, str, str], int] = defaultdict(int)
+        self._shadow: dict[tuple[str, str, int], int] = defaultdict(int)
+        self._shadow_dropped: dict[tuple[str, str], int] = defaultdict(int)
 
     def record(self, endpoint: str, entity: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -54,6 +56,16 @@ class Metrics:
         with self._lock:
             for hit in dict.fromkeys(hits):
                 self._guardrails[(endpoint, hit.stage, hit.rule, hit.behavior)] += 1
+
+    def shadow(self, endpoint: str, entity: str, status: int) -> None:
+        """Count one shadow (mirrored) request by its outcome; live counters are untouched."""
+        with self._lock:
+            self._shadow[(endpoint, entity, status)] += 1
+
+    def shadow_dropped(self, endpoint: str, entity: str) -> None:
+        """Count a mirrored copy dropped (queue full, or waited too long behind live traffic)."""
+        with self._lock:
+            self._shadow_dropped[(endpoint, entity)] += 1
 
     def totals(self) -> dict[str, tuple[int, int, tuple[int, ...]]]:
         """Per endpoint since the server started: requests, errors (status >= 400) and the
@@ -75,6 +87,10 @@ class Metrics:
         out: list[str] = []
         self._requests_text(out, endpoint)
         self._guardrail_text(out, endpoint)
+        self._shadow_text(out, endpoint)
+        if manager.shadows is not None:
+            _family(out, "gcn_rag_shadow_queued", "gauge", "Mirrored copies waiting to be asked.")
+            out.append(f"gcn_rag_shadow_queued {manager.shadows.queued}")
         _replica_text(out, manager, endpoint)
         if manager.capture is not None:
             _capture_text(out, manager.capture.stats())
@@ -124,6 +140,21 @@ class Metrics:
             if endpoint is None or ep == endpoint:
                 labels = f'endpoint="{_escape(ep)}",stage="{stage}",rule="{_escape(rule)}"'
                 out.append(f'{name}{{{labels},behavior="{behavior}"}} {n}')
+
+    def _shadow_text(self, out: list[str], endpoint: str | None) -> None:
+        with self._lock:
+            answered = sorted(self._shadow.items())
+            dropped = sorted(self._shadow_dropped.items())
+        name = "gcn_rag_shadow_requests_total"
+        _family(out, name, "counter", "Mirrored (shadow) requests by the shadow's status.")
+        for (ep, entity, status), n in answered:
+            if endpoint is None or ep == endpoint:
+                out.append(f'{name}{{{_labels(ep, entity)},status="{status}"}} {n}')
+        name = "gcn_rag_shadow_dropped_total"
+        _family(out, name, "counter", "Mirrored copies dropped: queue full or live load.")
+        for (ep, entity), n in dropped:
+            if endpoint is None or ep == endpoint:
+                out.append(f"{name}{{{_labels(ep, entity)}}} {n}")
 
 
 #: (name, type, help, value of a replica) of the gauges read from the replicas when scraped.

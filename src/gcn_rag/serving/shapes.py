@@ -35,8 +35,14 @@ class Route(_Shape):
     traffic_percentage: int = Field(ge=0, le=100, strict=True)
 
 
+class ShadowRoute(_Shape):
+    served_model_name: str
+    shadow_percentage: int = Field(ge=0, le=100, strict=True)
+
+
 class TrafficConfig(_Shape):
     routes: list[Route] = []
+    shadow_routes: list[ShadowRoute] = []
 
 
 class CaptureConfig(_Shape):
