@@ -18,7 +18,7 @@ import pytest
 import requests
 from typer.testing import CliRunner
 
-from consoles import Console, get_page, signed_in
+from consoles import ENDPOINT, Console, get_page, signed_in
 from gcn_rag.cli import app
 from gcn_rag.errors import BadInputError
 from gcn_rag.model import registry
@@ -89,7 +89,14 @@ def _response(k: int, *, uncited_every: int = 0) -> str:
 
 
 def _row(
-    rid: str, entity: str, at_ms: int, *, status: int, ms: int, response: str, codes: tuple = ()
+    rid: str,
+    entity: str,
+    at_ms: int,
+    *,
+    status: int,
+    ms: int,
+    response: str,
+    codes: tuple[str, ...] = (),
 ) -> CaptureRow:
     return CaptureRow(
         databricks_request_id=rid,
@@ -351,5 +358,13 @@ def test_a_real_split_side_by_side_in_the_cli_and_on_the_endpoint_page(
     assert "blue (reference)" in head or "green (reference)" in head
     assert "100.0% [" in head and "(2/2)" in head  # blue's two ratings, both positive
     assert "no measurable difference" in head or "worse" in head
-    single = get_page(viewer, console, "/endpoints/nasa-gcn-rag-assistant")
-    assert single.status_code == 200 and 'id="ab"' not in single.text  # one arm: no A/B
+    single = get_page(viewer, console, f"/endpoints/{ENDPOINT}")
+    assert single.status_code == 200 and 'id="ab"' not in single.text  # one entity: no A/B
+    mirrored = console.manager.capture_target(ENDPOINT)
+    assert mirrored is not None
+    shadow = _row("shadow-x", "other", int(time.time() * 1000), status=200, ms=10,
+                  response=_response(1), codes=("SHADOW", "SHADOW_OF:x"))  # fmt: skip
+    capture.record(mirrored, dataclasses.replace(shadow, endpoint_name=ENDPOINT))
+    capture.flush()
+    single = get_page(viewer, console, f"/endpoints/{ENDPOINT}")
+    assert 'id="ab"' in single.text and "other (shadow)" in single.text  # shadow rows: A/B

@@ -37,7 +37,7 @@ from gcn_rag.console.series import Window, window
 from gcn_rag.console.served import Choice, Example, Served
 from gcn_rag.console.sessions import Session, SignInCodes, cookie_header
 from gcn_rag.errors import GcnRagError, NotFoundError, UnauthenticatedError
-from gcn_rag.ops.abtest import ABTest, ab_test
+from gcn_rag.ops.abtest import ABTest, ab_test, has_shadow
 from gcn_rag.serving import shapes
 from gcn_rag.serving.auth import TokenStore
 from gcn_rag.serving.invocations import Invocations
@@ -162,11 +162,13 @@ class Pages:
         if target is None or capture is None:
             return None
         start = int(time.time() * 1000) - shown.seconds * 1000
+        if entities < 2 and not has_shadow(capture.catalog, target.table, name, since_ms=start):
+            return None  # one arm: nothing to compare (and the page stays fast)
         try:
             test = ab_test(capture.catalog, target.table, name, since_ms=start)
         except NotFoundError:  # nothing captured yet
             return None
-        return test if len(test.arms) > 1 or (entities > 1 and test.arms) else None
+        return test if test.arms else None
 
     def _choices(self, name: str) -> dict[str, tuple[Choice, ...]]:
         """Per served entity of ``name``, the versions its model has in the registry."""

@@ -268,7 +268,7 @@ class _Tally:
             self.fallbacks += bool(prediction.get("generator_fallback"))
             if not abstains:
                 self.answering += 1
-                self.uncited += not has_sources(prediction.get("citations"))
+                self.uncited += not _cites(prediction.get("citations"))
 
     def arm(self, label: str, entity: str, shadow: bool) -> Arm:
         return Arm(
@@ -283,6 +283,14 @@ class _Tally:
             feedback=Rate(self.positive, self.rated),
             latency_ms=tuple(self.latency),
         )
+
+
+def _cites(citations: Any) -> bool:
+    """Whether a prediction cites anything: its citations as a JSON text (decoded only when
+    it is not plainly empty: decoding every row's would double the cost) or as a list."""
+    if isinstance(citations, str) and "".join(citations.split()) in ("", "[]", "null"):
+        return False
+    return has_sources(citations)
 
 
 def _predictions(response: str | None) -> list[dict[str, Any]]:
@@ -308,6 +316,20 @@ def ratings(catalog: Catalog, endpoint: str) -> dict[str, bool] | None:
     )
     rows = catalog.sql(query, tables=[name]).to_pylist()
     return {str(r["databricks_request_id"]): r["rating"] == "positive" for r in rows}
+
+
+def has_shadow(catalog: Catalog, table: str, endpoint: str, *, since_ms: int) -> bool:
+    """Whether ``endpoint`` has shadow rows in ``table`` since ``since_ms`` (a cheap look
+    before the whole comparison; False when the table does not exist)."""
+    if not catalog.exists(catalog.name(table)):
+        return False
+    codes = payload_query(
+        catalog, table, "logging_error_codes", endpoint=endpoint, since_ms=since_ms
+    )
+    query = (
+        f"SELECT count(*) AS n FROM ({codes}) WHERE list_contains(logging_error_codes, '{SHADOW}')"
+    )
+    return bool(catalog.sql(query, tables=[table]).column("n")[0].as_py())
 
 
 def ab_test(
