@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
     from gcn_rag.ops.loadtest import LoadTest
     from gcn_rag.ops.results import Outcome
+    from gcn_rag.tables import Catalog
 
 QuestionsOption = typer.Option(
     None,
@@ -141,8 +143,6 @@ def loadtest(
 
 def _finish(console: Console, test: LoadTest, reports: Path, as_json: bool) -> None:
     """The levels as JSON if asked; then the report, or exit 1 when nothing succeeded."""
-    import dataclasses
-
     from gcn_rag.ops.report import loadtest_report
     from gcn_rag.ops.results import no_success
 
@@ -191,12 +191,22 @@ def monitor(
     table: str = typer.Option(
         "rag_inference_payload", "--table", help="The payload table (catalog.schema.name)."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print buckets as JSON lines."),
+    ab: bool = typer.Option(
+        False, "--ab", help="Compare the endpoint's served entities (and shadows) instead."
+    ),
+    reference: str | None = typer.Option(
+        None, "--reference", help="With --ab: the arm to compare with (default: the busiest)."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="JSON lines: buckets and guardrail decisions (or the A/B)."
+    ),
     settings: Settings = SettingsOption,
 ) -> None:
-    """Requests, success rate and latency per served entity over time, from the payload table."""
-    import dataclasses
+    """Requests, success rate and latency per served entity over time, from the payload table.
 
+    With --ab: each served entity side by side with 95% intervals, and whether it is measured
+    worse or better than the reference on each figure.
+    """
     from gcn_rag.ops.monitor import buckets, guardrail_decisions, sparkline
     from gcn_rag.ops.report import monitor_report
     from gcn_rag.tables import Catalog
@@ -204,10 +214,16 @@ def monitor(
 
     bucket_s = parse_bucket(bucket)
     catalog, start = Catalog.from_settings(settings), since_ms(since) if since else None
+    if ab or reference is not None:
+        _ab(catalog, table, endpoint, start, reference, as_json)
+        return
     found = buckets(catalog, table, endpoint=endpoint, since_ms=start, bucket_s=bucket_s)
+    decisions = guardrail_decisions(catalog, table, endpoint=endpoint, since_ms=start)
     if as_json:
         for b in found:
-            print_json(dataclasses.asdict(b))
+            print_json({**dataclasses.asdict(b), "kind": "bucket"})
+        for d in decisions:
+            print_json({**dataclasses.asdict(d), "kind": "guardrail_decision"})
         return
     console = make_console()
     if not found:
@@ -224,6 +240,35 @@ def monitor(
             f"{entity:>28}  requests {sparkline([float(b.requests) for b in mine])}  "
             f"p95 {sparkline([b.latency_p95 for b in mine])}"
         )
-    decisions = guardrail_decisions(catalog, table, endpoint=endpoint, since_ms=start)
     print_rows(console, "Guardrail decisions (requests)", [d.row() for d in decisions])
     console.print(f"Plot: {png}")
+
+
+def _ab(
+    catalog: Catalog,
+    table: str,
+    endpoint: str | None,
+    start: int | None,
+    reference: str | None,
+    as_json: bool,
+) -> None:
+    """``monitor --ab``: the A/B table, or its JSON lines."""
+    from gcn_rag.errors import BadInputError
+    from gcn_rag.ops.abtest import ab_test
+
+    if endpoint is None:
+        raise BadInputError("--ab compares one endpoint's arms: gcn-rag monitor ENDPOINT --ab")
+    test = ab_test(catalog, table, endpoint, since_ms=start, reference=reference)
+    if as_json:
+        for line in test.lines():
+            print_json(line)
+        return
+    console = make_console()
+    if not test.arms:
+        console.print(f"No requests of {endpoint} in {table} for that window.")
+        return
+    title = (
+        f"A/B on {endpoint}: each arm with 95% intervals; differences vs {test.reference} "
+        "(pp = percentage points)"
+    )
+    print_rows(console, title, test.rows())

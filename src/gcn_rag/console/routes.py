@@ -33,10 +33,11 @@ from gcn_rag.console.pages import (
     render,
 )
 from gcn_rag.console.query import ask, request_body
-from gcn_rag.console.series import window
+from gcn_rag.console.series import Window, window
 from gcn_rag.console.served import Choice, Example, Served
 from gcn_rag.console.sessions import Session, SignInCodes, cookie_header
 from gcn_rag.errors import GcnRagError, NotFoundError, UnauthenticatedError
+from gcn_rag.ops.abtest import ABTest, ab_test, has_shadow
 from gcn_rag.serving import shapes
 from gcn_rag.serving.auth import TokenStore
 from gcn_rag.serving.invocations import Invocations
@@ -131,6 +132,7 @@ class Pages:
         shown = window(visit.request.query_params.get("window"))
         live = await run_in_threadpool(self.live.view, name, shown)
         versions = await run_in_threadpool(self._choices, name)
+        ab = await run_in_threadpool(self._ab, name, shown, len(live.endpoint.entities))
         return render(
             visit.request,
             "endpoint.html",
@@ -144,6 +146,7 @@ class Pages:
             hits=self.invocations.metrics.guardrail_counts(name),
             sizes=WORKLOAD_SIZES,
             done=visit.request.query_params.get("updated") == "1",
+            ab=ab,
         )
 
     async def live_part(self, visit: Visit) -> Response:
@@ -152,6 +155,20 @@ class Pages:
         shown = window(visit.request.query_params.get("window"))
         live = await run_in_threadpool(self.live.view, name, shown)
         return render(visit.request, "live.html", visit.session, live=live)
+
+    def _ab(self, name: str, shown: Window, entities: int) -> ABTest | None:
+        """The A/B table over the window, when there is more than one arm to compare."""
+        target, capture = self.manager.capture_target(name), self.manager.capture
+        if target is None or capture is None:
+            return None
+        start = int(time.time() * 1000) - shown.seconds * 1000
+        if entities < 2 and not has_shadow(capture.catalog, target.table, name, since_ms=start):
+            return None  # one arm: nothing to compare (and the page stays fast)
+        try:
+            test = ab_test(capture.catalog, target.table, name, since_ms=start)
+        except NotFoundError:  # nothing captured yet
+            return None
+        return test if test.arms else None
 
     def _choices(self, name: str) -> dict[str, tuple[Choice, ...]]:
         """Per served entity of ``name``, the versions its model has in the registry."""
