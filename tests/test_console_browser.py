@@ -1,6 +1,7 @@
 """The console in a real headless Chromium (Debian's ``chromium`` + ``chromium-driver``, driven
 by Selenium): sign in with a one-time link, see the endpoint READY, ask and read a cited answer,
-change the endpoint as CAN_MANAGE and see it in the API, be refused as CAN_VIEW, sign out.
+rate it 👍 with a comment, change the endpoint as CAN_MANAGE and see it in the API, be refused
+as CAN_VIEW, sign out.
 
 Then the Models page and the Ask page, asked from the keyboard. Screenshots of each page go to
 the test's temporary folder (``shots/``).
@@ -109,6 +110,9 @@ def test_a_person_signs_in_asks_is_refused_and_signs_out(
     browser.set_window_size(420, 800)
     shot("04-answer-narrow")
     browser.set_window_size(1280, 800)
+    browser.find_element(By.ID, "comment").send_keys("Cited, and right.")
+    browser.find_element(By.ID, "rate-positive").click()  # 👍
+    assert request_id in browser.find_element(By.ID, "feedback-done").text
     browser.find_element(By.LINK_TEXT, "Inference table").click()
     deadline = time.monotonic() + 30
     while not browser.find_elements(By.CSS_SELECTOR, f'[data-request-id="{request_id}"]'):

@@ -1,4 +1,5 @@
-"""``gcn-rag endpoints test | loadtest | monitor``: test, load-test and watch an endpoint."""
+"""``gcn-rag endpoints test | loadtest | monitor | feedback``: test, load-test and watch an
+endpoint, and read what users said of its answers."""
 
 from __future__ import annotations
 
@@ -272,3 +273,44 @@ def _ab(
         "(pp = percentage points)"
     )
     print_rows(console, title, test.rows())
+
+
+@friendly
+def feedback(
+    endpoint: str | None = typer.Argument(None, help="Only this endpoint's feedback."),
+    since: str | None = typer.Option(None, "--since", help=SINCE_HELP),
+    table: str = typer.Option(
+        "rag_inference_payload", "--table", help="The payload table the requests are in."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON lines."),
+    settings: Settings = SettingsOption,
+) -> None:
+    """User feedback (rag_feedback), newest first, with the rated question and answer."""
+    from gcn_rag.ops.feedback import rated_answers
+    from gcn_rag.tables import Catalog
+    from gcn_rag.timespan import since_ms
+
+    catalog = Catalog.from_settings(settings)
+    start = since_ms(since) if since is not None else None
+    rows = rated_answers(catalog, endpoint, since_ms=start, payload=table)
+    if as_json:
+        for row in rows:
+            print_json(row.to_dict())
+        return
+    console = make_console()
+    if not rows:
+        console.print("No feedback yet for that window.")
+        return
+    shown = [
+        {
+            "time (UTC)": f"{r.time:%m-%d %H:%M:%S}",
+            "rating": r.rating or "",
+            "by": r.requester,
+            "served entity": r.served_entity or "(not flushed yet)",
+            "question": r.question or "",
+            "answer": " ".join((r.answer or "").split())[:200],
+            "comment": r.comment or "",
+        }
+        for r in rows
+    ]
+    print_rows(console, f"{len(rows)} feedback(s) from {catalog.name('rag_feedback')}", shown)

@@ -60,6 +60,7 @@ def build(
         ),
         Route("/endpoints/{name}/query", page("CAN_VIEW", pages.query_form), methods=["GET"]),
         Route("/endpoints/{name}/query", page("CAN_QUERY", pages.query), methods=["POST"]),
+        Route("/endpoints/{name}/feedback", page("CAN_QUERY", pages.feedback), methods=["POST"]),
         Route("/inference", page("CAN_VIEW", pages.inference), methods=["GET"]),
         Route("/inference/{request_id}", page("CAN_VIEW", pages.inference_row), methods=["GET"]),
         Route("/models", page("CAN_VIEW", models.models), methods=["GET"]),

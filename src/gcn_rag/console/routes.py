@@ -40,6 +40,7 @@ from gcn_rag.errors import GcnRagError, NotFoundError, UnauthenticatedError
 from gcn_rag.ops.abtest import ABTest, ab_test, has_shadow
 from gcn_rag.serving import shapes
 from gcn_rag.serving.auth import TokenStore
+from gcn_rag.serving.feedback import FeedbackStore
 from gcn_rag.serving.invocations import Invocations
 from gcn_rag.serving.manager import EndpointManager
 
@@ -245,6 +246,31 @@ class Pages:
             example=example.body,
             result=result,
             page_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    async def feedback(self, visit: Visit) -> Response:
+        """A rating and/or comment on an answer: the API's shape check and store; then the
+        Query page again, saying so."""
+        name = visit.request.path_params["name"]
+        fields = ("request_id", "rating", "comment")
+        body = {k: v for k, v in visit.form.items() if k in fields and v.strip()}
+        checked = shapes.checked(shapes.Feedback, body)
+        store = FeedbackStore.of(self.manager)
+        row = await run_in_threadpool(
+            store.submit, name, requester=visit.session.caller.name, **checked
+        )
+        view = endpoint_view(self.manager.get(name))
+        example = await run_in_threadpool(self._example, view)
+        return render(
+            visit.request,
+            "query.html",
+            visit.session,
+            endpoint=view,
+            question=example.question,
+            raw="",
+            example=example.body,
+            result=None,
+            feedback=row,
         )
 
     def _example(self, view: EndpointView) -> Example:

@@ -11,6 +11,8 @@ Routes (the subset `databricks-sdk`, the lab's `curl` and the lab's client use):
     GET    /api/2.0/serving-endpoints/{name}/openapi  the query schema (OpenAPI 3)
     GET    /api/2.0/serving-endpoints/{name}/metrics  Prometheus text for one endpoint
     GET    /api/2.0/serving-endpoints/{name}/served-models/{entity}/logs | build-logs
+    POST   /serving-endpoints/{name}/feedback         a rating/comment on an answer (also
+                                                      under /api/2.0; CAN_QUERY)
     POST   /serving-endpoints/{name}/invocations      query (JSON whatever the Content-Type)
     POST   /serving-endpoints/{name}/served-models/{entity}/invocations
     GET    /metrics                                   Prometheus text for every endpoint
@@ -38,12 +40,14 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gcn_rag.errors import BadInputError, GcnRagError
 from gcn_rag.model.schema import INPUT, JSON_TYPES, OUTPUTS, PARAMS
 from gcn_rag.serving import shapes
 from gcn_rag.serving.auth import TokenStore
+from gcn_rag.serving.feedback import FeedbackStore
 from gcn_rag.serving.invocations import Invocations, Receive, Scope, Send, invocation_target
 from gcn_rag.serving.manager import EndpointManager
 from gcn_rag.serving.metrics import Metrics
@@ -57,6 +61,7 @@ if TYPE_CHECKING:
     from gcn_rag.settings import Settings
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+FEEDBACK_BYTES = 64 * 1024  # a 4,000-character comment is at most 16 kB of UTF-8 (+ escapes)
 Allow = Callable[[Request, str], str]  # (request, permission needed) -> the caller's name
 #: Builds the web console (``gcn_rag.console.create_console``), mounted at ``/console``.
 Console = Callable[[EndpointManager, TokenStore | None, Metrics], Any]
@@ -86,6 +91,7 @@ def create_app(
     _error_handlers(app)
     _read_routes(app, manager, allow, metrics, workspace)
     _write_routes(app, manager, allow)
+    _feedback_route(app, manager, allow)
     if tokens is not None:  # the PII guardrails recognise this server's own tokens
         manager.recognise_tokens(tokens.is_token)
     if console is not None:
@@ -198,6 +204,20 @@ def _write_routes(app: FastAPI, manager: EndpointManager, allow: Allow) -> None:
         return manager.put_ai_gateway(name, checked(shapes.AiGateway, await _json(request)))
 
 
+def _feedback_route(app: FastAPI, manager: EndpointManager, allow: Allow) -> None:
+    """What CAN_QUERY may add: feedback on an answer (:mod:`gcn_rag.serving.feedback`)."""
+    store = FeedbackStore.of(manager)
+
+    @app.post("/serving-endpoints/{name}/feedback")
+    @app.post("/api/2.0/serving-endpoints/{name}/feedback")
+    async def _feedback(name: str, request: Request) -> dict[str, Any]:
+        requester = allow(request, "CAN_QUERY")
+        manager.require(name)
+        body = checked(shapes.Feedback, decode_json(await _small_body(request, FEEDBACK_BYTES)))
+        row = await run_in_threadpool(store.submit, name, requester=requester, **body)
+        return {"feedback_id": row.feedback_id}
+
+
 class ServingApp:
     """The ASGI app: invocations on their own lean path, everything else through FastAPI."""
 
@@ -285,6 +305,16 @@ def _response_schema() -> dict[str, Any]:
 
 async def _json(request: Request) -> Any:
     return decode_json(await request.body())
+
+
+async def _small_body(request: Request, limit: int) -> bytes:
+    """The body, or 400 once it is over ``limit`` bytes (read no further)."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BadInputError(f"The request body is over {limit // 1024} kB.")
+    return body
 
 
 # --- running it -----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ rows committed just before the crash are not written twice. A clean stop flushes
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import json
@@ -37,6 +38,8 @@ ROW_GROUP_ROWS = 1024  # rows per Parquet row group when the payload table is co
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 REQUEST_TOO_LARGE = "MAX_REQUEST_SIZE_EXCEEDED"
 RESPONSE_TOO_LARGE = "MAX_RESPONSE_SIZE_EXCEEDED"
+#: Request ids remembered after spooling (~150 bytes each): many flush intervals' worth.
+RECENT_REQUESTS = 20_000
 
 
 def payload_schema() -> pa.Schema:
@@ -195,6 +198,28 @@ def to_arrow(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(full, schema=payload_schema())
 
 
+class RecentRequests:
+    """The ids of the last ``limit`` spooled requests and their endpoint, oldest forgotten
+    first: feedback on a request whose row is still in the spool (not yet in Delta) is
+    recognised here; an older one is looked up in its table."""
+
+    def __init__(self, limit: int = RECENT_REQUESTS) -> None:
+        self.limit = limit
+        self._ids: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, request_id: str, endpoint: str) -> None:
+        with self._lock:
+            self._ids[request_id] = endpoint
+            while len(self._ids) > self.limit:
+                self._ids.popitem(last=False)
+
+    def endpoint(self, request_id: str) -> str | None:
+        """The endpoint that answered ``request_id``, if it is among the remembered."""
+        with self._lock:
+            return self._ids.get(request_id)
+
+
 class InferenceCapture:
     """The spool, the flusher thread, and their counters (for metrics and endpoint state)."""
 
@@ -218,6 +243,7 @@ class InferenceCapture:
         self.max_payload_bytes = max_payload_bytes
         self.max_attempts = max_attempts
         self.spool = Spool(directory)
+        self.recent = RecentRequests()  # what feedback may refer to before it is in Delta
         self._replay = set(self.spool.leftovers)  # merged on request id, not appended
         self._count_lock = threading.Lock()
         self.pending_rows = sum(len(read_segment(p)) for p in self._replay)
@@ -256,6 +282,7 @@ class InferenceCapture:
             return
         with self._count_lock:
             self.pending_rows += 1
+        self.recent.add(request.databricks_request_id, request.endpoint_name)
 
     # --- background --------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from gcn_rag.settings import Settings
 
 log = logging.getLogger(__name__)
+#: An invocations URL, and the endpoint's URL in it (where ``/feedback`` is).
+_INVOCATIONS = re.compile(r"(.*/serving-endpoints/[^/]+)(?:/served-models/[^/]+)?/invocations/?")
 _BY_STATUS: dict[int, type[GcnRagError]] = {
     400: BadInputError,
     401: UnauthenticatedError,
@@ -60,6 +63,14 @@ def raise_for_response(response: requests.Response) -> None:
         message = response.text[:500] or response.reason
     kind = _BY_STATUS.get(response.status_code, GcnRagError)
     raise kind(f"{message} (HTTP {response.status_code})")
+
+
+def feedback_body(
+    request_id: str, rating: str | None = None, comment: str | None = None
+) -> dict[str, str]:
+    """The body of ``POST /serving-endpoints/{name}/feedback`` (unset fields left out)."""
+    body = {"request_id": request_id, "rating": rating, "comment": comment}
+    return {key: value for key, value in body.items() if value is not None}
 
 
 def workspace_server(
@@ -156,6 +167,14 @@ class ServingClient:
             self._call("POST", f"/serving-endpoints/{name}/invocations", body)["predictions"]
         )
 
+    def feedback(
+        self, name: str, request_id: str, rating: str | None = None, comment: str | None = None
+    ) -> str:
+        """Rate an answer of endpoint ``name`` (``positive``/``negative``) and/or comment on it;
+        ``request_id`` is the answer's ``x-request-id``. Returns the feedback id."""
+        body = feedback_body(request_id, rating, comment)
+        return str(self._call("POST", f"/serving-endpoints/{name}/feedback", body)["feedback_id"])
+
     def wait(
         self,
         name: str,
@@ -211,9 +230,13 @@ class NASAGCNRagClient:
         self.max_retry_wait_s = max_retry_wait_s
         self.session = requests.Session()
         self.retries = 0  # retries made so far, for callers that report them
+        #: The ``x-request-id`` of the last answer (of the last batch, for :meth:`ask_many`):
+        #: what :meth:`feedback` refers to.
+        self.last_request_id: str | None = None
 
     def ask(self, question: str) -> dict[str, Any]:
-        """The answer to one question: the endpoint's first prediction."""
+        """The answer to one question: the endpoint's first prediction (its request id is
+        then :attr:`last_request_id`)."""
         answer = self.ask_many([question])[0]
         return dict(answer) if isinstance(answer, dict) else {"answer": answer}
 
@@ -224,6 +247,7 @@ class NASAGCNRagClient:
             batch = questions[start : start + batch_size]
             response = self.post(query_body(batch))
             raise_for_response(response)
+            self.last_request_id = response.headers.get("x-request-id")
             predictions = response.json().get("predictions")
             if not isinstance(predictions, builtins.list) or len(predictions) != len(batch):
                 raise GcnRagError(
@@ -231,6 +255,30 @@ class NASAGCNRagClient:
                 )
             answers.extend(predictions)
         return answers
+
+    def feedback(
+        self, request_id: str | None = None, rating: str | None = None, comment: str | None = None
+    ) -> str:
+        """Rate an answer (``positive``/``negative``) and/or comment on it; ``request_id``
+        defaults to :attr:`last_request_id`. Returns the feedback id."""
+        request_id = request_id or self.last_request_id
+        if request_id is None:
+            raise BadInputError("No request to give feedback on: ask a question first.")
+        match = _INVOCATIONS.fullmatch(self.endpoint_url)
+        if match is None:
+            raise BadInputError(
+                f"{self.endpoint_url} is not an invocations URL (…/serving-endpoints/<name>/"
+                "invocations); feedback goes to the endpoint's /feedback beside it."
+            )
+        body = feedback_body(request_id, rating, comment)
+        try:
+            response = self.session.post(
+                match[1] + "/feedback", headers=self.headers, json=body, timeout=self.timeout
+            )
+        except requests.RequestException as exc:
+            raise SourceUnavailableError(f"Cannot send feedback to {match[1]}: {exc}") from None
+        raise_for_response(response)
+        return str(response.json()["feedback_id"])
 
     def post(self, body: Any) -> requests.Response:
         """POST ``body``, retrying 429/503 as the server asks; the last response is returned."""

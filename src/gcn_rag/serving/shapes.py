@@ -9,11 +9,12 @@ names, percentages adding up) is checked by :mod:`gcn_rag.serving.endpoints`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gcn_rag.errors import BadInputError
+from gcn_rag.serving.feedback import MAX_COMMENT, REQUEST_ID
 
 
 class _Shape(BaseModel):
@@ -77,6 +78,16 @@ class CreateEndpoint(_Shape):
     name: str
     config: EndpointConfig
     ai_gateway: AiGateway | None = None
+
+
+class Feedback(BaseModel):
+    """``POST /serving-endpoints/{name}/feedback``; an unknown field is refused (a typo such
+    as ``ratng`` would otherwise be dropped without a word)."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: str = Field(pattern=REQUEST_ID, strict=True)
+    rating: Literal["positive", "negative"] | None = None
+    comment: str | None = Field(default=None, max_length=MAX_COMMENT, strict=True)
 
 
 def checked(shape: type[BaseModel], body: Any) -> dict[str, Any]:
