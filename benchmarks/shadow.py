@@ -10,8 +10,9 @@ version) takes all live traffic and the other (`--shadow`, default the one befor
 shadow. Both capture into the inference table. Each round measures the same load with the
 shadow route at 0 % (the baseline) and at `--share` % (alternating which goes first), switched
 by a zero-downtime config update in between: `--requests` calls at concurrency 1 (the callers'
-p50) and twice as many at concurrency 8 (throughput). Before each phase the shadow queue is
-left to drain, so one phase's mirrored copies never run during the next. Prints p50/p95 and
+p50), twice as many at concurrency 8 (throughput), and `--requests` calls from one client that
+pauses `--think-ms` after each answer (traffic with gaps, in which shadow copies do run).
+Before each phase the shadow queue is left to drain, so one phase's mirrored copies never run during the next. Prints p50/p95 and
 throughput per setting, the ratios shadow/baseline, and how many copies were answered and
 dropped.
 """
@@ -19,6 +20,7 @@ dropped.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import os
@@ -94,57 +96,94 @@ def shadow_counts(port: int, timeout_s: float) -> tuple[float, float]:
     return answered, dropped
 
 
-def measure(port: int, process: Any, args: argparse.Namespace) -> dict[int, list[Phase]]:
-    """Per shadow share: the c=1 and c=8 phases of every round, in that order."""
+Results = dict[tuple[int, str], list[Phase]]  # (share, phase) -> one Phase per round
+Copies = dict[tuple[int, str], list[float]]  # (share, phase) -> copies answered per round
+
+
+def measure(port: int, process: Any, args: argparse.Namespace) -> tuple[Results, Copies]:
+    """Per shadow share and round: closed-loop c=1, c=8, and paced c=1 (think time)."""
     path = f"/serving-endpoints/{NAME}/invocations"
-    phases: dict[int, list[Phase]] = {0: [], args.share: []}
+    results: Results = collections.defaultdict(list)
+    copies: Copies = collections.defaultdict(list)
     questions = args.question_list
+    make = lambda: InvocationAsk(port, path, args.timeout)  # noqa: E731
+    loads = {
+        "c=1": lambda: run_phase(make, cycle(questions, args.requests), 1, args.phase_timeout),
+        f"c={args.concurrency}": lambda: run_phase(
+            make, cycle(questions, 2 * args.requests), args.concurrency, args.phase_timeout
+        ),
+        "paced c=1": lambda: paced(make, cycle(questions, args.requests), args.think_ms / 1000),
+    }
     for round_ in range(args.rounds):
         order = [0, args.share] if round_ % 2 == 0 else [args.share, 0]
         for share in order:
             client = Client(port, args.timeout)
             switch(client, args, share, process)
             client.close()
-            before = shadow_counts(port, args.timeout)
-            make = lambda: InvocationAsk(port, path, args.timeout)  # noqa: E731
             run_phase(make, questions[: args.warmup], 1, args.phase_timeout)
-            one = run_phase(make, cycle(questions, args.requests), 1, args.phase_timeout)
-            eight = run_phase(
-                make, cycle(questions, 2 * args.requests), args.concurrency, args.phase_timeout
-            )
-            after = shadow_counts(port, args.timeout)
-            for phase in (one, eight):
+            said = []
+            for name, load in loads.items():
+                before = shadow_counts(port, args.timeout)
+                phase = load()
+                after = shadow_counts(port, args.timeout)
                 if phase.failures:
                     raise RuntimeError(f"failed calls at shadow {share}%: {phase.failures}")
-            phases[share] += [one, eight]
-            print(
-                f"round {round_ + 1}, shadow {share:>3}%: c=1 p50 {one.p(0.5):6.2f} ms, "
-                f"c={args.concurrency} {eight.throughput:6.1f} req/s; copies answered "
-                f"{after[0] - before[0]:.0f}, dropped {after[1] - before[1]:.0f}",
-                flush=True,
-            )
-    return phases
+                results[(share, name)].append(phase)
+                copies[(share, name)].append(after[0] - before[0])
+                said.append(
+                    f"{name} p50 {phase.p(0.5):.2f} ms, {phase.throughput:.1f} req/s, "
+                    f"{after[0] - before[0]:.0f} copies answered / {after[1] - before[1]:.0f} "
+                    "dropped"
+                )
+            print(f"round {round_ + 1}, shadow {share:>3}%: " + "; ".join(said), flush=True)
+    return results, copies
+
+
+def paced(make: Any, questions: list[str], think_s: float) -> Phase:
+    """One client that waits ``think_s`` after each answer (traffic with gaps)."""
+    ask, latencies = make(), []
+    failures: collections.Counter[str] = collections.Counter()
+    start = time.perf_counter()
+    for question in questions:
+        began = time.perf_counter()
+        error = ask(question)
+        latencies.append((time.perf_counter() - began) * 1000)
+        if error is not None:
+            failures[error] += 1
+        time.sleep(think_s)
+    ask.close()
+    return Phase(latencies, time.perf_counter() - start, failures)
 
 
 def cycle(questions: list[str], n: int) -> list[str]:
     return [questions[i % len(questions)] for i in range(n)]
 
 
-def report(phases: dict[int, list[Phase]], args: argparse.Namespace) -> None:
-    base, shadowed = phases[0], phases[args.share]
-    p50 = [statistics.median(ph.p(0.5) for ph in rows[0::2]) for rows in (base, shadowed)]
-    p95 = [statistics.median(ph.p(0.95) for ph in rows[0::2]) for rows in (base, shadowed)]
-    tput = [statistics.median(ph.throughput for ph in rows[1::2]) for rows in (base, shadowed)]
+def report(results: Results, copies: Copies, args: argparse.Namespace) -> None:
+    names = sorted({name for _, name in results}, key=lambda n: ("paced" in n, n))
     print()
-    print(f"| setting | c=1 p50 ms | c=1 p95 ms | c={args.concurrency} req/s |")
-    print("|---|---:|---:|---:|")
-    for label, i in (("no shadow (baseline)", 0), (f"shadow {args.share}%", 1)):
-        print(f"| {label} | {p50[i]:.2f} | {p95[i]:.2f} | {tput[i]:.1f} |")
-    print(
-        f"\nratios shadow/baseline (medians of {args.rounds} rounds): c=1 p50 "
-        f"{p50[1] / p50[0]:.3f} (target ≤ 1.05), c={args.concurrency} throughput "
-        f"{tput[1] / tput[0]:.3f} (target ≥ 0.90)"
-    )
+    print("| load | shadow | p50 ms | p95 ms | req/s | copies answered per phase |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in names:
+        for share in (0, args.share):
+            rows = results[(share, name)]
+            p50 = statistics.median(ph.p(0.5) for ph in rows)
+            p95 = statistics.median(ph.p(0.95) for ph in rows)
+            rate = statistics.median(ph.throughput for ph in rows)
+            answered = statistics.median(copies[(share, name)])
+            print(f"| {name} | {share}% | {p50:.2f} | {p95:.2f} | {rate:.1f} | {answered:.0f} |")
+    print(f"\nratios shadow {args.share}% / none (medians of {args.rounds} rounds):")
+    for name in names:
+        base = results[(0, name)]
+        mirrored = results[(args.share, name)]
+        p50 = statistics.median(ph.p(0.5) for ph in mirrored) / statistics.median(
+            ph.p(0.5) for ph in base
+        )
+        rate = statistics.median(ph.throughput for ph in mirrored) / statistics.median(
+            ph.throughput for ph in base
+        )
+        print(f"  {name}: p50 x{p50:.3f}, throughput x{rate:.3f}")
+    print("targets: c=1 p50 within 5 % (x1.05), c=8 throughput within 10 % (x0.90)")
 
 
 def parse_args() -> argparse.Namespace:
@@ -155,6 +194,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--share", type=int, default=50, help="shadow percentage")
+    parser.add_argument("--think-ms", type=float, default=40.0, help="paced phase: pause")
     parser.add_argument("--primary", help="primary version (default: the newest)")
     parser.add_argument("--shadow", help="shadow version (default: the one before)")
     parser.add_argument("--timeout", type=float, default=60.0)
@@ -196,14 +236,14 @@ def main() -> None:
                 raise RuntimeError(f"creating the endpoint failed: HTTP {status} {answer}")
             ready = lambda: endpoint_ready(client, NAME)  # noqa: E731
             wait_until("READY", ready, process, args.start_timeout)
-            phases = measure(port, process, args)
+            results, copies = measure(port, process, args)
         except Exception:
             print(*log.read_text(errors="replace").splitlines()[-30:], sep="\n", file=sys.stderr)
             raise
         finally:
             client.close()
     print(f"load average after: {os.getloadavg()[0]:.2f}")
-    report(phases, args)
+    report(results, copies, args)
 
 
 if __name__ == "__main__":
