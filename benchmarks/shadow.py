@@ -12,9 +12,9 @@ shadow route at 0 % (the baseline) and at `--share` % (alternating which goes fi
 by a zero-downtime config update in between: `--requests` calls at concurrency 1 (the callers'
 p50), twice as many at concurrency 8 (throughput), and `--requests` calls from one client that
 pauses `--think-ms` after each answer (traffic with gaps, in which shadow copies do run).
-Before each phase the shadow queue is left to drain, so one phase's mirrored copies never run during the next. Prints p50/p95 and
-throughput per setting, the ratios shadow/baseline, and how many copies were answered and
-dropped.
+Before each phase the shadow queue is left to drain, so one phase's mirrored copies never
+run during the next. Prints p50/p95 and throughput per setting, the ratios shadow/baseline,
+and how many copies were answered and dropped.
 """
 
 from __future__ import annotations
