@@ -29,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from gcn_rag.settings import Settings
 from serving import (
     BIN,
     DEFAULT_QUESTIONS,
+    Ask,
     Client,
     InvocationAsk,
     Phase,
@@ -106,8 +108,11 @@ def measure(port: int, process: Any, args: argparse.Namespace) -> tuple[Results,
     results: Results = collections.defaultdict(list)
     copies: Copies = collections.defaultdict(list)
     questions = args.question_list
-    make = lambda: InvocationAsk(port, path, args.timeout)  # noqa: E731
-    loads = {
+
+    def make() -> Ask:
+        return InvocationAsk(port, path, args.timeout)
+
+    loads: dict[str, Callable[[], Phase]] = {
         "c=1": lambda: run_phase(make, cycle(questions, args.requests), 1, args.phase_timeout),
         f"c={args.concurrency}": lambda: run_phase(
             make, cycle(questions, 2 * args.requests), args.concurrency, args.phase_timeout
@@ -139,7 +144,7 @@ def measure(port: int, process: Any, args: argparse.Namespace) -> tuple[Results,
     return results, copies
 
 
-def paced(make: Any, questions: list[str], think_s: float) -> Phase:
+def paced(make: Callable[[], Ask], questions: list[str], think_s: float) -> Phase:
     """One client that waits ``think_s`` after each answer (traffic with gaps)."""
     ask, latencies = make(), []
     failures: collections.Counter[str] = collections.Counter()

@@ -64,3 +64,11 @@ class Lagging(Sleeper):
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
         time.sleep(0.2)
         return super().predict(context, model_input, params)
+
+
+class Shouter(Sleeper):
+    """A sleeper that answers in capitals (a version whose answers differ visibly)."""
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+        answers = super().predict(context, model_input, params)
+        return answers.assign(answer=answers["answer"].str.upper())

@@ -48,6 +48,7 @@ def up(
     Ctrl-C, after printing the URL, a token and a ready-to-paste curl.
     """
     from gcn_rag.console import console_for
+    from gcn_rag.model.champion import CHAMPION
     from gcn_rag.model.registry import MODEL_NAME
     from gcn_rag.serving.app import Server
     from gcn_rag.serving.auth import TokenStore, manage_token
@@ -59,7 +60,10 @@ def up(
     token = manage_token(TokenStore(settings.serving_state), settings.token_file)
     # a size or scale-to-zero not given here stays as the endpoint has it (defaults at
     # creation); guardrails are turned on only for an endpoint that has none configured
-    spec = EndpointSpec(MODEL_NAME, version, workload_size, scale_to_zero, guardrails=UP_GUARDRAILS)
+    spec = EndpointSpec(
+        MODEL_NAME, version, workload_size, scale_to_zero,
+        guardrails=UP_GUARDRAILS, alias=CHAMPION,
+    )  # fmt: skip
     server = Server(settings, host, port, console=console_for(settings))
     failures: list[GcnRagError] = []
     thread = threading.Thread(

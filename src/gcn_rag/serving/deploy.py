@@ -62,7 +62,8 @@ class EndpointSpec:
     the endpoint has it when the endpoint is updated. ``capture_prefix=""`` turns capture off;
     ``entity`` names the served entity an update changes when the endpoint serves several.
     ``guardrails`` are given to an endpoint that has no guardrails config at all (one set
-    by hand, even to nothing, stays).
+    by hand, even to nothing, stays). With ``alias``, the entity is sent as that alias
+    (``version`` is what it names now): the server keeps it following the alias.
     """
 
     model: str | None = None
@@ -72,6 +73,7 @@ class EndpointSpec:
     capture_prefix: str | None = None
     entity: str | None = None
     guardrails: dict[str, Any] | None = None
+    alias: str | None = None  # served as this alias (followed when it moves), now ``version``
 
     def is_empty(self) -> bool:
         """Whether the spec changes nothing (``entity`` only chooses where a change goes)."""
@@ -86,7 +88,7 @@ class EndpointSpec:
         return endpoint_config(
             settings,
             self.model or MODEL_NAME,
-            self.version or "champion",
+            self.alias or self.version or "champion",
             workload_size=self.workload_size or "Small",
             scale_to_zero=self.scale_to_zero is not False,
             capture_prefix=prefix or None,
@@ -108,6 +110,8 @@ class EndpointSpec:
         entity = entities[_target(entities, self.entity)]
         named_by_version = entity.get("name") == _default_name(entity)
         changes = self._entity_fields()
+        if self.alias:  # sent as the alias: the endpoint follows it from now on
+            changes["entity_version"] = self.alias
         moved = any(entity.get(k) != v for k, v in changes.items() if k in _MODEL)
         entity.update(changes)
         config: dict[str, Any] = {"served_entities": entities}
@@ -124,6 +128,7 @@ class EndpointSpec:
         entities = current["served_entities"]
         entity = entities[_target(entities, self.entity)]
         same = all(entity.get(k) == v for k, v in self._entity_fields().items())
+        same = same and (self.alias is None or entity.get("entity_alias") == self.alias)
         if self.capture_prefix is None:
             return same
         capture = dict(current.get("auto_capture_config") or {})

@@ -89,7 +89,8 @@ def normalize_config(raw: Any, resolve: Resolver | None = None) -> dict[str, Any
         if not isinstance(item, dict) or not item.get("entity_name"):
             raise BadInputError("Each served entity needs an entity_name.")
         version = str(item.get("entity_version") or "")
-        if version and resolve is not None:  # an alias is pinned; a missing version is 404
+        alias = item.get("entity_alias") if version.isdigit() else version
+        if version and resolve is not None:  # an alias is resolved; a missing version is 404
             version = resolve(str(item["entity_name"]), version)
         if not version.isdigit():
             raise BadInputError(
@@ -99,15 +100,15 @@ def normalize_config(raw: Any, resolve: Resolver | None = None) -> dict[str, Any
         size = item.get("workload_size") or "Small"
         if size not in WORKLOAD_SIZES:
             raise BadInputError(f"workload_size must be one of {', '.join(WORKLOAD_SIZES)}.")
-        short = str(item["entity_name"]).rsplit(".", 1)[-1]
         entities.append(
             {
-                "name": item.get("name") or f"{short}-{version}",
+                "name": item.get("name") or default_entity_name(item["entity_name"], version),
                 "entity_name": item["entity_name"],
                 "entity_version": version,
                 "workload_size": size,
                 "workload_type": item.get("workload_type") or "CPU",
                 "scale_to_zero_enabled": bool(item.get("scale_to_zero_enabled", False)),
+                **({"entity_alias": str(alias)} if alias and resolve is not None else {}),
             }
         )
     names = [e["name"] for e in entities]
@@ -121,6 +122,37 @@ def normalize_config(raw: Any, resolve: Resolver | None = None) -> dict[str, Any
     if raw.get("auto_capture_config"):
         config["auto_capture_config"] = normalize_capture_config(raw["auto_capture_config"])
     return config
+
+
+def default_entity_name(model: str, version: str) -> str:
+    """``<model's last name part>-<version>``, a served entity's name when none is given."""
+    return f"{str(model).rsplit('.', 1)[-1]}-{version}"
+
+
+def followed_config(config: dict[str, Any], versions: dict[str, str]) -> dict[str, Any]:
+    """The update that moves served entities (by name) to the versions their aliases now
+    name: each is sent with its alias (resolved again by :func:`normalize_config`); one named
+    after its old version is renamed after the new one, its routes with it."""
+    renamed: dict[str, str] = {}
+    entities = []
+    for entity in config["served_entities"]:
+        entity = {k: v for k, v in entity.items() if k != "state"}
+        name = entity["name"]
+        if name in versions:
+            if name == default_entity_name(entity["entity_name"], entity["entity_version"]):
+                entity["name"] = renamed[name] = default_entity_name(
+                    entity["entity_name"], versions[name]
+                )
+            entity["entity_version"] = entity["entity_alias"]
+        entities.append(entity)
+    traffic = {
+        kind: [
+            {**r, "served_model_name": renamed.get(r["served_model_name"], r["served_model_name"])}
+            for r in routes
+        ]
+        for kind, routes in config["traffic_config"].items()
+    }
+    return {"served_entities": entities, "traffic_config": traffic}
 
 
 def _traffic(raw: Any, names: list[str]) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from gcn_rag.serving.endpoints import (
     UPDATE_FAILED,
     Endpoint,
     check_name,
+    followed_config,
     normalize_ai_gateway,
     normalize_config,
 )
@@ -95,7 +96,10 @@ class EndpointManager:
                 )
                 endpoint.pending_config = None
             self._start_loading(endpoint, restart=True)
-        interval = max(0.05, min(5.0, self.limits.scale_to_zero_idle_s / 4))
+        interval = max(
+            0.05, min(5.0, self.limits.scale_to_zero_idle_s / 4, self.limits.alias_check_s)
+        )
+        self._followed: set[tuple[str, str, str]] = set()  # (endpoint, entity, version) tried
         self._reaper = threading.Thread(target=self._reap, args=(interval,), daemon=True)
         self._reaper.start()
 
@@ -421,11 +425,50 @@ class EndpointManager:
             endpoint.logs.append(f"state not saved ({type(exc).__name__}: {exc})")
 
     def _reap(self, interval: float) -> None:
+        """Scale idle entities to zero; follow served aliases (every ``alias_check_s``)."""
+        checked = time.monotonic()
         while not self._stop.wait(interval):
             for name, replicas in self.replicas().items():
                 for replica in replicas.values():
                     if replica.unload_if_idle(self.limits.scale_to_zero_idle_s):
                         self._log(name, f"{replica.name}: scaled to zero after idling")
+            if time.monotonic() - checked >= self.limits.alias_check_s:
+                checked = time.monotonic()
+                self.follow_aliases()
+
+    def follow_aliases(self) -> None:
+        """Update every endpoint whose served entity follows an alias (it was created or
+        updated with ``entity_version: "champion"``) that now names another version: the
+        same zero-downtime update as the API's, logged on the endpoint. A move that failed to
+        load is not retried until the alias moves again."""
+        if self.resolve is None:
+            return
+        with self._lock:
+            endpoints = [e for e in self._endpoints.values() if e.config_update != IN_PROGRESS]
+        for endpoint in endpoints:
+            moved = {}
+            for entity in endpoint.config["served_entities"]:
+                alias = entity.get("entity_alias")
+                if not alias:
+                    continue
+                try:
+                    version = self.resolve(str(entity["entity_name"]), str(alias))
+                except Exception:  # the alias is gone (or the registry busy): stay, retry
+                    continue
+                key = (endpoint.name, entity["name"], version)
+                if version != entity["entity_version"] and key not in self._followed:
+                    self._followed.add(key)
+                    moved[entity["name"]] = version
+            if moved:
+                self._follow(endpoint, moved)
+
+    def _follow(self, endpoint: Endpoint, moved: dict[str, str]) -> None:
+        said = ", ".join(f"{name} -> version {version}" for name, version in moved.items())
+        self._log(endpoint.name, f"alias moved ({said}): updating")
+        try:
+            self.update_config(endpoint.name, followed_config(endpoint.config, moved))
+        except GcnRagError as exc:
+            self._log(endpoint.name, f"could not follow the alias: {exc.message}")
 
     def _log(self, name: str, line: str) -> None:
         with self._lock:

@@ -74,6 +74,7 @@ class Limits:
     scale_to_zero_idle_s: float = 1800.0
     cold_start_wait_s: float = 30.0
     max_rows: int = 1000  # rows per request: bounds how long one request holds a model
+    alias_check_s: float = 5.0  # how often served aliases (champion) are checked for moves
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:

@@ -1,0 +1,159 @@
+"""Endpoints that serve an alias follow it: moving ``champion`` (promote, rollback, `model
+alias set`) switches them with the zero-downtime update, with requests in flight."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+import requests
+
+from gcn_rag.model import registry
+from gcn_rag.model.registry import mlflow_loader, mlflow_resolver
+from gcn_rag.serving.app import create_app
+from gcn_rag.serving.manager import EndpointManager
+from gcn_rag.serving.replicas import Limits
+from gcn_rag.serving.store import EndpointStore
+from gcn_rag.settings import Settings
+from models import Shouter, Sleeper
+
+Serve = Callable[[Any], AbstractContextManager[str]]
+MODEL = "sandbox.tests.follower"
+
+
+@pytest.fixture(scope="module")
+def versions(fixture_workspace: Settings) -> tuple[str, str]:
+    """Version 1 echoes the question, version 2 shouts it back."""
+    uri = registry.tracking_uri(fixture_workspace)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    found = [
+        str(
+            mlflow.pyfunc.log_model(
+                name="follower", python_model=model, registered_model_name=MODEL
+            ).registered_model_version
+        )
+        for model in (Sleeper(), Shouter())
+    ]
+    return found[0], found[1]
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory,
+    fixture_workspace: Settings,
+    versions: tuple[str, str],
+    serve_app: Serve,
+) -> Iterator[str]:
+    home: Path = tmp_path_factory.mktemp("follow")
+    uri = registry.tracking_uri(fixture_workspace)
+    manager = EndpointManager(
+        EndpointStore(home / "serving.db"),
+        mlflow_loader(uri),
+        Limits(alias_check_s=0.2),
+        mlflow_resolver(uri),
+    )
+    with serve_app(create_app(manager)) as url:
+        yield url
+    manager.close()
+
+
+def _get(url: str, name: str) -> dict[str, Any]:
+    got: dict[str, Any] = requests.get(f"{url}/api/2.0/serving-endpoints/{name}", timeout=30).json()
+    return got
+
+
+def _wait(url: str, name: str, ready: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while True:
+        got = _get(url, name)
+        if ready(got):
+            return got
+        assert time.monotonic() < deadline, got
+        time.sleep(0.1)
+
+
+def _serving(version: str) -> Callable[[dict[str, Any]], bool]:
+    def check(got: dict[str, Any]) -> bool:
+        entity = got["config"]["served_entities"][0]
+        return bool(
+            got["state"] == {"ready": "READY", "config_update": "NOT_UPDATING"}
+            and entity["entity_version"] == version
+        )
+
+    return check
+
+
+def test_an_endpoint_serving_champion_follows_it_with_requests_in_flight(
+    server: str, fixture_workspace: Settings, versions: tuple[str, str]
+) -> None:
+    first, second = versions
+    registry.set_alias(fixture_workspace, "champion", first, name=MODEL)
+    entity = {"entity_name": MODEL, "entity_version": "champion", "workload_size": "Small"}
+    body: Any = {"name": "follower", "config": {"served_entities": [entity]}}
+    assert requests.post(f"{server}/api/2.0/serving-endpoints", json=body, timeout=30).ok
+    got = _wait(server, "follower", _serving(first))
+    (served,) = got["config"]["served_entities"]
+    assert served["entity_alias"] == "champion" and served["name"] == f"follower-{first}"
+
+    answers: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def ask() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                response = session.post(
+                    f"{server}/serving-endpoints/follower/invocations",
+                    json={"inputs": ["hello"]},
+                    timeout=30,
+                )
+                text = response.json()["predictions"][0]["answer"] if response.ok else ""
+                answers.append((response.status_code, text))
+
+    clients = [threading.Thread(target=ask) for _ in range(3)]
+    for client in clients:
+        client.start()
+    try:
+        time.sleep(0.3)
+        registry.set_alias(fixture_workspace, "champion", second, name=MODEL)  # a promotion
+        got = _wait(server, "follower", _serving(second))
+        deadline = time.monotonic() + 60
+        while not any(text == "HELLO" for _, text in answers[-3:]):
+            assert time.monotonic() < deadline, answers[-3:]
+            time.sleep(0.05)
+        registry.set_alias(fixture_workspace, "champion", first, name=MODEL)  # a rollback
+        got = _wait(server, "follower", _serving(first))
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(30)
+    assert {status for status, _ in answers} == {200}  # not one failed request
+    texts = [text for _, text in answers]
+    assert "HELLO" in texts and texts[-1] == "hello"  # the rollback restored the answers
+    assert got["config"]["served_entities"][0]["name"] == f"follower-{first}"
+    logs = requests.get(
+        f"{server}/api/2.0/serving-endpoints/follower/served-models/x/logs", timeout=10
+    ).json()["logs"]
+    assert "alias moved" in logs
+
+
+def test_a_version_number_pins_the_entity(
+    server: str, fixture_workspace: Settings, versions: tuple[str, str]
+) -> None:
+    first, second = versions
+    registry.set_alias(fixture_workspace, "champion", first, name=MODEL)
+    entity = {"entity_name": MODEL, "entity_version": first, "workload_size": "Small"}
+    body: Any = {"name": "pinned", "config": {"served_entities": [entity]}}
+    assert requests.post(f"{server}/api/2.0/serving-endpoints", json=body, timeout=30).ok
+    got = _wait(server, "pinned", _serving(first))
+    assert "entity_alias" not in got["config"]["served_entities"][0]
+    registry.set_alias(fixture_workspace, "champion", second, name=MODEL)
+    time.sleep(1.0)  # five alias checks
+    assert _get(server, "pinned")["config"]["served_entities"][0]["entity_version"] == first
