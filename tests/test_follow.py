@@ -14,6 +14,7 @@ import mlflow
 import pytest
 import requests
 
+from gcn_rag.errors import GcnRagError
 from gcn_rag.model import registry
 from gcn_rag.model.registry import mlflow_loader, mlflow_resolver
 from gcn_rag.serving.app import create_app
@@ -157,3 +158,55 @@ def test_a_version_number_pins_the_entity(
     registry.set_alias(fixture_workspace, "champion", second, name=MODEL)
     time.sleep(1.0)  # five alias checks
     assert _get(server, "pinned")["config"]["served_entities"][0]["entity_version"] == first
+
+
+def test_challenger_beside_champion_as_a_split_then_as_a_shadow(
+    server: str, fixture_workspace: Settings, versions: tuple[str, str]
+) -> None:
+    from gcn_rag.serving.client import ServingClient
+    from gcn_rag.serving.deploy import Challenger, EndpointSpec, deploy, serve_challenger
+
+    first, second = versions
+    registry.set_alias(fixture_workspace, "champion", first, name=MODEL)
+    registry.set_alias(fixture_workspace, "challenger", second, name=MODEL)
+    client = ServingClient(server)
+    spec = EndpointSpec(MODEL, first, capture_prefix="", alias="champion")
+    deploy(client, "ab", spec, fixture_workspace)
+    got = serve_challenger(client, "ab", Challenger(second, percent=10))
+    champion, challenger = f"follower-{first}", f"follower-{second}"
+    assert {e["name"]: e.get("entity_alias") for e in got["config"]["served_entities"]} == {
+        champion: "champion",
+        challenger: "challenger",
+    }
+    answers = [client.query("ab", ["hello"])[0]["answer"] for _ in range(50)]
+    assert answers.count("HELLO") == 5  # exactly 10% (smooth weighted round-robin)
+    assert serve_challenger(client, "ab", Challenger(second, percent=10)) == client.get("ab")
+
+    got = serve_challenger(client, "ab", Challenger(second, percent=50, shadow=True))
+    assert got["config"]["traffic_config"]["shadow_routes"] == [
+        {"served_model_name": challenger, "shadow_percentage": 50}
+    ]
+    answers = [client.query("ab", ["hello"])[0]["answer"] for _ in range(20)]
+    assert answers == ["hello"] * 20  # the shadow's answers never reach the caller
+    deadline = time.monotonic() + 60
+    while (
+        f'served_entity="{challenger}",status="200"'
+        not in requests.get(f"{server}/metrics", timeout=10).text
+    ):
+        assert time.monotonic() < deadline, "no shadow request was answered"
+        time.sleep(0.2)
+    with pytest.raises(GcnRagError, match="already serves"):
+        serve_challenger(client, "ab", Challenger(first))
+
+
+def test_up_checks_its_challenger_options_before_starting(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gcn_rag.cli import app
+
+    runner = CliRunner()
+    home = ["--home", str(tmp_path)]  # a workspace with no model: nothing to challenge
+    result = runner.invoke(app, ["up", "--shadow", *home])
+    assert result.exit_code != 0 and "go with --challenger" in result.output
+    result = runner.invoke(app, ["up", "--challenger", *home])
+    assert result.exit_code != 0 and "gcn-rag model log --alias challenger" in result.output

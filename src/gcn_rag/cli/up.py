@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from gcn_rag.serving.app import Server
-    from gcn_rag.serving.deploy import EndpointSpec
+    from gcn_rag.serving.deploy import Challenger, EndpointSpec
 
 
 @friendly
@@ -36,6 +36,22 @@ def up(
     check: bool = typer.Option(
         False, "--check", help="Answer the sample question over HTTP, then stop (for scripts)."
     ),
+    challenger: bool = typer.Option(
+        False,
+        "--challenger",
+        help="Also serve the version aliased challenger beside the champion (A/B).",
+    ),
+    percent: int | None = typer.Option(
+        None,
+        "--challenger-percent",
+        min=1,
+        max=100,
+        help="With --challenger: its share of live traffic (default 10), or with --shadow "
+        "the share of requests mirrored to it (default 50).",
+    ),
+    shadow: bool = typer.Option(
+        False, "--shadow", help="With --challenger: mirror requests to it, never answer with it."
+    ),
     settings: Settings = SettingsOption,
 ) -> None:
     """The main job in one command: ingest, index, register, serve, answer.
@@ -44,8 +60,9 @@ def up(
     the chunks changed, log + register + alias champion when the index content, code or
     config changed (a champion pinned with `gcn-rag model alias set` stays), create or update
     the endpoint when it does not serve the champion (and turn on input PII masking and
-    injection blocking if it has no guardrails configured). Then it serves until
-    Ctrl-C, after printing the URL, a token and a ready-to-paste curl.
+    injection blocking if it has no guardrails configured). With --challenger, the
+    version aliased challenger is served beside it (a traffic split, or --shadow). Then it
+    serves until Ctrl-C, after printing the URL, a token and a ready-to-paste curl.
     """
     from gcn_rag.console import console_for
     from gcn_rag.model.champion import CHAMPION
@@ -55,6 +72,7 @@ def up(
     from gcn_rag.serving.deploy import UP_GUARDRAILS, EndpointSpec
 
     console = make_console()
+    second = _challenger(settings, challenger, percent, shadow)
     _prepare_corpus_and_index(settings, console, offline)
     version = _champion(settings, console)
     token = manage_token(TokenStore(settings.serving_state), settings.token_file)
@@ -67,7 +85,7 @@ def up(
     server = Server(settings, host, port, console=console_for(settings))
     failures: list[GcnRagError] = []
     thread = threading.Thread(
-        target=_deploy, args=(server, settings, endpoint, spec, token, check, failures)
+        target=_deploy, args=(server, settings, endpoint, (spec, second), token, check, failures)
     )
     thread.daemon = True
     thread.start()
@@ -80,11 +98,36 @@ def up(
         raise GcnRagError(f"The server could not start on {host}:{port} (port in use?).")
 
 
+def _challenger(
+    settings: Settings, wanted: bool, percent: int | None, shadow: bool
+) -> Challenger | None:
+    """What --challenger asks for, checked before anything starts."""
+    from gcn_rag.errors import BadInputError, NotFoundError
+    from gcn_rag.model import registry
+    from gcn_rag.serving.deploy import Challenger
+
+    if not wanted:
+        if shadow or percent is not None:
+            raise BadInputError("--shadow and --challenger-percent go with --challenger.")
+        return None
+    try:
+        version = registry.resolve(settings, "challenger").version
+    except NotFoundError:
+        raise NotFoundError(
+            "No version is aliased challenger: log one with `gcn-rag model log --alias "
+            "challenger` (or `gcn-rag model alias set challenger N`)."
+        ) from None
+    share = percent if percent is not None else (50 if shadow else 10)
+    if not shadow and share == 100:
+        raise BadInputError("--challenger-percent 100 leaves the champion no traffic; use < 100.")
+    return Challenger(version, percent=share, shadow=shadow)
+
+
 def _deploy(
     server: Server,
     settings: Settings,
     endpoint: str,
-    spec: EndpointSpec,
+    specs: tuple[EndpointSpec, Challenger | None],
     token: str,
     check: bool,
     failures: list[GcnRagError],
@@ -100,7 +143,8 @@ def _deploy(
 
         catalog = Catalog.from_settings(settings)
         question = example_question(catalog)  # the champion's input example
-        answer = bring_up(server, endpoint, spec, token, catalog, question, notes)
+        spec, challenger = specs
+        answer = bring_up(server, endpoint, spec, token, catalog, question, notes, challenger)
         if answer is not None:
             link = signin_link(settings, server.url)
             _print_ready(console, server.url, endpoint, token, (question, answer), check, link)

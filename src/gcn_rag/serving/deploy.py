@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from gcn_rag.errors import BadInputError, NotFoundError
 from gcn_rag.progress import SILENT, Reporter
+from gcn_rag.serving.endpoints import default_entity_name
 from gcn_rag.serving.protocol import query_body
 
 if TYPE_CHECKING:
@@ -229,6 +230,78 @@ def deploy(
     return client.wait(name)
 
 
+@dataclasses.dataclass(frozen=True)
+class Challenger:
+    """A second served entity beside the champion: ``alias``'s version (``version``, as it
+    names now), ``percent`` of live traffic, or with ``shadow`` a mirrored copy of that share
+    of the requests (answers captured, never returned)."""
+
+    version: str
+    alias: str = "challenger"
+    percent: int = 10
+    shadow: bool = False
+
+    def config(self, current: dict[str, Any]) -> dict[str, Any]:
+        """``current`` (as GET returns it) with its main entity and the challenger only."""
+        main = {k: v for k, v in _main_entity(current).items() if k not in _OUTPUT_ONLY}
+        if main.get("entity_alias"):  # sent as its alias, it keeps following it
+            main["entity_version"] = main["entity_alias"]
+        name = default_entity_name(main["entity_name"], self.version)
+        if name == main["name"]:
+            raise BadInputError(
+                f"The {self.alias} is version {self.version}, the version the endpoint already "
+                f"serves as {main['name']}; log another: `gcn-rag model log --alias {self.alias}`."
+            )
+        entity = {**main, "name": name, "entity_version": self.alias, "entity_alias": self.alias}
+        entity["scale_to_zero_enabled"] = False  # an arm of a comparison stays warm
+        live = 0 if self.shadow else self.percent
+        traffic: dict[str, Any] = {
+            "routes": [
+                {"served_model_name": main["name"], "traffic_percentage": 100 - live},
+                {"served_model_name": name, "traffic_percentage": live},
+            ]
+        }
+        if self.shadow:
+            traffic["shadow_routes"] = [
+                {"served_model_name": name, "shadow_percentage": self.percent}
+            ]
+        return {"served_entities": [main, entity], "traffic_config": traffic}
+
+    def serves(self, current: dict[str, Any]) -> bool:
+        """Whether ``current`` already serves the champion and this challenger as asked."""
+        asked = self.config(current)
+        versions = {e["name"]: str(e["entity_version"]) for e in current["served_entities"]}
+        challenger = asked["served_entities"][1]["name"]
+        return (
+            set(versions) == {e["name"] for e in asked["served_entities"]}
+            and versions[challenger] == self.version
+            and _shares(current, "routes") == _shares(asked, "routes")
+            and _shares(current, "shadow_routes") == _shares(asked, "shadow_routes")
+        )
+
+
+def _shares(config: dict[str, Any], kind: str) -> set[tuple[str, int]]:
+    """A config's routes (or shadow routes) as (entity, percent) pairs."""
+    field = "shadow_percentage" if kind == "shadow_routes" else "traffic_percentage"
+    routes = (config.get("traffic_config") or {}).get(kind, [])
+    return {(r["served_model_name"], int(r[field])) for r in routes}
+
+
+def serve_challenger(
+    client: ServingClient, name: str, challenger: Challenger, reporter: Reporter = SILENT
+) -> dict[str, Any]:
+    """Serve ``challenger`` beside the champion on ``name`` (an update, zero downtime)."""
+    current = client.get(name)["config"]
+    how = "shadow copies of" if challenger.shadow else "live traffic:"
+    said = f"{challenger.alias} (version {challenger.version}), {how} {challenger.percent}%"
+    if challenger.serves(current):
+        reporter.note(f"Endpoint: {name} already serves the {said}.")
+    else:
+        reporter.note(f"Endpoint: serving the {said} on {name}.")
+        client.update_config(name, challenger.config(current))
+    return client.wait(name)
+
+
 def _default_guardrails(
     client: ServingClient,
     endpoint: dict[str, Any],
@@ -338,8 +411,10 @@ def bring_up(
     catalog: Catalog,
     question: str,
     reporter: Reporter = SILENT,
+    challenger: Challenger | None = None,
 ) -> dict[str, Any] | None:
-    """Once ``server`` listens: deploy ``name``, record it, and answer ``question`` over HTTP.
+    """Once ``server`` listens: deploy ``name`` (with ``challenger`` beside the champion, if
+    given), record it, and answer ``question`` over HTTP.
 
     Returns the first prediction, or None when the server stopped before it listened.
     """
@@ -349,6 +424,8 @@ def bring_up(
         return None
     client = ServingClient(server.url, token, timeout=120)
     endpoint = deploy(client, name, spec, server.settings, reporter)
+    if challenger is not None:
+        endpoint = serve_challenger(client, name, challenger, reporter)
     write_endpoint_info(catalog, server.url, endpoint)
     return client.query(name, [question])[0]
 
