@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import codecs
 import json
+import random
 from pathlib import Path
 
 import pytest
 
 from gcn_rag.guardrails import credentials, injection, pii
-from gcn_rag.guardrails.literals import may_match, required
+from gcn_rag.guardrails.literals import cover, folded, may_match, required
 
 EVAL = Path(__file__).parents[1] / "benchmarks" / "data" / "guardrails_eval.jsonl"
 
@@ -18,7 +19,12 @@ EVAL = Path(__file__).parents[1] / "benchmarks" / "data" / "guardrails_eval.json
 @pytest.mark.parametrize(
     ("pattern", "needed"),
     [
-        (r"\b(?:ignore|forget)\b(?: \w+){0,3} rules", {" rules"}),
+        # spaces are in most texts: "rules" is the shorter word
+        (r"\b(?:ignore|forget)\b(?: \w+){0,3} rules", {"ignore", "forget"}),
+        (
+            r"\b(?:tell|inform) the (?:user|reader)s?",
+            {f"{a} the {b}" for a in ("tell", "inform") for b in ("user", "reader")},
+        ),
         (r"\b(?:ignore|forget)\b(?: \w+){0,3}", {"ignore", "forget"}),
         (r"from now on|your new task", {"from now on", "your new task"}),
         (r"r[eè]gles", {"regles", "règles"}),
@@ -67,3 +73,96 @@ def test_a_text_without_digits_is_not_scanned_for_numbers_yet_keeps_its_other_ki
     text = "mail jane.doe@example.org, key AKIAABCDEFGHIJKLMNOP, host fe80::1ff:fe23:4567:890a"
     assert [s.kind for s in pii.find_pii(text)] == ["email", "secret", "ip"]
     assert pii.find_pii("no digits, no at sign, nothing to find here") == []
+
+
+def test_case_insensitive_parts_are_read_in_lower_case_for_an_ascii_text() -> None:
+    assert required(r"(?i:\bssn\b)|SSN no") is None
+    assert required(r"(?i:\bssn\b)|SSN no", fold=True) == frozenset({"ssn", "ssn no"})
+    assert folded("SSN 078-05-1120") == "ssn 078-05-1120"
+    assert folded("\u017fsn") is None  # (?i) matches the long s to "s": no literal test then
+
+
+def test_fewer_strings_to_look_for_still_cover_every_one() -> None:
+    needed = frozenset({"content filters", "content rules", "moral rules", "jailbreak"})
+    keys = cover(needed, 6)
+    assert keys is not None and len(keys) < len(needed)
+    assert all(any(k in s for k in keys) for s in needed)
+    pattern = r"(?:alpha|bravo|charlie) \d+ note"
+    assert required(pattern) == frozenset({"alpha ", "bravo ", "charlie "})  # the longest
+    assert required(pattern, few=True) == frozenset({" note"})  # the fewest
+
+
+def _copies() -> list[str]:
+    rows = [json.loads(line)["text"] for line in EVAL.read_text().splitlines() if line.strip()]
+    rng = random.Random(18)
+    noise = ["".join(rng.choice("aAbnz0137x_ .-*@$!|,:\n") for _ in range(12)) for _ in range(3000)]
+    return rows + [t.replace("o", "0").replace("e", "3") for t in rows] + noise
+
+
+def test_a_reversed_ascii_text_normalizes_to_its_normalized_copy_reversed() -> None:
+    """What lets the reversed copy skip normalizing (injection._encoded)."""
+    checked = 0
+    for text in _copies():
+        if text.isascii() and not injection._LEET_SYMBOL.search(text):
+            checked += 1
+            assert injection.normalize(text[::-1]) == injection.normalize(text)[::-1], text
+    assert checked > 800
+
+
+def test_the_rot13_gate_reads_the_rot13_copy_as_it_normalizes() -> None:
+    """The rot13 gate's string is the normalized rot13 copy with each leet letter and its
+    rot13 partner read as one, so a literal of the copy is always found there."""
+    checked = 0
+    for text in _copies():
+        if text.isascii():
+            checked += 1
+            copy = injection.normalize(codecs.encode(text, "rot13"))
+            gate = injection.normalize(text).translate(injection._ROT13_GATE)
+            assert gate == copy.translate(injection._LEET_PAIRS), text
+    assert checked > 2000
+
+
+def test_the_copies_gate_never_hides_a_match() -> None:
+    """Every rot13 or reversed copy of an ASCII text that a word rule matches passes its gate
+    (other texts' copies are normalized and scanned as they are)."""
+    hits = 0
+    for text in filter(str.isascii, _texts()):
+        for rot13, copy in ((True, codecs.encode(text, "rot13")), (False, text[::-1])):
+            words = injection.normalize(copy)
+            if injection._scan(words):
+                hits += 1
+                assert injection._gate(injection._COPY_NEEDS, words), copy
+                if rot13:
+                    assert injection._rot13_gate(injection.normalize(text)), copy
+    assert hits > 20
+
+
+def test_the_raw_rules_and_number_hints_never_hide_a_match() -> None:
+    """A case-insensitive rule's lower-case literals, and the short patterns that stand in
+    front of the PII patterns, hold for every text the pattern matches."""
+    hints = [
+        (pii._IBAN, pii._IBAN_HINT),
+        (pii._CARD, pii._CARD_HINT),
+        (pii._SSN, pii._SSN_HINT),
+        (pii._PHONE_NANP, pii._NANP_HINT),
+        (pii._PHONE_NATIONAL, pii._NATIONAL_HINT),
+        (pii._IPV4, pii._IPV4_HINT),
+        (pii._IPV6, pii._IPV6_HINT),
+    ]
+    folds = [(rule, needed) for _, rule, needed in injection._RAW] + [
+        (pii._SSN_CUE, pii._SSN_CUE_NEEDS),
+        (pii._PHONE_CUE, pii._PHONE_CUE_NEEDS),
+        (credentials._AWS_SECRET, credentials._AWS_SECRET_NEEDS),
+    ]
+    hits = 0
+    for text in _texts():
+        for pattern, hint in hints:
+            if pattern.search(text):
+                hits += 1
+                assert hint.search(text), (pattern.pattern[:30], text)
+        lowered = folded(text)
+        for pattern, needed in folds:
+            if lowered is not None and pattern.search(text):
+                hits += 1
+                assert may_match(needed, lowered), (pattern.pattern[:30], text)
+    assert hits > 100

@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 
-from gcn_rag.guardrails.literals import may_match, required
+from gcn_rag.guardrails.literals import folded, may_match, required
 
 #: (name, pattern) of access keys whose prefix says who issued them.
 _KEYS = (
@@ -46,6 +46,7 @@ _JWT = re.compile(r"(?<![\w.-])eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0
 _TOKEN_LIKE = re.compile(r"(?<![A-Za-z0-9_])dapi[0-9A-Za-z_-]{8,}(?![A-Za-z0-9_])")
 # what a text must contain for each shape to match (most texts hold none of them)
 _NEEDS = {p: required(p.pattern) for p in (_KEY, _PRIVATE_KEY, _JWT, _TOKEN_LIKE)}
+_AWS_SECRET_NEEDS = required(_AWS_SECRET.pattern, fold=True)  # in an ASCII text's lower case
 
 
 def find_secrets(
@@ -57,7 +58,9 @@ def find_secrets(
     ``dapi…`` word is one when ``is_token`` says it is a bearer token of this server."""
     if may_match(_NEEDS[_KEY], text):
         yield from (match.span() for match in _KEY.finditer(text))
-    for match in _AWS_SECRET.finditer(text):
+    lowered = folded(text)
+    aws = lowered is None or may_match(_AWS_SECRET_NEEDS, lowered)
+    for match in _AWS_SECRET.finditer(text) if aws else ():
         yield match.span("key")
     if may_match(_NEEDS[_PRIVATE_KEY], text):
         yield from (match.span() for match in _PRIVATE_KEY.finditer(text))

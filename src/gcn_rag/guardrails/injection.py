@@ -53,7 +53,15 @@ import re
 import unicodedata
 import urllib.parse
 
-from gcn_rag.guardrails.literals import required
+from gcn_rag.guardrails.literals import (
+    ascii_only,
+    cover,
+    folded,
+    may_match,
+    minimal,
+    required,
+    union,
+)
 
 _I = (
     "instructions?|directions|directives?|guidelines?|rules?|commands?|orders?|programming|"
@@ -159,9 +167,23 @@ _RAW_RULES: tuple[tuple[str, str], ...] = (
         r"[^.\n]{0,40}\b(?:to|at)\s+(?:https?://|\S+@\S+\.\w+))",
     ),
 )
-# each word rule with the literals one of which a text needs before the rule can match
-_WORDS = [(name, re.compile(rule), required(rule)) for name, rule in _WORD_RULES]
-_RAW = [(name, re.compile(rule)) for name, rule in _RAW_RULES]
+# each word rule with the literals one of which a text needs before the rule can match (in
+# pieces of six characters: fewer to look for), and the ASCII ones (all an ASCII text holds)
+_WORDS = [(name, re.compile(rule), cover(required(rule), 6)) for name, rule in _WORD_RULES]
+_ASCII_NEEDS = [ascii_only(needed) for _, _, needed in _WORDS]
+_ALL_NEEDS = [needed for _, _, needed in _WORDS]
+# a decoded copy seldom trips a rule: one gate for all rules, the fewest literals (ASCII: so
+# are the copies), and those as the rot13 gate reads them (_rot13_gate)
+_COPY_NEEDS = [union([required(rule, few=True) for _, rule in _WORD_RULES], 6)]
+_LEET_PAIRS = str.maketrans("bvrnfgy", "oieastl")  # rot13 partners of the leet letters
+_ROT13_NEEDS = [None if n is None else frozenset(s.translate(_LEET_PAIRS) for s in n)
+                for n in _COPY_NEEDS]  # fmt: skip
+_ROT13_GATE = str.maketrans(
+    "abcdefghijklmnopqrstuvwxyz",
+    codecs.encode("abcdefghijklmnopqrstuvwxyz", "rot13").translate(_LEET_PAIRS),
+)
+# raw rules with the lower-case literals one of which an ASCII text's lower case needs
+_RAW = [(name, re.compile(rule), minimal(required(rule, fold=True))) for name, rule in _RAW_RULES]
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\u00ad\ufeff"))
 _LOOKALIKE = str.maketrans("аеорсхуіјѕԁɡοαεικνρτυχ", "aeopcxyijsdgoaeiknptux")
 _LOOKALIKES = re.compile("[аеорсхуіјѕԁɡοαεικνρτυχ]")
@@ -169,18 +191,61 @@ _WORD = re.compile(r"\w+")
 _LEET = str.maketrans("013457@$!|", "oieastasil")
 _LEET_WORD = re.compile(r"\b(?=[\w@$!|]*[a-z])(?=[\w@$!|]*[0-9@$!|])[\w@$!|]+")
 _LEET_CHAR = re.compile(r"[0-9@$!|]")  # a leet word has one: without it, nothing to undo
+_LEET_SYMBOL = re.compile(r"[@$!|]")
 _SPACED = re.compile(r"\b(?:\w[ .\-_*]){3,}\w\b")
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 _HEX = re.compile(r"(?:(?:\\x|0x)?[0-9a-fA-F]{2}[\s:,]?){8,}")
+_HEX_RUN = re.compile(r"[0-9a-fA-Fx\\\s:,]{16,}")  # what every _HEX match is made of
 
 
 def find_injection(text: str) -> list[str]:
     """The names of the rules ``text`` trips (empty when it looks like an ordinary text)."""
-    found = [name for name, rule in _RAW if rule.search(text)]
-    found += _scan(normalize(text))
-    if not found and any(_scan(normalize(decoded)) for decoded in _decodings(text)):
+    lowered = folded(text)
+    found = [
+        name
+        for name, rule, needed in _RAW
+        if (lowered is None or may_match(needed, lowered)) and rule.search(text)
+    ]
+    words = normalize(text)
+    found += _scan(words)
+    if not found and _encoded(text, words):
         found.append("encoded")
     return list(dict.fromkeys(found))
+
+
+def _encoded(text: str, words: str) -> bool:
+    """Whether a decoded copy of ``text`` (see :func:`_decodings`) trips a word rule.
+
+    For an ASCII text, the rot13 and reversed copies are not normalized again unless they
+    could trip one: normalizing an ASCII text commutes with reversing it when it holds no
+    leet symbol (``@$!|``: a word boundary then depends on the reading direction), so its
+    reversed copy reads ``words[::-1]``; and see :func:`_rot13_gate`."""
+    if not text.isascii():
+        return any(_scan(normalize(decoded)) for decoded in _decodings(text))
+    backwards = normalize(text[::-1]) if _LEET_SYMBOL.search(text) else words[::-1]
+    if _gate(_COPY_NEEDS, backwards) and _scan(backwards):
+        return True
+    if _rot13_gate(words) and _scan(normalize(codecs.encode(text, "rot13"))):
+        return True
+    return any(_scan(normalize(decoded)) for decoded in _decodings(text, whole=False))
+
+
+def _rot13_gate(words: str) -> bool:
+    """False only when no word rule can match the normalized rot13 copy of an ASCII text
+    whose normalized copy is ``words``.
+
+    Normalizing an ASCII text and its rot13 copy keep the same characters at the same places
+    (lower case, leet words, spaced letters and word breaks do not depend on which letter a
+    letter is), except that a letter undone from leet (``0`` -> ``o``) is the same in both
+    where any other letter is its rot13: so ``words`` rot13'd, with each leet letter and its
+    rot13 partner read as one (``_ROT13_GATE``), holds every literal the rot13 copy holds,
+    read the same way (``_ROT13_NEEDS``)."""
+    return _gate(_ROT13_NEEDS, words.translate(_ROT13_GATE))
+
+
+def _gate(needs: list[frozenset[str] | None], words: str) -> bool:
+    """Whether a literal of one of ``needs`` is in ``words`` (else no word rule matches)."""
+    return any(may_match(needed, words) for needed in needs)
 
 
 def normalize(text: str) -> str:
@@ -204,16 +269,18 @@ def _unmix(match: re.Match[str]) -> str:
 
 
 def _scan(words: str) -> list[str]:
+    needs = _ASCII_NEEDS if words.isascii() else _ALL_NEEDS
     return [
         name
-        for name, rule, needed in _WORDS
-        if (needed is None or any(s in words for s in needed)) and rule.search(words)
+        for (name, rule, _), needed in zip(_WORDS, needs, strict=True)
+        if may_match(needed, words) and rule.search(words)
     ]
 
 
-def _decodings(text: str) -> list[str]:
-    """What ``text`` may hide: base64 and hex runs decoded, %xx unquoted, rot13, reversed."""
-    out = [codecs.encode(text, "rot13"), text[::-1]]
+def _decodings(text: str, whole: bool = True) -> list[str]:
+    """What ``text`` may hide: base64 and hex runs decoded, %xx unquoted, and (``whole``)
+    rot13 and reversed."""
+    out = [codecs.encode(text, "rot13"), text[::-1]] if whole else []
     if "%" in text:
         out.append(urllib.parse.unquote(text))
     for match in _BASE64.finditer(text):
@@ -222,7 +289,7 @@ def _decodings(text: str) -> list[str]:
             out.append(_printable(base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_")))
         except (binascii.Error, ValueError):
             continue
-    for match in _HEX.finditer(text):
+    for match in _HEX.finditer(text) if _HEX_RUN.search(text) else ():
         digits = re.sub(r"\\x|0x|[\s:,]", "", match.group())
         try:
             out.append(_printable(bytes.fromhex(digits)))

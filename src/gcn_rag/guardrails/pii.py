@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 
 from gcn_rag.guardrails.checksums import IBAN_LENGTHS, card_ok, iban_ok, ssn_ok
 from gcn_rag.guardrails.credentials import find_secrets
-from gcn_rag.guardrails.literals import may_match, required
+from gcn_rag.guardrails.literals import folded, may_match, minimal, required
 
 #: Kinds in the order they win an overlap (a secret contains digits that look like a phone).
 KINDS = ("secret", "iban", "card", "ssn", "email", "phone", "ip")
@@ -90,6 +90,18 @@ _IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%\w
 _DIGIT = re.compile(r"\d")
 _EMAIL_NEEDS = required(_EMAIL.pattern)
 _IPV6_NEEDS = required(_IPV6.pattern)
+# what each pattern's every match contains, found faster than the pattern (whose look-behind
+# makes the engine try it at every character): a short pattern that starts with a character
+# class or a literal, or the lower-case words of an ASCII text (``folded``)
+_IBAN_HINT = re.compile(r"[A-Z]{2}\d\d")
+_CARD_HINT = re.compile(r"\d(?:\d\d[ \-]\d\d|\d{11})")
+_SSN_HINT = re.compile(r"\d{3}-\d\d-\d{4}")
+_NANP_HINT = re.compile(r"\d{3}[ .\-]\d{4}")
+_NATIONAL_HINT = re.compile(r"0\d{1,4}[ .\-/]\d\d")
+_IPV4_HINT = re.compile(r"\d\.\d{1,3}\.\d{1,3}\.\d")
+_IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
+_SSN_CUE_NEEDS = minimal(required(_SSN_CUE.pattern, fold=True))
+_PHONE_CUE_NEEDS = minimal(required(_PHONE_CUE.pattern, fold=True))
 
 
 def find_pii(text: str, is_token: Callable[[str], bool] | None = None) -> list[Span]:
@@ -98,14 +110,15 @@ def find_pii(text: str, is_token: Callable[[str], bool] | None = None) -> list[S
     ``is_token`` says whether a token-shaped string is a bearer token of this server."""
     found = [Span("secret", a, b) for a, b in find_secrets(text, is_token)]
     digits = _DIGIT.search(text) is not None
+    lowered = folded(text)
     if digits:
         found += _ibans(text)
-        found += [Span("card", *m.span()) for m in _CARD.finditer(text) if _is_card(m.group())]
-        found += _ssns(text)
+        found += _cards(text)
+        found += _ssns(text, lowered)
     if may_match(_EMAIL_NEEDS, text):
         found += [Span("email", *m.span()) for m in _EMAIL.finditer(text) if ".." not in m.group()]
     if digits:
-        found += _phones(text)
+        found += _phones(text, lowered)
     found += _ips(text, digits)
     rank = {kind: i for i, kind in enumerate(KINDS)}
     kept: list[Span] = []
@@ -125,8 +138,19 @@ def _is_card(raw: str) -> bool:
     return card_ok(_digits(raw))
 
 
+def _cued(needed: frozenset[str] | None, lowered: str | None) -> bool:
+    """Whether a case-insensitive cue (``phone``, ``SSN``) may be in the text."""
+    return lowered is None or may_match(needed, lowered)
+
+
+def _cards(text: str) -> Iterator[Span]:
+    for match in _CARD.finditer(text) if _CARD_HINT.search(text) else ():
+        if _is_card(match.group()):
+            yield Span("card", *match.span())
+
+
 def _ibans(text: str) -> Iterator[Span]:
-    for match in _IBAN.finditer(text):
+    for match in _IBAN.finditer(text) if _IBAN_HINT.search(text) else ():
         need = IBAN_LENGTHS.get(match.group(1))
         groups = match.group().split(" ")
         taken = 0  # as printed, the groups of four may be followed by other words
@@ -137,27 +161,27 @@ def _ibans(text: str) -> Iterator[Span]:
             yield Span("iban", match.start(), match.start() + len(" ".join(groups[:taken])))
 
 
-def _ssns(text: str) -> Iterator[Span]:
-    for match in _SSN.finditer(text):
+def _ssns(text: str, lowered: str | None) -> Iterator[Span]:
+    for match in _SSN.finditer(text) if _SSN_HINT.search(text) else ():
         if ssn_ok(*match.groups()):
             yield Span("ssn", *match.span())
-    for match in _SSN_CUE.finditer(text):
+    for match in _SSN_CUE.finditer(text) if _cued(_SSN_CUE_NEEDS, lowered) else ():
         if ssn_ok(match.group(2), match.group(3), match.group(4)):
             yield Span("ssn", *match.span("number"))
 
 
-def _phones(text: str) -> Iterator[Span]:
-    for match in _PHONE_INTL.finditer(text):
+def _phones(text: str, lowered: str | None) -> Iterator[Span]:
+    for match in _PHONE_INTL.finditer(text) if "+" in text else ():
         raw = match.group()
         decimal = raw.count(".") == 1 and not re.search(r"[^\d.+]", raw)  # +08.5812604
         if 9 <= len(_digits(raw)) <= 15 and _separators_ok(raw) and not decimal:
             yield Span("phone", *match.span())
-    for match in _PHONE_NANP.finditer(text):
+    for match in _PHONE_NANP.finditer(text) if _NANP_HINT.search(text) else ():
         area, exchange = match.group(1) or match.group(2), match.group(4)
         same = match.group(3) in (None, match.group(5)) or match.group(1) is not None
         if area[0] in "23456789" and exchange[0] in "23456789" and same:
             yield Span("phone", *match.span())
-    for match in _PHONE_NATIONAL.finditer(text):
+    for match in _PHONE_NATIONAL.finditer(text) if _NATIONAL_HINT.search(text) else ():
         raw, seps = match.group(), set(re.findall(r"\D", match.group()))
         # two groups joined by "." or "-" are a decimal (058.6439041) or a catalogue star
         # (USNO-B1 0709-0091487, GSC 00984-01465), not a phone
@@ -165,7 +189,7 @@ def _phones(text: str) -> Iterator[Span]:
         in_iban = _IBAN_BEFORE.search(text, max(0, match.start() - 40), match.start())
         if 10 <= len(_digits(raw)) <= 11 and len(seps) == 1 and not paired and not in_iban:
             yield Span("phone", *match.span())
-    for match in _PHONE_CUE.finditer(text):
+    for match in _PHONE_CUE.finditer(text) if _cued(_PHONE_CUE_NEEDS, lowered) else ():
         raw = match.group("number")
         if 7 <= len(_digits(raw)) <= 15 and _separators_ok(raw):
             yield Span("phone", *match.span("number"))
@@ -178,12 +202,13 @@ def _separators_ok(raw: str) -> bool:
 
 
 def _ips(text: str, digits: bool) -> Iterator[Span]:
-    for match in _IPV4.finditer(text) if digits else ():
+    for match in _IPV4.finditer(text) if digits and _IPV4_HINT.search(text) else ():
         before = text[max(0, match.start() - 12) : match.start()]
         # a host in a URL is a server, not a person; -54.42.40.49 is a declination
         if not _VERSION_CUE.search(before) and not before.endswith(("://", "-", "+")):
             yield Span("ip", *match.span())
-    for match in _IPV6.finditer(text) if may_match(_IPV6_NEEDS, text) else ():
+    ipv6 = may_match(_IPV6_NEEDS, text) and _IPV6_HINT.search(text)
+    for match in _IPV6.finditer(text) if ipv6 else ():
         candidate = match.group().split("%", 1)[0]
         # one group of 3-4 hex digits at least: ``12:34::`` is not worth calling an address
         if not re.search(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{3,4}(?![0-9A-Fa-f])", candidate):
