@@ -198,6 +198,52 @@ def test_challenger_beside_champion_as_a_split_then_as_a_shadow(
     with pytest.raises(GcnRagError, match="already serves"):
         serve_challenger(client, "ab", Challenger(first))
 
+    # the challenger is promoted: champion names its version, and the endpoint serves it alone
+    registry.set_alias(fixture_workspace, "champion", second, name=MODEL)
+    got = _wait(server, "ab", lambda g: len(g["config"]["served_entities"]) == 1)
+    (entity,) = got["config"]["served_entities"]
+    assert (entity["name"], entity["entity_version"]) == (challenger, second)
+    assert got["config"]["traffic_config"] == {
+        "routes": [{"served_model_name": challenger, "traffic_percentage": 100}]
+    }
+    assert client.query("ab", ["hello"])[0]["answer"] == "HELLO"
+
+
+def test_followed_config_renames_and_merges() -> None:
+    from gcn_rag.serving.endpoints import followed_config
+
+    def entity(name: str, version: str, alias: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "entity_name": "m.x",
+            "entity_version": version,
+            "entity_alias": alias,
+        }
+
+    config = {
+        "served_entities": [entity("x-1", "1", "champion"), entity("blue", "2", "challenger")],
+        "traffic_config": {
+            "routes": [
+                {"served_model_name": "x-1", "traffic_percentage": 90},
+                {"served_model_name": "blue", "traffic_percentage": 10},
+            ]
+        },
+    }
+    moved = followed_config(config, {"x-1": "3"})  # champion moved on: renamed, split kept
+    assert [(e["name"], e["entity_version"]) for e in moved["served_entities"]] == [
+        ("x-3", "champion"),
+        ("blue", "2"),
+    ]
+    assert moved["traffic_config"]["routes"][0] == {
+        "served_model_name": "x-3",
+        "traffic_percentage": 90,
+    }
+    merged = followed_config(config, {"x-1": "2"})  # champion is now the challenger's version
+    assert [e["name"] for e in merged["served_entities"]] == ["x-2"]
+    assert merged["traffic_config"] == {
+        "routes": [{"served_model_name": "x-2", "traffic_percentage": 100}]
+    }
+
 
 def test_up_checks_its_challenger_options_before_starting(tmp_path: Path) -> None:
     from typer.testing import CliRunner

@@ -234,6 +234,38 @@ def endpoints_delete(
     make_console().print(f"Deleted endpoint {name}.")
 
 
+@endpoints_app.command("challenger")
+@friendly
+def endpoints_challenger(
+    name: str = typer.Argument(..., help="Endpoint name."),
+    percent: int | None = typer.Option(
+        None,
+        "--percent",
+        help="Its share of live traffic (default 10), or with --shadow of requests mirrored "
+        "to it (default 50).",
+    ),
+    shadow: bool = typer.Option(False, "--shadow", help="Mirror requests; never answer with it."),
+    alias: str = typer.Option("challenger", "--alias", help="The alias of the version to serve."),
+    remove: bool = typer.Option(False, "--remove", help="Serve the main entity alone again."),
+    url: str | None = UrlOption,
+    token: str | None = TokenOption,
+    as_json: bool = JsonOption,
+    settings: Settings = SettingsOption,
+) -> None:
+    """Serve the challenger beside the endpoint's main entity (A/B or shadow), zero downtime;
+    both arms follow their aliases. Compare them with `gcn-rag monitor NAME --ab`."""
+    from gcn_rag.cli.common import progress_reporter
+    from gcn_rag.serving.deploy import challenger_for, serve_alone, serve_challenger
+
+    client, notes = _client(url, token, settings), progress_reporter(make_console())
+    if remove:
+        endpoint = serve_alone(client, name, notes)
+    else:
+        challenger = challenger_for(settings, percent, shadow, alias)
+        endpoint = serve_challenger(client, name, challenger, notes)
+    _show(endpoint, as_json)
+
+
 PiiOption = "NONE, MASK (a typed placeholder such as [EMAIL]) or BLOCK (answer 400)"
 
 

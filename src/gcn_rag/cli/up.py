@@ -102,25 +102,14 @@ def _challenger(
     settings: Settings, wanted: bool, percent: int | None, shadow: bool
 ) -> Challenger | None:
     """What --challenger asks for, checked before anything starts."""
-    from gcn_rag.errors import BadInputError, NotFoundError
-    from gcn_rag.model import registry
-    from gcn_rag.serving.deploy import Challenger
+    from gcn_rag.errors import BadInputError
+    from gcn_rag.serving.deploy import challenger_for
 
     if not wanted:
         if shadow or percent is not None:
             raise BadInputError("--shadow and --challenger-percent go with --challenger.")
         return None
-    try:
-        version = registry.resolve(settings, "challenger").version
-    except NotFoundError:
-        raise NotFoundError(
-            "No version is aliased challenger: log one with `gcn-rag model log --alias "
-            "challenger` (or `gcn-rag model alias set challenger N`)."
-        ) from None
-    share = percent if percent is not None else (50 if shadow else 10)
-    if not shadow and share == 100:
-        raise BadInputError("--challenger-percent 100 leaves the champion no traffic; use < 100.")
-    return Challenger(version, percent=share, shadow=shadow)
+    return challenger_for(settings, percent, shadow)
 
 
 def _deploy(

@@ -287,6 +287,43 @@ def _shares(config: dict[str, Any], kind: str) -> set[tuple[str, int]]:
     return {(r["served_model_name"], int(r[field])) for r in routes}
 
 
+def challenger_for(
+    settings: Settings, percent: int | None, shadow: bool, alias: str = "challenger"
+) -> Challenger:
+    """The :class:`Challenger` the registry's ``alias`` names now (default share: 10% of live
+    traffic, or 50% of requests mirrored); a clear error when no version has the alias."""
+    from gcn_rag.model import registry
+
+    try:
+        version = registry.resolve(settings, alias).version
+    except NotFoundError:
+        raise NotFoundError(
+            f"No version is aliased {alias}: log one with `gcn-rag model log --alias {alias}` "
+            f"(or `gcn-rag model alias set {alias} N`)."
+        ) from None
+    share = percent if percent is not None else (50 if shadow else 10)
+    if not shadow and share >= 100:
+        raise BadInputError(f"{share}% of live traffic leaves the champion none; use < 100.")
+    if not 0 < share <= 100:
+        raise BadInputError(f"The challenger's share must be 1 to 100 %; got {share}.")
+    return Challenger(version, alias, share, shadow)
+
+
+def serve_alone(client: ServingClient, name: str, reporter: Reporter = SILENT) -> dict[str, Any]:
+    """Serve only ``name``'s main entity again (the challenger and any shadow removed)."""
+    current = client.get(name)["config"]
+    if len(current["served_entities"]) == 1:
+        reporter.note(f"Endpoint: {name} serves one entity already.")
+        return client.wait(name)
+    main = {k: v for k, v in _main_entity(current).items() if k not in _OUTPUT_ONLY}
+    if main.get("entity_alias"):
+        main["entity_version"] = main["entity_alias"]
+    route = {"served_model_name": main["name"], "traffic_percentage": 100}
+    client.update_config(name, {"served_entities": [main], "traffic_config": {"routes": [route]}})
+    reporter.note(f"Endpoint: {name} serves {main['name']} alone again.")
+    return client.wait(name)
+
+
 def serve_challenger(
     client: ServingClient, name: str, challenger: Challenger, reporter: Reporter = SILENT
 ) -> dict[str, Any]:

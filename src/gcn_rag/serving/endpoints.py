@@ -132,27 +132,56 @@ def default_entity_name(model: str, version: str) -> str:
 def followed_config(config: dict[str, Any], versions: dict[str, str]) -> dict[str, Any]:
     """The update that moves served entities (by name) to the versions their aliases now
     name: each is sent with its alias (resolved again by :func:`normalize_config`); one named
-    after its old version is renamed after the new one, its routes with it."""
+    after its old version is renamed after the new one, its routes with it. An entity that
+    would then serve the same version as another (a challenger just promoted to champion) is
+    dropped, its live share given to the one that stays."""
     renamed: dict[str, str] = {}
-    entities = []
-    for entity in config["served_entities"]:
+    kept: list[tuple[int, dict[str, Any]]] = []  # (place in the config, entity)
+    shares = {
+        r["served_model_name"]: r["traffic_percentage"] for r in config["traffic_config"]["routes"]
+    }
+    places = sorted(
+        enumerate(config["served_entities"]), key=lambda p: -shares.get(p[1]["name"], 0)
+    )
+    serving: dict[tuple[str, str], str] = {}  # (model, version) -> the entity that keeps it
+    for place, entity in places:
         entity = {k: v for k, v in entity.items() if k != "state"}
-        name = entity["name"]
+        name, version = entity["name"], versions.get(entity["name"], entity["entity_version"])
+        if (entity["entity_name"], version) in serving:
+            renamed[name] = serving[(entity["entity_name"], version)]
+            continue
         if name in versions:
             if name == default_entity_name(entity["entity_name"], entity["entity_version"]):
-                entity["name"] = renamed[name] = default_entity_name(
-                    entity["entity_name"], versions[name]
-                )
+                entity["name"] = renamed[name] = default_entity_name(entity["entity_name"], version)
             entity["entity_version"] = entity["entity_alias"]
-        entities.append(entity)
-    traffic = {
-        kind: [
-            {**r, "served_model_name": renamed.get(r["served_model_name"], r["served_model_name"])}
-            for r in routes
-        ]
-        for kind, routes in config["traffic_config"].items()
+        serving[(entity["entity_name"], version)] = entity["name"]
+        kept.append((place, entity))
+    entities = [entity for _, entity in sorted(kept, key=lambda p: p[0])]
+    names = [e["name"] for e in entities]
+    return {"served_entities": entities, "traffic_config": _renamed(config, renamed, names)}
+
+
+def _renamed(config: dict[str, Any], renamed: dict[str, str], kept: list[str]) -> dict[str, Any]:
+    """``config``'s traffic with entities renamed (or merged into the one kept)."""
+    routes: dict[str, int] = {}
+    for route in config["traffic_config"]["routes"]:
+        target = renamed.get(route["served_model_name"], route["served_model_name"])
+        routes[target] = routes.get(target, 0) + int(route["traffic_percentage"])
+    traffic: dict[str, Any] = {
+        "routes": [{"served_model_name": n, "traffic_percentage": p} for n, p in routes.items()]
     }
-    return {"served_entities": entities, "traffic_config": traffic}
+    shadows = [
+        {**r, "served_model_name": renamed.get(r["served_model_name"], r["served_model_name"])}
+        for r in config["traffic_config"].get("shadow_routes", [])
+    ]
+    shadows = [
+        r
+        for r in shadows
+        if r["served_model_name"] in kept and routes.get(r["served_model_name"], 0) == 0
+    ]
+    if shadows:
+        traffic["shadow_routes"] = shadows
+    return traffic
 
 
 def _traffic(raw: Any, names: list[str]) -> dict[str, Any]:
