@@ -149,7 +149,9 @@ def alias_set(
     from gcn_rag.model import registry
 
     registry.set_alias(settings, alias, version, by_hand=True)
-    make_console().print(f"{registry.MODEL_NAME}@{alias} -> version {version} (pinned).")
+    console = make_console()
+    console.print(f"{registry.MODEL_NAME}@{alias} -> version {version} (pinned).")
+    _endpoints_follow(console, settings, version, alias)
 
 
 BenchOption: Any = typer.Option(
@@ -289,10 +291,10 @@ def promote(
         _print_comparison(console, found)
         return found
 
-    _said(console, gate.promote(settings, ref, comparer, policy=policy, force=force))
+    _said(console, gate.promote(settings, ref, comparer, policy=policy, force=force), settings)
 
 
-def _said(console: Console, decision: Decision) -> None:
+def _said(console: Console, decision: Decision, settings: Settings) -> None:
     """What a promotion or rollback decided; exit 1 on a refusal."""
     from gcn_rag.model.registry import MODEL_NAME
 
@@ -317,6 +319,23 @@ def _said(console: Console, decision: Decision) -> None:
     }
     if decision.decision in notes:
         console.print(notes[decision.decision])
+    if decision.moved:
+        _endpoints_follow(console, settings, decision.champion, "champion")
+
+
+def _endpoints_follow(console: Console, settings: Settings, version: str, alias: str) -> None:
+    """Wait for the workspace server's endpoints that serve ``alias`` to follow it."""
+    from gcn_rag.errors import SourceUnavailableError
+    from gcn_rag.serving.client import ServingClient, workspace_server
+    from gcn_rag.serving.deploy import await_followers
+
+    try:
+        client = ServingClient(*workspace_server(settings))
+    except SourceUnavailableError:
+        console.print(f"No server is running: its endpoints follow {alias} when it starts.")
+        return
+    for name in await_followers(client, alias, version):
+        console.print(f"Endpoint {name} serves version {version} (it follows {alias}).")
 
 
 @model_app.command("rollback")
@@ -326,7 +345,7 @@ def rollback(settings: Settings = SettingsOption) -> None:
     pinned by hand so `gcn-rag up` does not move it."""
     from gcn_rag.model import gate
 
-    _said(make_console(), gate.rollback(settings))
+    _said(make_console(), gate.rollback(settings), settings)
 
 
 @alias_app.command("delete")

@@ -11,10 +11,11 @@ import dataclasses
 import json
 import shlex
 import socket
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gcn_rag.errors import BadInputError, NotFoundError
+from gcn_rag.errors import BadInputError, DeadlineExceededError, GcnRagError, NotFoundError
 from gcn_rag.progress import SILENT, Reporter
 from gcn_rag.serving.endpoints import default_entity_name
 from gcn_rag.serving.protocol import query_body
@@ -322,6 +323,37 @@ def serve_alone(client: ServingClient, name: str, reporter: Reporter = SILENT) -
     client.update_config(name, {"served_entities": [main], "traffic_config": {"routes": [route]}})
     reporter.note(f"Endpoint: {name} serves {main['name']} alone again.")
     return client.wait(name)
+
+
+def await_followers(
+    client: ServingClient, alias: str, version: str, timeout_s: float = 600
+) -> list[str]:
+    """Wait until every endpoint with an entity following ``alias`` serves ``version`` with
+    no update in progress (the server follows within seconds); their names. Raises if one
+    failed to load it, or did not follow within ``timeout_s``."""
+    deadline, followers = time.monotonic() + timeout_s, []
+    for endpoint in client.list():
+        if not any(e.get("entity_alias") == alias for e in endpoint["config"]["served_entities"]):
+            continue
+        while True:
+            got = client.get(endpoint["name"])
+            entities = got["config"]["served_entities"]
+            served = {str(e["entity_version"]) for e in entities if e.get("entity_alias") == alias}
+            if served == {version} and got["state"]["config_update"] == "NOT_UPDATING":
+                break
+            if got["state"]["config_update"] == "UPDATE_FAILED":
+                raise GcnRagError(
+                    f"Endpoint {endpoint['name']} could not follow {alias} to version {version}; "
+                    f"see `gcn-rag endpoints get {endpoint['name']}` and its logs."
+                )
+            if time.monotonic() > deadline:
+                raise DeadlineExceededError(
+                    f"Endpoint {endpoint['name']} did not follow {alias} to version {version} "
+                    f"within {timeout_s:g} s."
+                )
+            time.sleep(0.2)
+        followers.append(endpoint["name"])
+    return followers
 
 
 def serve_challenger(
