@@ -144,6 +144,18 @@ def test_an_endpoint_serving_champion_follows_it_with_requests_in_flight(
     ).json()["logs"]
     assert "alias moved" in logs
 
+    # a config sent back as GET gave it, with another version number: that number pins it
+    (entity,) = got["config"]["served_entities"]
+    sent = {k: v for k, v in entity.items() if k != "state"} | {"entity_version": second}
+    body = {"served_entities": [sent]}
+    assert requests.put(
+        f"{server}/api/2.0/serving-endpoints/follower/config", json=body, timeout=30
+    ).ok
+    got = _wait(server, "follower", _serving(second))
+    assert "entity_alias" not in got["config"]["served_entities"][0]
+    time.sleep(1.0)  # five alias checks: it stays
+    assert _get(server, "follower")["config"]["served_entities"][0]["entity_version"] == second
+
 
 def test_a_version_number_pins_the_entity(
     server: str, fixture_workspace: Settings, versions: tuple[str, str]

@@ -162,8 +162,18 @@ def config_change(api: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
         entities.append(kept)
         share = _percent(form.get(f"traffic:{name}", str(current[name])))
         routes.append({"served_model_name": kept["name"], "traffic_percentage": share})
-    body: dict[str, Any] = {"served_entities": entities, "traffic_config": {"routes": routes}}
-    return body
+    names = {
+        e["name"]: kept["name"]
+        for e, kept in zip(api["config"]["served_entities"], entities, strict=True)
+    }
+    traffic: dict[str, Any] = {"routes": routes}
+    shadows = (api["config"].get("traffic_config") or {}).get("shadow_routes") or []
+    if shadows:  # kept as they are (renamed with their entity)
+        traffic["shadow_routes"] = [
+            {**r, "served_model_name": names.get(r["served_model_name"], r["served_model_name"])}
+            for r in shadows
+        ]
+    return {"served_entities": entities, "traffic_config": traffic}
 
 
 def _version(chosen: str | None, entity: dict[str, Any]) -> str:

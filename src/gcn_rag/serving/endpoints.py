@@ -12,7 +12,7 @@ import dataclasses
 import re
 from typing import TYPE_CHECKING, Any
 
-from gcn_rag.errors import BadInputError
+from gcn_rag.errors import BadInputError, GcnRagError
 from gcn_rag.guardrails.policy import normalize_guardrails
 from gcn_rag.serving.capture import normalize_capture_config
 
@@ -92,6 +92,7 @@ def normalize_config(raw: Any, resolve: Resolver | None = None) -> dict[str, Any
         alias = item.get("entity_alias") if version.isdigit() else version
         if version and resolve is not None:  # an alias is resolved; a missing version is 404
             version = resolve(str(item["entity_name"]), version)
+            alias = _followed(resolve, str(item["entity_name"]), alias, version)
         if not version.isdigit():
             raise BadInputError(
                 "entity_version must be a version number (or an alias such as champion), "
@@ -122,6 +123,18 @@ def normalize_config(raw: Any, resolve: Resolver | None = None) -> dict[str, Any
     if raw.get("auto_capture_config"):
         config["auto_capture_config"] = normalize_capture_config(raw["auto_capture_config"])
     return config
+
+
+def _followed(resolve: Resolver, model: str, alias: Any, version: str) -> str | None:
+    """The alias an entity follows: the one it was asked as, or the ``entity_alias`` sent
+    with a version number that is the alias's version now (a config sent back as GET gave
+    it); another number pins the entity (the alias is dropped)."""
+    if not alias or not isinstance(alias, str):
+        return None
+    try:
+        return alias if resolve(model, alias) == version else None
+    except GcnRagError:  # the alias is gone
+        return None
 
 
 def default_entity_name(model: str, version: str) -> str:

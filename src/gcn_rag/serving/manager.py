@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gcn_rag.errors import (
     AlreadyExistsError,
@@ -52,8 +52,16 @@ from gcn_rag.serving.store import EndpointStore
 
 if TYPE_CHECKING:
     from gcn_rag.model.registry import Loader, Resolver
-    from gcn_rag.serving.shadow import Shadows
     from gcn_rag.settings import Settings
+
+
+class ShadowQueue(Protocol):
+    """What the manager sees of the shadow traffic (:class:`gcn_rag.serving.shadow.Shadows`)."""
+
+    @property
+    def queued(self) -> int: ...
+
+    def close(self) -> None: ...
 
 
 class EndpointManager:
@@ -85,7 +93,7 @@ class EndpointManager:
         self._endpoints = {e.name: e for e in store.all()}
         self._replicas: dict[str, dict[str, Replica]] = {}  # endpoint -> entity name -> replica
         self.traffic = TrafficSplit()
-        self.shadows: Shadows | None = None  # set by the invocations path that feeds it
+        self.shadows: ShadowQueue | None = None  # set by the invocations path that feeds it
         self._stop = threading.Event()
         for endpoint in self._endpoints.values():
             if endpoint.pending_config is not None:  # the server stopped mid-update
