@@ -1,5 +1,6 @@
 """The console's Models and Ask pages over HTTP: levels, CSRF, moving an alias (pinned, as
-``gcn-rag model alias set``), escaping, and an event's dossier with its measurements table.
+``gcn-rag model alias set``), recorded comparisons and champion decisions, escaping, and an
+event's dossier with its measurements table.
 
 A real server on loopback with the console mounted (tests/consoles.py); requests acts as the
 browser. The real-browser visit of both pages is in tests/test_console_browser.py.
@@ -8,6 +9,7 @@ browser. The real-browser visit of both pages is in tests/test_console_browser.p
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,10 @@ from consoles import (
     signed_in,
     wait_ready,
 )
-from gcn_rag.model import registry
+from gcn_rag.model import comparisons, gate, registry
+from gcn_rag.model.compare import CategoryResult, Changed, Comparison, Latency, Paired
 from gcn_rag.settings import Settings
+from gcn_rag.tables import Catalog
 
 
 @pytest.fixture
@@ -186,3 +190,91 @@ def test_a_manager_changes_the_served_version_and_watches_the_update(
     back = {"csrf": csrf(page), f"entity_version:{entity_name(new)}": old}
     assert post_form(manager, console, f"{path}/config", back).status_code == 303
     wait_ready(console.manager)
+
+
+def _comparison(champion_version: str, other: str) -> Comparison:
+    """B loses half its redshift items (a loss the gate refuses) and changes a replayed answer
+    into markup."""
+    lost = Paired(a=1.0, b=0.5, a_only=2, b_only=0, p_value=0.5)
+    pooled = Paired(a=1.0, b=0.6667, a_only=2, b_only=0, p_value=0.5)
+    return Comparison(
+        model_name=registry.MODEL_NAME,
+        version_a=champion_version,
+        version_b=other,
+        ref_a="champion",
+        ref_b=other,
+        bench=("bench.jsonl",),
+        bench_digest="0123456789abcdef",
+        categories=(
+            CategoryResult("bench.jsonl", "redshift", 4, lost, lost),
+            CategoryResult("bench.jsonl", "unanswerable", 2, Paired(1.0, 1.0, 0, 0, 1.0), None),
+            CategoryResult("bench.jsonl", "all", 6, pooled, pooled),
+        ),
+        latency_a=Latency(p50_ms=41.0, p95_ms=52.5, n=6),
+        latency_b=Latency(p50_ms=43.0, p95_ms=61.25, n=6),
+        replay_source=f"{ENDPOINT} (rag_inference_payload)",
+        replayed=3,
+        changed=(Changed(QUESTION, "The redshift is 0.151.", '<script>alert("b")</script>'),),
+    )
+
+
+@pytest.fixture
+def comparisons_table(fixture_workspace: Settings) -> Iterator[Path]:
+    """The fixture workspace's ``rag_model_comparisons``, gone afterwards: other tests copy
+    that workspace's tables and count the comparisons they record."""
+    path = Catalog.from_settings(fixture_workspace).path(comparisons.TABLE)
+    assert not path.exists(), "another test left comparisons in the fixture workspace"
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_recorded_comparisons_and_decisions_on_the_models_page(
+    console: Console,
+    fixture_workspace: Settings,
+    champion: dict[str, Any],
+    second_version: str,
+    comparisons_table: Path,
+) -> None:
+    # recorded by the model side's own writer, decided by the real gate (refused: nothing moves)
+    kept = comparisons.record(fixture_workspace, _comparison(champion["version"], second_version))
+    decided = gate.promote(fixture_workspace, second_version, lambda a, b: kept)
+    assert decided.decision == "refused"
+    viewer = signed_in(console, "CAN_VIEW")
+    page = get_page(viewer, console, "/models")
+    assert page.status_code == 200, page.text
+    link = f'href="/console/models/comparisons/{kept.comparison_id}"'
+    row = re.search(rf"<tr>\s*<th scope=\"row\"><a {link}>(.*?)</tr>", page.text, re.S)
+    assert row is not None, page.text
+    cells = re.sub(r"\s+", " ", row.group(1))
+    assert f'version {champion["version"]} <span class="hint">(champion)</span>' in cells
+    assert f"vs version {second_version}" in cells
+    assert ">6<" in cells and "1.000 / 0.667" in cells
+    assert "-50.0 points in bench.jsonl/redshift" in cells and ">0.5<" in cells
+    assert "52.5 ms / 61.2 ms" in cells and "<td>refused</td>" in cells
+    decision = re.search(r'<table id="decisions".*?</table>', page.text, re.S)
+    assert decision is not None, page.text
+    assert "<td>refused</td>" in decision.group(0) and "<td>no</td>" in decision.group(0)
+    assert "bench.jsonl redshift: recall@5 1.0 -&gt; 0.5 (-50.0 points" in decision.group(0)
+    assert link in decision.group(0)
+
+    shown = get_page(viewer, console, f"/models/comparisons/{kept.comparison_id}")
+    assert shown.status_code == 200, shown.text
+    categories = re.search(r'<table id="categories".*?</table>', shown.text, re.S)
+    assert categories is not None, shown.text
+    redshift = re.search(r'<tr class="loses">(.*?)</tr>', categories.group(0), re.S)
+    assert redshift is not None and '<th scope="row">redshift</th>' in redshift.group(1)
+    numbers = re.findall(r'<td class="number">([^<]*)</td>', redshift.group(1))
+    assert numbers == ["4", *["1.000", "0.500", "-50.0", "0.5", "2 / 0"] * 2]
+    assert '<th scope="row">unanswerable</th>' in categories.group(0)
+    assert "61.2 ms" in shown.text and "41.0 ms" in shown.text
+    changed = re.search(r'<table id="changed".*?</table>', shown.text, re.S)
+    assert changed is not None and QUESTION in changed.group(0)
+    assert "The redshift is 0.151." in changed.group(0)
+    assert "<script>" not in shown.text  # the answer is untrusted text
+    assert "&lt;script&gt;alert(&#34;b&#34;)&lt;/script&gt;" in changed.group(0)
+    assert 'data-verdict="refused"' in shown.text
+
+    for missing in ("0" * 32, "no%20such%20id"):
+        absent = get_page(viewer, console, f"/models/comparisons/{missing}")
+        assert absent.status_code == 404 and 'id="error-message"' in absent.text
+        assert "No comparison" in absent.text

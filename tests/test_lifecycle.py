@@ -201,6 +201,61 @@ def test_nothing_to_compare_on_is_an_error_that_says_what_to_pass(
     assert "both version 2" in _cli(lab["settings"], "model", "compare", "2", "2", code=1)
 
 
+def test_the_console_reads_every_champion_decision_and_the_comparison_used(
+    lab: dict[str, Any],
+) -> None:
+    """What the console's Models page lists: every move from ``rag_model_info``'s commits
+    (the version tags keep only each version's last decision), refusals from the tags."""
+    from gcn_rag.console import comparisons as listed
+    from gcn_rag.console import decisions
+
+    settings = lab["settings"]
+    catalog = Catalog.from_settings(settings)
+
+    def recorded(accuracy: Paired, a: str, b: str) -> Comparison:
+        category = CategoryResult("b.jsonl", "all", 10, accuracy, None)
+        latency = Latency(50.0, 60.0, 10)
+        found = Comparison(registry.MODEL_NAME, a, b, a, b, ("b.jsonl",), "d", (category,),
+                           latency, latency)  # fmt: skip
+        return comparisons.record(settings, found)
+
+    _champion_is(settings, "1")
+    better = recorded(_acc(0, 3, n=10), "1", "2")
+    assert gate.promote(settings, "2", lambda a, b: better).decision == "promoted"
+    worse = recorded(_acc(7, 1, n=10), "2", "1")
+    assert gate.promote(settings, "1", lambda a, b: worse, force=True).decision == "forced"
+    gate.rollback(settings)
+    refused = gate.promote(settings, "1", lambda a, b: worse)
+    assert refused.decision == "refused"
+
+    history = decisions.ModelInfoHistory(catalog)
+    for _ in range(2):  # the second read comes from the commits already read
+        moves = [(d.decision, d.previous, d.champion, d.forced) for d in history.decisions()]
+        assert moves[:3] == [
+            ("rolled back", "1", "2", False),
+            ("forced", "2", "1", True),
+            ("promoted", "1", "2", False),
+        ]
+    forced = history.decisions()[1]
+    assert forced.comparison_id == worse.comparison_id
+    assert forced.reasons and forced.reasons[0].startswith("b.jsonl all: accuracy 0.9 -> 0.3")
+    tags = decisions.from_tags(registry.versions(settings))
+    every = decisions.merged(history.decisions(), tags)
+    assert ("refused", "2", "1") in [(d.decision, d.champion, d.candidate) for d in every]
+    assert len(every) == len({(d.decided_at, d.decision, d.candidate) for d in every})
+    verdicts = decisions.verdicts(every)
+    assert verdicts[better.comparison_id] == "promoted"
+    assert verdicts[worse.comparison_id] == "refused"  # the newest decision taken on it
+    rows = listed.recent(catalog, verdicts, limit=2)
+    assert [r.comparison_id for r in rows] == [worse.comparison_id, better.comparison_id]
+    assert rows[0].worst == "-60.0 points in b.jsonl/all" and rows[1].worst == "none"
+    assert (rows[0].accuracy_a, rows[0].accuracy_b, rows[0].verdict) == (
+        "0.900",
+        "0.300",
+        "refused",
+    )
+
+
 # --- the gate's rule, on comparisons as the runs above record them ------------------------
 
 

@@ -65,6 +65,11 @@ def build(
         Route("/inference/{request_id}", page("CAN_VIEW", pages.inference_row), methods=["GET"]),
         Route("/models", page("CAN_VIEW", models.models), methods=["GET"]),
         Route("/models/aliases/{alias}", page("CAN_MANAGE", models.move_alias), methods=["POST"]),
+        Route(
+            "/models/comparisons/{comparison_id}",
+            page("CAN_VIEW", models.comparison),
+            methods=["GET"],
+        ),
         Route("/ask", page("CAN_VIEW", asking.form), methods=["GET"]),
         Route("/ask", page("CAN_QUERY", asking.answer), methods=["POST"]),
         Route("/reports", page("CAN_VIEW", reports.reports), methods=["GET"]),

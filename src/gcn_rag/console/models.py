@@ -1,5 +1,6 @@
-"""The Models page: registered versions with aliases, status, eval metrics and lineage, and a
-form per alias to move it (CAN_MANAGE), over the same registry calls as ``gcn-rag model``.
+"""The Models page: registered versions with aliases, status, eval metrics and lineage, a
+form per alias to move it (CAN_MANAGE), the recorded comparisons and champion decisions, over
+the same registry calls and tables as ``gcn-rag model``; and one comparison's page.
 
 Moving an alias here is ``gcn-rag model alias set``: ``registry.set_alias(..., by_hand=True)``,
 so the alias is pinned and ``gcn-rag up`` leaves it where a person put it.
@@ -9,19 +10,25 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import re
 import threading
 from datetime import UTC, datetime
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
+from gcn_rag.console import comparisons, decisions
+from gcn_rag.console.decisions import DecisionView, ModelInfoHistory
 from gcn_rag.console.guard import Visit
 from gcn_rag.console.pages import render
 from gcn_rag.errors import BadInputError, NotFoundError
 from gcn_rag.model import registry
+from gcn_rag.model.gate import HISTORY_TAG
 from gcn_rag.model.registry import VersionInfo
 from gcn_rag.settings import Settings
+from gcn_rag.tables import Catalog
 
 #: aliases the page always offers a form for, set or not
 USUAL_ALIASES = ("champion", "challenger")
@@ -95,8 +102,29 @@ def store_stamp(settings: Settings) -> tuple[int, ...]:
     return tuple(stamp)
 
 
+@dataclasses.dataclass(frozen=True)
+class RegistryRead:
+    """What the page reads from the registry: versions, aliases, the champions a promotion
+    moved through (oldest first)."""
+
+    infos: list[VersionInfo]
+    aliases: list[AliasView]
+    champions: list[str]
+
+
+def champion_history(settings: Settings) -> list[str]:
+    """The registered model's ``gcn_rag.champion_history`` (what ``rollback`` walks back)."""
+    raw = registry.model_tag(settings, HISTORY_TAG)
+    try:
+        found = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    return [str(v) for v in found] if isinstance(found, list) else []
+
+
 class ModelPages:
-    """``GET /models`` and ``POST /models/aliases/{alias}`` over one workspace's registry.
+    """``GET /models``, ``POST /models/aliases/{alias}`` and ``GET /models/comparisons/{id}``
+    over one workspace's registry and tables.
 
     The versions and aliases are read again only when the MLflow store changed: reading them
     is some 80 MLflow queries (0.1-0.5 s), a page visit should not wait for that each time.
@@ -105,40 +133,78 @@ class ModelPages:
     def __init__(self, settings: Settings | None) -> None:
         self.settings = settings
         self._lock = threading.Lock()
-        self._read: tuple[tuple[int, ...], list[VersionInfo], list[AliasView]] | None = None
+        self._read: tuple[tuple[int, ...], RegistryRead] | None = None
+        # one catalog for the server's life: its kept DuckDB connection makes queries cheap
+        self.catalog = Catalog.from_settings(settings) if settings is not None else None
+        self.history = ModelInfoHistory(self.catalog) if self.catalog is not None else None
 
-    def _registry(self, settings: Settings) -> tuple[list[VersionInfo], list[AliasView]]:
+    def _registry(self, settings: Settings) -> RegistryRead:
         stamp = store_stamp(settings)  # before reading: a write during the read shows next time
         with self._lock:
             if self._read is not None and self._read[0] == stamp:
-                return self._read[1], self._read[2]
+                return self._read[1]
         infos = registry.versions(settings)
-        aliases = alias_views(settings, infos)
+        read = RegistryRead(infos, alias_views(settings, infos), champion_history(settings))
         with self._lock:
-            self._read = (stamp, infos, aliases)
-        return infos, aliases
+            self._read = (stamp, read)
+        return read
 
-    def _workspace(self) -> Settings:
-        if self.settings is None:
+    def _workspace(self) -> tuple[Settings, Catalog, ModelInfoHistory]:
+        if self.settings is None or self.catalog is None or self.history is None:
             raise NotFoundError("This server was started without a workspace's settings.")
-        return self.settings
+        return self.settings, self.catalog, self.history
+
+    def _decisions(self, settings: Settings) -> tuple[RegistryRead, list[DecisionView]]:
+        """The registry read and every champion decision recorded, newest first."""
+        read = self._registry(settings)
+        history = self._workspace()[2]
+        return read, decisions.merged(history.decisions(), decisions.from_tags(read.infos))
+
+    def _models(self, settings: Settings) -> dict[str, Any]:
+        read, decided = self._decisions(settings)
+        catalog = self._workspace()[1]
+        return {
+            "versions": [version_view(i) for i in read.infos],
+            "aliases": read.aliases,
+            "champions": read.champions,
+            "decisions": decided[: decisions.LISTED],
+            "comparisons": comparisons.recent(catalog, decisions.verdicts(decided)),
+        }
 
     async def models(self, visit: Visit) -> Response:
-        settings = self._workspace()
-        infos, aliases = await run_in_threadpool(self._registry, settings)
+        settings = self._workspace()[0]
+        found = await run_in_threadpool(self._models, settings)
         return render(
             visit.request,
             "models.html",
             visit.session,
             model=registry.MODEL_NAME,
-            versions=[version_view(i) for i in infos],
-            aliases=aliases,
             moved=visit.request.query_params.get("moved", ""),
+            **found,
+        )
+
+    async def comparison(self, visit: Visit) -> Response:
+        """One recorded comparison: per category, latency, changed answers; and the
+        promotions decided on it."""
+        settings, catalog, _ = self._workspace()
+        wanted = visit.request.path_params["comparison_id"]
+        found = await run_in_threadpool(comparisons.one, catalog, wanted)
+        decided = (await run_in_threadpool(self._decisions, settings))[1]
+        return render(
+            visit.request,
+            "comparison.html",
+            visit.session,
+            comparison=found,
+            categories=comparisons.category_views(found),
+            changed=found.changed[: comparisons.CHANGED_SHOWN],
+            decisions=[d for d in decided if d.comparison_id == found.comparison_id],
+            when=comparisons.when(found.compared_at),
+            ms=comparisons.ms,
         )
 
     async def move_alias(self, visit: Visit) -> Response:
         """Point the alias at the form's version, pinned by hand, then back to the page."""
-        settings = self._workspace()
+        settings = self._workspace()[0]
         alias = visit.request.path_params["alias"]
         version = visit.form.get("version", "").strip()
         if not _ALIAS.fullmatch(alias):
