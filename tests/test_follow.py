@@ -175,8 +175,9 @@ def test_a_version_number_pins_the_entity(
 def test_challenger_beside_champion_as_a_split_then_as_a_shadow(
     server: str, fixture_workspace: Settings, versions: tuple[str, str]
 ) -> None:
+    from gcn_rag.serving.arms import Challenger, serve_challenger
     from gcn_rag.serving.client import ServingClient
-    from gcn_rag.serving.deploy import Challenger, EndpointSpec, deploy, serve_challenger
+    from gcn_rag.serving.deploy import EndpointSpec, deploy
 
     first, second = versions
     registry.set_alias(fixture_workspace, "champion", first, name=MODEL)

@@ -326,8 +326,8 @@ def _said(console: Console, decision: Decision, settings: Settings) -> None:
 def _endpoints_follow(console: Console, settings: Settings, version: str, alias: str) -> None:
     """Wait for the workspace server's endpoints that serve ``alias`` to follow it."""
     from gcn_rag.errors import SourceUnavailableError
+    from gcn_rag.serving.arms import await_followers
     from gcn_rag.serving.client import ServingClient, workspace_server
-    from gcn_rag.serving.deploy import await_followers
 
     try:
         client = ServingClient(*workspace_server(settings))

@@ -255,7 +255,7 @@ def endpoints_challenger(
     """Serve the challenger beside the endpoint's main entity (A/B or shadow), zero downtime;
     both arms follow their aliases. Compare them with `gcn-rag monitor NAME --ab`."""
     from gcn_rag.cli.common import progress_reporter
-    from gcn_rag.serving.deploy import challenger_for, serve_alone, serve_challenger
+    from gcn_rag.serving.arms import challenger_for, serve_alone, serve_challenger
 
     client, notes = _client(url, token, settings), progress_reporter(make_console())
     if remove:

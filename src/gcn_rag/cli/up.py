@@ -20,7 +20,24 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from gcn_rag.serving.app import Server
-    from gcn_rag.serving.deploy import Challenger, EndpointSpec
+    from gcn_rag.serving.arms import Challenger
+    from gcn_rag.serving.deploy import EndpointSpec
+
+
+ChallengerOption = typer.Option(
+    False, "--challenger", help="Also serve the version aliased challenger beside the champion."
+)
+PercentOption = typer.Option(
+    None,
+    "--challenger-percent",
+    min=1,
+    max=100,
+    help="With --challenger: its share of live traffic (default 10), or with --shadow the "
+    "share of requests mirrored to it (default 50).",
+)
+ShadowOption = typer.Option(
+    False, "--shadow", help="With --challenger: mirror requests to it, never answer with it."
+)
 
 
 @friendly
@@ -36,22 +53,9 @@ def up(
     check: bool = typer.Option(
         False, "--check", help="Answer the sample question over HTTP, then stop (for scripts)."
     ),
-    challenger: bool = typer.Option(
-        False,
-        "--challenger",
-        help="Also serve the version aliased challenger beside the champion (A/B).",
-    ),
-    percent: int | None = typer.Option(
-        None,
-        "--challenger-percent",
-        min=1,
-        max=100,
-        help="With --challenger: its share of live traffic (default 10), or with --shadow "
-        "the share of requests mirrored to it (default 50).",
-    ),
-    shadow: bool = typer.Option(
-        False, "--shadow", help="With --challenger: mirror requests to it, never answer with it."
-    ),
+    challenger: bool = ChallengerOption,
+    percent: int | None = PercentOption,
+    shadow: bool = ShadowOption,
     settings: Settings = SettingsOption,
 ) -> None:
     """The main job in one command: ingest, index, register, serve, answer.
@@ -103,7 +107,7 @@ def _challenger(
 ) -> Challenger | None:
     """What --challenger asks for, checked before anything starts."""
     from gcn_rag.errors import BadInputError
-    from gcn_rag.serving.deploy import challenger_for
+    from gcn_rag.serving.arms import challenger_for
 
     if not wanted:
         if shadow or percent is not None:

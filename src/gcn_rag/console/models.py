@@ -19,7 +19,8 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from gcn_rag.console import comparisons, decisions
+import gcn_rag.console.comparisons as comparisons
+import gcn_rag.console.decisions as decisions
 from gcn_rag.console.decisions import DecisionView, ModelInfoHistory
 from gcn_rag.console.guard import Visit
 from gcn_rag.console.pages import render
