@@ -144,6 +144,11 @@ def test_an_endpoint_serving_champion_follows_it_with_requests_in_flight(
     ).json()["logs"]
     assert "alias moved" in logs
 
+    registry.set_alias(fixture_workspace, "champion", second, name=MODEL)  # promoted again
+    _wait(server, "follower", _serving(second))
+    registry.set_alias(fixture_workspace, "champion", first, name=MODEL)
+    got = _wait(server, "follower", _serving(first))
+
     # a config sent back as GET gave it, with another version number: that number pins it
     (entity,) = got["config"]["served_entities"]
     sent = {k: v for k, v in entity.items() if k != "state"} | {"entity_version": second}

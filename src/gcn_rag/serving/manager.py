@@ -107,7 +107,7 @@ class EndpointManager:
         interval = max(
             0.05, min(5.0, self.limits.scale_to_zero_idle_s / 4, self.limits.alias_check_s)
         )
-        self._followed: set[tuple[str, str, str]] = set()  # (endpoint, entity, version) tried
+        self._followed: dict[tuple[str, str], str] = {}  # (endpoint, entity) -> version tried
         self._reaper = threading.Thread(target=self._reap, args=(interval,), daemon=True)
         self._reaper.start()
 
@@ -447,8 +447,8 @@ class EndpointManager:
     def follow_aliases(self) -> None:
         """Update every endpoint whose served entity follows an alias (it was created or
         updated with ``entity_version: "champion"``) that now names another version: the
-        same zero-downtime update as the API's, logged on the endpoint. A move that failed to
-        load is not retried until the alias moves again."""
+        same zero-downtime update as the API's, logged on the endpoint. A move whose update
+        failed to load is not retried until the alias moves again."""
         if self.resolve is None:
             return
         with self._lock:
@@ -463,9 +463,12 @@ class EndpointManager:
                     version = self.resolve(str(entity["entity_name"]), str(alias))
                 except Exception:  # the alias is gone (or the registry busy): stay, retry
                     continue
-                key = (endpoint.name, entity["name"], version)
-                if version != entity["entity_version"] and key not in self._followed:
-                    self._followed.add(key)
+                key = (endpoint.name, entity["name"])
+                failed = endpoint.config_update == UPDATE_FAILED
+                if version != entity["entity_version"] and not (
+                    failed and self._followed.get(key) == version
+                ):
+                    self._followed[key] = version
                     moved[entity["name"]] = version
             if moved:
                 self._follow(endpoint, moved)
