@@ -5,21 +5,20 @@ An endpoint's ``traffic_config.shadow_routes`` (``[{"served_model_name": "challe
 "shadow_percentage": 50}]``) names served entities that take no live traffic. After the
 primary entity has answered a request and the response has been sent, that share of its
 requests (exactly, by the same credit counting as the traffic split) is offered to a bounded
-queue; one background thread asks the shadow entity's model, running in its own process at the
-lowest CPU priority (:mod:`gcn_rag.serving.sidecar`: live requests keep the GIL and the
-CPU), the same rows (as the model got them:
-masked if the endpoint masks personal data) with the same params, screens the answer with the
-endpoint's output guardrails and spools it to the endpoint's inference table as its own row:
-``served_entity_id`` the shadow entity, ``logging_error_codes`` ``SHADOW`` and
-``SHADOW_OF:<the primary's databricks_request_id>``, the request as the primary's row keeps
-it. The caller never waits for it and never sees it: a shadow failure is a row with its status
-and a count in ``/metrics``, nothing more.
+queue. One background thread takes the copies one at a time and asks the shadow entity's
+model, which runs in its own process (:mod:`gcn_rag.serving.sidecar`), the same rows as the
+primary model got them (masked, if the endpoint masks personal data) with the same params;
+it screens the answer with the endpoint's output guardrails and spools it to the endpoint's
+inference table as its own row: ``served_entity_id`` the shadow entity,
+``logging_error_codes`` ``SHADOW`` and ``SHADOW_OF:<the primary's databricks_request_id>``,
+the request as the primary's row keeps it. The caller never waits for it and never sees it:
+a shadow failure is a row with its status and a count in ``/metrics``, nothing more.
 
-Live traffic first: the thread starts a shadow request only when no live request is in flight
-on the server, so under load shadow requests wait in the queue; when the queue is full (or a
-job has waited ``max_wait_s``) new copies are dropped and counted
-(``gcn_rag_shadow_dropped_total``). A shadow entity is an A/B arm on the same questions
-without any user seeing its answers.
+Live traffic first: a copy starts only when no live request is in flight on the server, and
+the shadow process is stopped whenever one is (:meth:`Shadows.enter`), so under load copies
+wait in the queue; when the queue is full (or a copy has waited ``max_wait_s``) new copies
+are dropped and counted (``gcn_rag_shadow_dropped_total``). A shadow entity is an A/B arm
+on the same questions without any user seeing its answers.
 """
 
 from __future__ import annotations
