@@ -242,6 +242,9 @@ def test_recorded_comparisons_and_decisions_on_the_models_page(
     viewer = signed_in(console, "CAN_VIEW")
     page = get_page(viewer, console, "/models")
     assert page.status_code == 200, page.text
+    assert (
+        page.text.count('id="comparisons"') == 1 and "<title>Models · gcn-rag</title>" in page.text
+    )
     link = f'href="/console/models/comparisons/{kept.comparison_id}"'
     row = re.search(rf"<tr>\s*<th scope=\"row\"><a {link}>(.*?)</tr>", page.text, re.S)
     assert row is not None, page.text
