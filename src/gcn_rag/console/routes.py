@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import urllib.parse
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -214,7 +215,8 @@ class Pages:
 
     # --- query ------------------------------------------------------------------------------
 
-    async def query_form(self, visit: Visit) -> Response:
+    async def query_form(self, visit: Visit, **shown: Any) -> Response:
+        """The Query page with the model's input example (and what ``shown`` adds)."""
         name = visit.request.path_params["name"]
         view = endpoint_view(self.manager.get(name))
         example = await run_in_threadpool(self._example, view)
@@ -227,6 +229,7 @@ class Pages:
             raw="",
             example=example.body,
             result=None,
+            **shown,
         )
 
     async def query(self, visit: Visit) -> Response:
@@ -259,19 +262,7 @@ class Pages:
         row = await run_in_threadpool(
             store.submit, name, requester=visit.session.caller.name, **checked
         )
-        view = endpoint_view(self.manager.get(name))
-        example = await run_in_threadpool(self._example, view)
-        return render(
-            visit.request,
-            "query.html",
-            visit.session,
-            endpoint=view,
-            question=example.question,
-            raw="",
-            example=example.body,
-            result=None,
-            feedback=row,
-        )
+        return await self.query_form(visit, feedback=row)
 
     def _example(self, view: EndpointView) -> Example:
         """The input example of the model the endpoint's first entity serves."""
