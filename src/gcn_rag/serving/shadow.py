@@ -92,10 +92,12 @@ class Shadows:
         self._credit: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._sidecars: dict[tuple[str, str], Sidecar] = {}  # only the thread changes it
         self._running: tuple[Sidecar, ...] = ()  # a snapshot of them, for the event loop
-        self.prune_every_s = 30.0
+        self._failed: set[tuple[str, str]] = set()  # versions whose process failed to load
+        self.tend_every_s = 5.0
+        self._thread = threading.Thread(target=self._work, name="gcn-rag-shadow", daemon=True)
+        self._thread.start()
 
     def offer(self, mirror: Mirror, primary: str) -> None:
         """Queue copies of an answered request for the endpoint's shadow entities (their
@@ -107,8 +109,6 @@ class Shadows:
                 self._queue.put_nowait(_Job(mirror, replica, time.monotonic()))
             except queue.Full:
                 self.metrics.shadow_dropped(mirror.endpoint, replica.name)
-                continue
-            self._ensure_thread()
 
     def enter(self) -> None:
         """A live request starts (called on the server's event loop only): shadow models
@@ -136,12 +136,9 @@ class Shadows:
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop taking copies; finish the one in hand (its row is spooled) and drop the rest."""
         self._stop.set()
-        with self._lock:
-            thread = self._thread
-        if thread is not None:
-            with contextlib.suppress(queue.Full):  # a full queue: the thread sees the flag
-                self._queue.put_nowait(None)
-            thread.join(timeout_s)
+        with contextlib.suppress(queue.Full):  # a full queue: the thread sees the flag
+            self._queue.put_nowait(None)
+        self._thread.join(timeout_s)
 
     def _take(self, endpoint: str, entity: str, share: int) -> bool:
         """Whether this request is one the entity's ``share`` percent mirrors (exact per 100)."""
@@ -151,21 +148,13 @@ class Shadows:
             self._credit[(endpoint, entity)] = credit - 100 if taken else credit
         return taken
 
-    def _ensure_thread(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._work, name="gcn-rag-shadow", daemon=True
-                )
-                self._thread.start()
-
     def _work(self) -> None:
         try:
             while not self._stop.is_set():
                 try:
-                    job = self._queue.get(timeout=self.prune_every_s)
+                    job = self._queue.get(timeout=self.tend_every_s)
                 except queue.Empty:
-                    self._prune()
+                    self._tend()
                     continue
                 if job is None or self._stop.is_set():
                     return
@@ -177,9 +166,8 @@ class Shadows:
             for sidecar in self._sidecars.values():
                 sidecar.close()
 
-    def _sidecar(self, replica: Replica) -> Sidecar:
-        """The child process of ``replica``'s model version (started on first use)."""
-        key = (str(replica.entity["entity_name"]), str(replica.entity["entity_version"]))
+    def _sidecar(self, key: tuple[str, str]) -> Sidecar:
+        """The child process of a model version (started and loaded if it is not running)."""
         sidecar = self._sidecars.get(key)
         if sidecar is not None and sidecar.alive:
             return sidecar
@@ -189,15 +177,24 @@ class Shadows:
             sidecar.pause()
         if self._idle.is_set():  # ... and if it ended before the pause took, go on
             sidecar.resume()
-        sidecar.wait_loaded(self.manager.limits.request_timeout_s)
+        try:
+            sidecar.wait_loaded(self.manager.limits.request_timeout_s)
+        except GcnRagError:
+            self._failed.add(key)
+            raise
         return sidecar
 
-    def _prune(self) -> None:
-        """Stop the processes of versions no shadow route names any more."""
+    def _tend(self) -> None:
+        """While no copy waits: stop the processes of versions no shadow route names any
+        more, and start (load) those of new shadow routes before their first copy."""
         wanted = self.manager.shadow_models()
         for key in [k for k in self._sidecars if k not in wanted]:
             self._sidecars.pop(key).close()
+        self._failed &= wanted  # a version named anew is tried anew
         self._running = tuple(self._sidecars.values())
+        for key in sorted(wanted - set(self._sidecars) - self._failed):
+            with contextlib.suppress(GcnRagError):  # its copies will say why, as rows
+                self._sidecar(key)
 
     def _wait_idle(self, job: _Job) -> bool:
         """Wait until no live request is in flight; False if that took over ``max_wait_s``.
@@ -247,7 +244,9 @@ class Shadows:
     def _answer(self, job: _Job, codes: list[str]) -> bytes:
         mirror = job.mirror
         timeout = self.manager.limits.request_timeout_s
-        result = self._sidecar(job.replica).predict(mirror.inputs.frame(), mirror.params, timeout)
+        entity = job.replica.entity
+        sidecar = self._sidecar((str(entity["entity_name"]), str(entity["entity_version"])))
+        result = sidecar.predict(mirror.inputs.frame(), mirror.params, timeout)
         rows = records(result)
         if mirror.guards is not None and mirror.guards.output:
             screened = mirror.guards.screen_predictions(rows)
