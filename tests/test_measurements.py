@@ -372,9 +372,21 @@ def test_the_seventh_rounds_classes_are_not_the_events_values(
 
 def test_positions_listed_after_a_line_that_names_corners_are_corners() -> None:
     corners = "The 90% error box is a thin strip, and its vertices are at"
-    line = 'RA = +08h 12m 33.1s, Dec = -11d 02\' 10", RA = +08h 13m 04.7s, Dec = -11d 40\' 51"'
+    line = "RA = +08h 12m 33.1s, Dec = -11d 02' 10\", RA = +08h 13m 04.7s, Dec = -11d 40' 51\""
     assert read(BY_KEY["ra"], line)  # alone, the line gives positions
     assert read(BY_KEY["ra"], line, before=line_before(corners, line)) == []
     assert read(BY_KEY["dec"], line, before=line_before(corners, line)) == []
     centre = "The centre of the strip lies at"
     assert read(BY_KEY["ra"], line, before=line_before(centre, line))
+
+
+def test_a_stars_declination_after_a_semicolon_and_a_compound_word_are_not_values() -> None:
+    star = (
+        "Magnitudes are relative to the reference star USNO-B1.0 1234-0567890 at "
+        "RA = 12 10 30.51; Dec = +20 05 11.2."
+    )
+    assert read(BY_KEY["ra"], star) == [] and read(BY_KEY["dec"], star) == []
+    assert read(BY_KEY["dec"], "The afterglow is at RA = 12 10 31.00; Dec = +20 05 14.0.")
+    criteria = "photon index = 1.6 (photon index < 2) 2) 1-s peak photon flux = 0.5"
+    assert [r.value for r in read(BY_KEY["photon_index"], criteria)] == [1.6]
+    assert [r.value for r in read(BY_KEY["t90"], "a T90 of 12-s")] == [12.0]

@@ -51,6 +51,7 @@ _CITED = re.compile(rf"[^;]{{0,40}}?(?:{CIRCULAR_REFERENCE.pattern}|\bet al)")  
 _CLAUSE = re.compile(
     r";|\.\s+(?=[A-Z])|,\s+(?:we|and we|which|while|whereas|but)\b"
 )  # a clause ends
+_COMPOUND = re.compile(r"[-\u2013][a-zA-Z]")  # "1-s", "3-sigma" after a number
 _OF_ANTECEDENT = re.compile(r",\s+(?:which|that)\s+(?:has|have|had)\b")  # its values
 _LIMIT_ON = re.compile(  # "the (upper) limit on the total isotropic energy ... of"
     r"\b(?:(?:(?P<kind>upper|lower)[- ])?limits?\s+(?:on|of|for|to)\s+(?:the\s+|a\s+|its\s+)?"
@@ -200,9 +201,11 @@ def _near(window: str) -> str:
     bounds = list(_CLAUSE.finditer(window))
     if not bounds:
         return window
-    if _OF_ANTECEDENT.match(window, bounds[-1].start()):
+    last = window[bounds[-1].end() :]
+    if _OF_ANTECEDENT.match(window, bounds[-1].start()) or len(last.strip()) < 12:
+        # ... and "RA = 17 40 53.13; Dec =": a clause of its cue alone goes with the one before
         return window[bounds[-2].end() if len(bounds) > 1 else 0 :]
-    return window[bounds[-1].end() :]
+    return last
 
 
 def _date(left: str, text: str, at: int) -> bool:
@@ -266,6 +269,8 @@ def _reading(quantity: Quantity, text: str, at: int) -> Reading | None:
     if match is None:
         return None
     digits, end = match["digits"], match.end()
+    if quantity.unit != "s" and _COMPOUND.match(text, end):
+        return None  # "1-s peak photon flux", "3-sigma": a word, not a value
     errors = _ERRORS.match(text, end)
     if errors:
         end = errors.end()
