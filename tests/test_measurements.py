@@ -386,6 +386,11 @@ def test_a_stars_declination_after_a_semicolon_and_a_compound_word_are_not_value
         "RA = 12 10 30.51; Dec = +20 05 11.2."
     )
     assert read(BY_KEY["ra"], star) == [] and read(BY_KEY["dec"], star) == []
+    clause = (
+        "We calibrated with the comparison star A, which has R = 17.1 and coordinates "
+        "RA = 12 10 30.51; Dec = +20 05 11.2."
+    )
+    assert read(BY_KEY["dec"], clause) == [] and read(BY_KEY["magnitude"], clause) == []
     assert read(BY_KEY["dec"], "The afterglow is at RA = 12 10 31.00; Dec = +20 05 14.0.")
     criteria = "photon index = 1.6 (photon index < 2) 2) 1-s peak photon flux = 0.5"
     assert [r.value for r in read(BY_KEY["photon_index"], criteria)] == [1.6]

@@ -199,13 +199,12 @@ def _near(window: str) -> str:
     """The clause a value is in; with the one before it when it is that one's relative clause
     ("the USNO star ..., which has magnitudes R = 18.3": the star's)."""
     bounds = list(_CLAUSE.finditer(window))
-    if not bounds:
-        return window
-    last = window[bounds[-1].end() :]
-    if _OF_ANTECEDENT.match(window, bounds[-1].start()) or len(last.strip()) < 12:
-        # ... and "RA = 17 40 53.13; Dec =": a clause of its cue alone goes with the one before
-        return window[bounds[-2].end() if len(bounds) > 1 else 0 :]
-    return last
+    i = len(bounds) - 1
+    if i >= 0 and len(window[bounds[i].end() :].strip()) < 12:
+        i -= 1  # "RA = 17 40 53.13; Dec =": a clause of its cue alone goes with the one before
+    while i >= 0 and _OF_ANTECEDENT.match(window, bounds[i].start()):
+        i -= 1
+    return window[bounds[i].end() :] if i >= 0 else window
 
 
 def _date(left: str, text: str, at: int) -> bool:
