@@ -333,3 +333,35 @@ def test_new_values_alone_swap_the_index_copy_only(settings: Settings, tokenizer
     assert manifest.corpus["measurements_version"] == version
     assert lexical == {p.name: p.stat().st_mtime_ns for p in (settings.index / "lexical").iterdir()}
     assert build_index(settings, catalog, embedder).up_to_date
+
+
+def test_a_source_said_to_be_unrelated_and_another_bursts_row_are_not_the_events() -> None:
+    rows = extract(
+        _circular(
+            "A second object with R = 22.8 lies at RA = 12:01:02.30 Dec = +20:11:12.0, south "
+            "of and outside the XRT error circle, so it is unlikely associated with the GRB.\n\n"
+            "Our limit for the afterglow is R > 23.5.\n\n"
+            "Earlier bursts observed with the same telescope:\n"
+            "981226   R>22.9, J>19.0   12\n"
+            "990105   R>21.2           14\n"
+        )
+    )
+    whose = {(row.quantity, round(row.value, 1)): row.event_id for row in rows}
+    assert whose[("magnitude", 22.8)] is None and whose[("ra", 180.3)] is None
+    assert whose[("magnitude", 23.5)] == "GRB 990101A"
+    assert whose[("magnitude", 22.9)] is None and whose[("magnitude", 19.0)] is None
+    assert whose[("magnitude", 21.2)] == "GRB 990101A"  # a later date: an observation's row
+
+
+def test_an_instrument_named_for_its_trigger_time_did_not_measure_the_position() -> None:
+    rows = extract(
+        _circular(
+            "Imaging began 20.1 min after the Swift/BAT trigger, and the afterglow is detected "
+            "at R.A. = 06:10:20.00, Dec. = +40:30:10.0 in our images.\n\n"
+            "The on-ground location, using the Fermi GBM trigger data, is RA = 92.5, Dec = 40.2.",
+            subject="GRB 990101A: optical afterglow",
+        )
+    )
+    found = {(row.quantity, round(row.value, 2)): row.instrument for row in rows}
+    assert found[("ra", 92.58)] is None
+    assert found[("ra", 92.5)] == "Fermi GBM"

@@ -308,3 +308,90 @@ def test_a_named_instrument_without_a_value_is_said(fixture_assistant: Any) -> N
 def test_a_catalog_source_near_a_neutrino_is_not_its_position(fixture_assistant: Any) -> None:
     answer = fixture_assistant.ask("What is the right ascension of IceCube-241224A?")
     assert answer.answer.startswith("The right ascension of IceCube-241224A is 184.97 deg")
+
+
+@pytest.mark.parametrize(
+    ("key", "sentence", "expected"),
+    [
+        # a calibration star's values in the relative clause after it
+        (
+            "magnitude",
+            "We calibrated against the reference star USNO-A2.0 0975-12345678, which has "
+            "magnitudes B = 17.9 and R = 16.8.",
+            [],
+        ),
+        ("magnitude", "The new source, which has R = 20.4, is fading.", [(20.4, "")]),
+        # a row's number in a list of positions is no coordinate
+        ("dec", "RA  Dec ========= 1: 201.113 -12.345 2: 201.402 -12.107", []),
+        # a criterion's threshold, written after the value, is no limit on the burst
+        (
+            "peak_photon_flux",
+            "It meets the criteria: 1-s peak photon flux = 0.7 (1-s peak photon flux < "
+            "1.5 ph/cm2/s).",
+            [],
+        ),
+        ("peak_photon_flux", "the 1-s peak photon flux is < 0.3 ph/cm2/s", [(0.3, "upper")]),
+        # the error of an offset is no error radius
+        (
+            "error_radius",
+            'The galaxy lies 2.1" from the afterglow, with a distance error of 0.3" (1 sigma).',
+            [],
+        ),
+        ("error_radius", 'The afterglow position has an error of 0.3".', [(0.3 / 3600, "")]),
+        # "the limit on the <quantity> ... of" is a limit
+        (
+            "eiso",
+            "at 400 Mpc this gives the limit on the total isotropic equivalent energy in 2 s "
+            "of 3.1e+49 erg",
+            [(3.1e49, "upper")],
+        ),
+        # the centre of the part of a GW region the Earth hides is no position of the event
+        (
+            "ra",
+            "Part of the skymap is behind the Earth for the satellite, centred at RA=120.4, "
+            "Dec=-10.2 with a radius of 66.0 degrees.",
+            [],
+        ),
+        (
+            "error_radius",
+            "Part of the skymap is behind the Earth for the satellite, centred at RA=120.4, "
+            "Dec=-10.2 with a radius of 66.0 degrees.",
+            [],
+        ),
+        # a date after "UT Dec"
+        ("dec", "Imaging was obtained on UT Dec 21.08 (BVR) and UT Dec 22.9 (R).", []),
+    ],
+)
+def test_the_seventh_rounds_classes_are_not_the_events_values(
+    key: str, sentence: str, expected: list[tuple[float, str]]
+) -> None:
+    got = [(r.value, r.limit) for r in read(BY_KEY[key], sentence)]
+    assert [limit for _, limit in got] == [limit for _, limit in expected]
+    assert [v for v, _ in got] == pytest.approx([v for v, _ in expected], rel=1e-6)
+
+
+def test_positions_listed_after_a_line_that_names_corners_are_corners() -> None:
+    corners = "The 90% error box is a thin strip, and its vertices are at"
+    line = "RA = +08h 12m 33.1s, Dec = -11d 02' 10\", RA = +08h 13m 04.7s, Dec = -11d 40' 51\""
+    assert read(BY_KEY["ra"], line)  # alone, the line gives positions
+    assert read(BY_KEY["ra"], line, before=line_before(corners, line)) == []
+    assert read(BY_KEY["dec"], line, before=line_before(corners, line)) == []
+    centre = "The centre of the strip lies at"
+    assert read(BY_KEY["ra"], line, before=line_before(centre, line))
+
+
+def test_a_stars_declination_after_a_semicolon_and_a_compound_word_are_not_values() -> None:
+    star = (
+        "Magnitudes are relative to the reference star USNO-B1.0 1234-0567890 at "
+        "RA = 12 10 30.51; Dec = +20 05 11.2."
+    )
+    assert read(BY_KEY["ra"], star) == [] and read(BY_KEY["dec"], star) == []
+    clause = (
+        "We calibrated with the comparison star A, which has R = 17.1 and coordinates "
+        "RA = 12 10 30.51; Dec = +20 05 11.2."
+    )
+    assert read(BY_KEY["dec"], clause) == [] and read(BY_KEY["magnitude"], clause) == []
+    assert read(BY_KEY["dec"], "The afterglow is at RA = 12 10 31.00; Dec = +20 05 14.0.")
+    criteria = "photon index = 1.6 (photon index < 2) 2) 1-s peak photon flux = 0.5"
+    assert [r.value for r in read(BY_KEY["photon_index"], criteria)] == [1.6]
+    assert [r.value for r in read(BY_KEY["t90"], "a T90 of 12-s")] == [12.0]

@@ -33,6 +33,13 @@ INSTRUMENTS: dict[str, re.Pattern[str]] = {
 }
 
 _IN_REGION = re.compile(r"\b(?:within|in|inside)\s+(?:the\s+)?(?:[\w.-]+[\s/]+){0,2}$", re.I)
+_SINCE = re.compile(
+    r"\b(?:after|since|before|post|following|relative to)\s+(?:the\s+)?(?:[\w.-]+[\s/-]+){0,2}$",
+    re.I,
+)
+_TRIGGER = re.compile(
+    r"(?:[\s/-]+[\w-]+)?[\s-]*trigger\b(?!\s+(?:data|position|location|locali))", re.I
+)
 _REGION = re.compile(
     r"[\w-]*\s*(?:[\w-]+\s+)?(?:error|position|locali[sz]ation|location|region|circle|box)", re.I
 )
@@ -66,7 +73,7 @@ def measuring_instrument(
     can = quantity.instruments
     usable = [(m, name) for name, m in mentions if can is None or name in can]
     if quantity.key in ("ra", "dec"):  # "in the XRT error circle, a source at RA =": not XRT's
-        usable = [(m, name) for m, name in usable if not _region(m)]
+        usable = [(m, name) for m, name in usable if not _region(m) and not _trigger(m)]
     before = [(m.end(), name) for m, name in usable if m.end() <= at]
     if before:
         return max(before)[1]
@@ -75,6 +82,16 @@ def measuring_instrument(
     named = {name for _, name in usable}
     first = next((name for name in INSTRUMENTS if name in named), None)
     return first or subject
+
+
+def _trigger(mention: re.Match[str]) -> bool:
+    """Is the instrument named only for the time of its trigger ("34 min after the Swift/BAT
+    trigger")? Its trigger data are still its own ("using the GBM trigger data, is RA =")."""
+    text = mention.string
+    return bool(
+        _SINCE.search(text, max(0, mention.start() - 40), mention.start())
+        and _TRIGGER.match(text, mention.end())
+    )
 
 
 def _region(mention: re.Match[str]) -> bool:

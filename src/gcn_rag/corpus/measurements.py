@@ -51,8 +51,10 @@ _CITED = re.compile(rf"[^;]{{0,40}}?(?:{CIRCULAR_REFERENCE.pattern}|\bet al)")  
 _CLAUSE = re.compile(
     r";|\.\s+(?=[A-Z])|,\s+(?:we|and we|which|while|whereas|but)\b"
 )  # a clause ends
-_LIMIT_ON = re.compile(
-    r"\b(?:(?P<kind>upper|lower)[- ]limits?\s+(?:on|of|for|to)\s+(?:the\s+|a\s+|its\s+)?"
+_COMPOUND = re.compile(r"[-\u2013][a-zA-Z]")  # "1-s", "3-sigma" after a number
+_OF_ANTECEDENT = re.compile(r",\s+(?:which|that)\s+(?:has|have|had)\b")  # its values
+_LIMIT_ON = re.compile(  # "the (upper) limit on the total isotropic energy ... of"
+    r"\b(?:(?:(?P<kind>upper|lower)[- ])?limits?\s+(?:on|of|for|to)\s+(?:the\s+|a\s+|its\s+)?"
     r"|(?P<limiting>limiting)\s+)(?:[\w-]+\s+){0,2}$",  # "... on the fluence", "limiting peak flux"
     re.I,
 )
@@ -65,6 +67,12 @@ _LIMITING = re.compile(
     re.I,
 )
 _GOES_ON = re.compile(r"[\d(+\-a-z]")  # a unit that starts so goes on from the line before
+# a line that introduces corners ("and its corners lie at"): the positions after it are theirs
+_CORNERS = re.compile(r"\b(?:corners?|vertex|vertices)\b[^.;]{0,40}$", re.I)
+# "1: 172.055 -26.864": a row's number in a list, not a value
+_ROW_NUMBER = re.compile(r"\d{1,3}\s*[:)]\s+[-+]?\d")
+# "= 0.4 (1-s peak photon flux < 1.0 ...)": a criterion's threshold after the value, no limit
+_CRITERION = re.compile(r"\d\s*(?:[\w/^-]+\s*)?\(\s*[^()]{0,40}(?:<|>|≤|≥)\s*$")
 _SIGMA = re.compile(r"\s*(?:sigma\b|\u03c3)")
 _MONTH = re.compile(r"\bDec\.?\s+$")  # "Dec 04": a month, unless the number is a coordinate
 # ... "Dec 04" alone, or "Dec 18.840" before a time, a year, a value: a date
@@ -126,6 +134,8 @@ def mentions(quantity: Quantity, text: str) -> bool:
 def line_before(previous: str, sentence: str) -> str:
     """The end of the unit before ``sentence`` when the sentence goes on from it (a line break
     splits "the USNO-B1.0 star ... RA=" from its value), else ""."""
+    if _CORNERS.search(previous[-60:]):
+        return previous[-100:] + " "  # "and its corners lie at" / "RA = ..., Dec = ..."
     if not previous or previous.endswith((".", "!", "?")) or not _GOES_ON.match(sentence):
         return ""
     return previous[-100:] + " "
@@ -137,6 +147,8 @@ def read(quantity: Quantity, sentence: str, before: str = "") -> list[Reading]:
     ``before`` (:func:`line_before`) is the line the sentence goes on from: a value that
     does not stand when both are read together is dropped ("the USNO star ... RA=" there)."""
     found = _read(quantity, sentence)
+    if before and found and quantity.pair >= 0 and _CORNERS.search(before):
+        return []  # the corners of an error box, listed after the line that names them
     if before and found:
         starts = {r.start - len(before) for r in _read(quantity, before + sentence)}
         found = [r for r in found if r.start in starts]
@@ -152,13 +164,15 @@ def _read(quantity: Quantity, sentence: str) -> list[Reading]:
         left = text[offset:at]
         if _RANGE_END.search(left) or _AN_ERROR.search(left) or not quantity.mention.search(left):
             continue  # the end of a range ("50-300 keV") or an error is no value; no cue words
+        if _ROW_NUMBER.match(text, at) or _CRITERION.search(left):
+            continue  # "1: 172.05 -26.86" a row number; "= 0.4 (flux < 1.0)" a threshold
         pair = _PAIR.search(left) if quantity.pair >= 0 else None
         cue = pair or quantity.cue.search(left)
         if cue is None or (found and found[-1].end > offset + cue.start()):
             continue  # no cue, or its value was read already ("fluence of 1e-5, peak flux 2e-7")
         if quantity.interrupted is not None and quantity.interrupted.search(cue.group()):
             continue  # "the error circle, at a distance of 1.9 deg": an offset, no radius
-        near = _CLAUSE.split(text[max(0, offset + cue.start() - 120) : at])[-1]
+        near = _near(text[max(0, offset + cue.start() - 120) : at])
         if (
             quantity.reject is not None
             and quantity.reject.search(near)
@@ -179,6 +193,18 @@ def _read(quantity: Quantity, sentence: str) -> list[Reading]:
             reading = dataclasses.replace(reading, limit=limit, qualifier=qualifier)
             found.append(reading)
     return found
+
+
+def _near(window: str) -> str:
+    """The clause a value is in; with the one before it when it is that one's relative clause
+    ("the USNO star ..., which has magnitudes R = 18.3": the star's)."""
+    bounds = list(_CLAUSE.finditer(window))
+    i = len(bounds) - 1
+    if i >= 0 and len(window[bounds[i].end() :].strip()) < 12:
+        i -= 1  # "RA = 17 40 53.13; Dec =": a clause of its cue alone goes with the one before
+    while i >= 0 and _OF_ANTECEDENT.match(window, bounds[i].start()):
+        i -= 1
+    return window[bounds[i].end() :] if i >= 0 else window
 
 
 def _date(left: str, text: str, at: int) -> bool:
@@ -216,7 +242,7 @@ def _limit_before(text: str, quantity: Quantity) -> str:
     and for magnitudes listed after "limiting magnitudes of" or "down to"."""
     limit = _LIMIT_ON.search(text[-60:])
     if limit is not None:
-        return "upper" if limit["limiting"] else limit["kind"].lower()
+        return (limit["kind"] or "upper").lower()
     clause = _CLAUSE.split(text[-120:])[-1]
     return "upper" if quantity.inverted and _LIMITING.search(clause) else ""
 
@@ -242,6 +268,8 @@ def _reading(quantity: Quantity, text: str, at: int) -> Reading | None:
     if match is None:
         return None
     digits, end = match["digits"], match.end()
+    if quantity.unit != "s" and _COMPOUND.match(text, end):
+        return None  # "1-s peak photon flux", "3-sigma": a word, not a value
     errors = _ERRORS.match(text, end)
     if errors:
         end = errors.end()

@@ -70,6 +70,20 @@ _IS_AFTERGLOW = re.compile(
     r"(?:(?:X-ray|optical)\s+)?(?:afterglow|counterpart)",
     re.I,
 )
+# a sentence that says its object is not the event's ("a second source ... outside the XRT
+# error circle", "unlikely associated with the GRB")
+_UNRELATED = re.compile(
+    r"\b(?:unlikely|not(?: likely)?|un)\s*(?:to\s+be\s+)?(?:associated|related|connected)\s+"
+    r"\w+\s+(?:the\s+|this\s+)?(?:GRB|burst|event|trigger|alert|neutrino|GW)\b|"
+    r"\boutside (?:of )?(?:the |our |its )?(?:[\w/.-]+ ){0,3}(?:error|circle|region|box|contour)",
+    re.I,
+)
+_ITS_OWN = re.compile(r"afterglow|counterpart|\bOT\b|transient|fading|new source", re.I)
+# ... quantities of that object (an error radius there is the event's circle)
+_OF_THAT_OBJECT = frozenset({"redshift", "magnitude", "ra", "dec", "nh", "photon_index"})
+# a table row that starts with another burst's date-name ("000516  J>20.5, K>17.5")
+_ROW_NAME = re.compile(r"\s*(?P<yy>\d\d)(?P<mm>0[1-9]|1[0-2])(?P<dd>0[1-9]|[12]\d|3[01])[A-Z]?\s")
+_BURST = re.compile(r"^(?:GRB|XRF)\s*(\d{6})")
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _ANAPHORA = re.compile(r"\b(?:the|this|that|its|their|host)\s+(?:[\w-]+\s+){0,2}$", re.I)
 
@@ -98,10 +112,14 @@ class Owners:
         self.marks: list[Mark] = []
         self.end = 0
         self.sentence = ""
+        self.other_row = False  # the sentence is a row of another burst's
+        self.unrelated = False  # ... says its object is not the event's
 
     def read(self, offset: int, sentence: str) -> None:
         """Move on to the next sentence (``offset`` in the body; -1 for the subject)."""
         self.sentence = sentence
+        self.other_row = _earlier_burst_row(self.own, sentence)
+        self.unrelated = bool(_UNRELATED.search(sentence) and not _ITS_OWN.search(sentence))
         if not self.active:
             return
         carry = self.marks[-1] if self.marks else self.context
@@ -119,6 +137,8 @@ class Owners:
         sentence alone says). Limits go to a named object only when their sentence names it."""
         if key == "redshift" and self._catalogued(at):
             return None  # "SDSS J0908+4149 09:08:58.1 +41:49:27 z=0.045": a catalog galaxy's
+        if self.other_row or (self.unrelated and not limit and key in _OF_THAT_OBJECT):
+            return None  # another burst's row; "a second source ... outside the error circle"
         if not self.active or key not in OF_OBJECTS:
             return event
         before = [m for m in self.marks if m.start < at]
@@ -160,6 +180,22 @@ class Owners:
             )
             marks.extend(Mark(m.start()) for m in _FOUND.finditer(sentence))
         return sorted(marks, key=lambda mark: mark.start)
+
+
+def _earlier_burst_row(own: str | None, sentence: str) -> bool:
+    """Does ``sentence`` start with the date-name of a burst earlier than the circular's own
+    ("000516  J>20.5, K>17.5  17" in a table of earlier afterglows)? A later date is an
+    observation's, a row of the burst's own table."""
+    burst = _BURST.match(own or "")
+    row = _ROW_NAME.match(sentence)
+    if burst is None or row is None:
+        return False
+    return _dated(row.group()[:6]) < _dated(burst.group(1))
+
+
+def _dated(yymmdd: str) -> str:
+    """A burst's date-name as a sortable date ("991208" is 1999, "000516" 2000)."""
+    return ("19" if yymmdd[:2] > "80" else "20") + yymmdd
 
 
 def _names_afterglow(body: str, numbered: re.Match[str]) -> bool:

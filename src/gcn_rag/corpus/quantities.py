@@ -14,6 +14,7 @@ from gcn_rag.corpus.quantity import (
     ANY,
     ASSUMED,
     DEGREES,
+    EARTH,
     FLUENCE,
     FLUX,
     GRB,
@@ -265,16 +266,18 @@ CATALOG: tuple[Quantity, ...] = (
             r"(?:localization|position(?:al)?) (?:accuracy|precision|uncertainty|error)"
         ),
         mention=words(r"uncertainty|error|radius|containment"),
-        cue=cue(
-            r"(?:statistical |systematic |total |position(?:al)? )?(?:uncertainty|error)"
-            r"(?: (?:circle|box))?(?: radius)?|radius|error (?:circle|box)",
+        cue=cue(  # not "distance / offset error": an offset's error, no position's
+            r"(?<!distance )(?<!offset )(?<!separation )"
+            r"(?:(?:statistical |systematic |total |position(?:al)? )?(?:uncertainty|error)"
+            r"(?: (?:circle|box))?(?: radius)?|radius|error (?:circle|box))",
             gap=25,
         ),
         units=DEGREES,
         unit_required=True,
         as_written=True,
         not_after=words(r"\s*(?:wide|long|across|in (?:RA|Dec)|x\s*\d)"),  # a box, no radius
-        reject=words(r"systematic (?:error|uncertainty)|tiling|tiled"),  # a part, or a search
+        # a part, a search, the part of a region the Earth hides
+        reject=words(rf"systematic (?:error|uncertainty)|tiling|tiled|{EARTH}"),
         interrupted=words(r"\b(?:distance|offset|separat\w*|away)\b"),  # another position's
         low=0.0,
         high=60.0,

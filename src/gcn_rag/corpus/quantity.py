@@ -136,7 +136,14 @@ NOT_OBSERVED = words(
     rf"{ASSUMED}|rest[- ]frame|source[- ]frame|intrinsic (?:peak|E_?p)|\bE_?p(?:eak)?,\s*[iz]\b|"
     r"\(1\s*\+\s*z\)"
 )
-_NOT_ITS_POSITION = words(rf"{REFERENCE}|annul\w*|fields? of view|\bFoV\b|pointing|corners?\b")
+# the part of a region the Earth hides ("behind the Earth for Fermi, located at RA=")
+EARTH = (
+    r"behind the Earth|\bEarth[- ]occult\w*|occulted by the Earth|"
+    r"\bEarth(?:'s)? (?:limb|cent(?:er|re))"
+)
+_NOT_ITS_POSITION = words(
+    rf"{REFERENCE}|{EARTH}|annul\w*|fields? of view|\bFoV\b|pointing|corners?\b"
+)
 _FOREIGN_SOURCE = words(r"nearest|\b4FGL|\b3FHL|catalog source|galax|\bstar\b|\bhost\b")
 
 
