@@ -346,13 +346,6 @@ class EndpointManager:
         """Run one request on ``replica`` within its concurrency limit (blocking)."""
         return replica.predict(frame, params, self.limits)
 
-    def invoke(
-        self, name: str, frame: Any, params: dict[str, Any] | None, entity: str | None = None
-    ) -> tuple[Any, str]:
-        """Route and run a request; returns (predictions DataFrame, served entity name)."""
-        replica = self.route(name, entity)
-        return self.predict(replica, frame, params), replica.name
-
     # --- loading and scale-to-zero -----------------------------------------------------------
 
     def require(self, name: str) -> Endpoint:
