@@ -6,12 +6,20 @@ from __future__ import annotations
 import codecs
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
 
 from gcn_rag.guardrails import credentials, injection, pii
-from gcn_rag.guardrails.literals import cover, folded, may_match, required
+from gcn_rag.guardrails.literals import (
+    ALWAYS,
+    cover,
+    folded,
+    may_match,
+    required,
+    required_words,
+)
 
 EVAL = Path(__file__).parents[1] / "benchmarks" / "data" / "guardrails_eval.jsonl"
 
@@ -43,9 +51,45 @@ def test_no_prefilter_when_nothing_literal_is_certain(pattern: str) -> None:
 
 
 def test_every_word_rule_and_secret_shape_has_a_prefilter() -> None:
-    assert all(needed for _, _, needed in injection._WORDS)
+    assert all(needed.words and needed != ALWAYS for _, _, needed in injection._WORDS)
     assert all(credentials._NEEDS.values())
     assert pii._EMAIL_NEEDS and pii._IPV6_NEEDS
+
+
+@pytest.mark.parametrize(
+    ("pattern", "words"),
+    [
+        (r"\b(?:ignore|forget)\b(?: \w+){0,3} rules", {"ignore", "forget"}),
+        (r"(?: \w+){0,3} instructions?\b", {"instruction", "instructions"}),
+        # the parser moves a \b that starts every alternative in front of the alternation
+        (r"\bfoo bar|\bbaz qux", {"foo", "baz"}),
+        (r"\bdo anything now\b", {"anything"}),  # the rarest word, not "do" or "now"
+        (r"\bsay (?:yes|no) please", {"say"}),
+    ],
+)
+def test_required_whole_words_of_a_pattern(pattern: str, words: set[str]) -> None:
+    needed = required_words(pattern)
+    assert needed is not None and needed.words == frozenset(words) and not needed.strings
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text"),
+    [
+        # a word the pattern does not close on both sides is not a whole word of the text
+        (r"\bjailbr(?:eak|oken)", "jailbreaking"),
+        (r"\bignore", "ignored all"),
+        (r"ignore\b", "reignore x"),
+        (r"\bignore\w* rules", "ignorefoo rules"),
+        (r"\b(?:ai|llm)s?\b (?:\w+ ){0,2}must say", "ais really must say"),
+        (r"\bwhat (?:is|are) your (?:system|hidden)", "what is your systematic"),
+    ],
+)
+def test_a_word_requirement_holds_for_every_text_the_pattern_matches(
+    pattern: str, text: str
+) -> None:
+    needed = required_words(pattern)
+    assert re.search(pattern, text) and needed is not None
+    assert needed.hold(set(text.split(" ")), text)
 
 
 def _texts() -> list[str]:
@@ -62,7 +106,7 @@ def test_a_prefilter_never_hides_a_match() -> None:
         for _, rule, needed in injection._WORDS:
             if rule.search(words):
                 hits += 1
-                assert may_match(needed, words), (rule.pattern[:40], text)
+                assert needed.hold(injection._vocabulary(words), words), (rule.pattern[:40], text)
         for pattern, needed in credentials._NEEDS.items():
             assert not pattern.search(text) or may_match(needed, text)
         assert not pii._EMAIL.search(text) or may_match(pii._EMAIL_NEEDS, text)
@@ -131,9 +175,13 @@ def test_the_copies_gate_never_hides_a_match() -> None:
             words = injection.normalize(copy)
             if injection._scan(words):
                 hits += 1
-                assert injection._gate(injection._COPY_NEEDS, words), copy
+                assert injection._COPY_NEEDS.hold(injection._vocabulary(words), words), copy
                 if rot13:
                     assert injection._rot13_gate(injection.normalize(text)), copy
+                elif not injection._LEET_SYMBOL.search(text):  # read off the text's own words
+                    forward = injection.normalize(text)
+                    vocabulary = injection._vocabulary(forward)
+                    assert injection._BACKWARDS_NEEDS.hold(vocabulary, forward), copy
     assert hits > 20
 
 

@@ -54,13 +54,12 @@ import unicodedata
 import urllib.parse
 
 from gcn_rag.guardrails.literals import (
-    ascii_only,
-    cover,
     folded,
     may_match,
     minimal,
     required,
-    union,
+    union_needs,
+    word_needs,
 )
 
 _I = (
@@ -167,17 +166,17 @@ _RAW_RULES: tuple[tuple[str, str], ...] = (
         r"[^.\n]{0,40}\b(?:to|at)\s+(?:https?://|\S+@\S+\.\w+))",
     ),
 )
-# each word rule with the literals one of which a text needs before the rule can match (in
-# pieces of six characters: fewer to look for), and the ASCII ones (all an ASCII text holds)
-_WORDS = [(name, re.compile(rule), cover(required(rule), 6)) for name, rule in _WORD_RULES]
-_ASCII_NEEDS = [ascii_only(needed) for _, _, needed in _WORDS]
+# each word rule with the whole words (or strings) one of which a text needs before the rule
+# can match, and the ASCII ones (all an ASCII text holds)
+_WORDS = [(name, re.compile(rule), word_needs(rule)) for name, rule in _WORD_RULES]
+_ASCII_NEEDS = [needed.ascii() for _, _, needed in _WORDS]
 _ALL_NEEDS = [needed for _, _, needed in _WORDS]
-# a decoded copy seldom trips a rule: one gate for all rules, the fewest literals (ASCII: so
-# are the copies), and those as the rot13 gate reads them (_rot13_gate)
-_COPY_NEEDS = [union([required(rule, few=True) for _, rule in _WORD_RULES], 6)]
+# a decoded copy seldom trips a rule: one gate for all rules (ASCII: so are the copies), read
+# reversed (_encoded) and as the rot13 gate reads them (_rot13_gate)
+_COPY_NEEDS = union_needs(_ASCII_NEEDS)
+_BACKWARDS_NEEDS = _COPY_NEEDS.mapped(lambda s: s[::-1])
 _LEET_PAIRS = str.maketrans("bvrnfgy", "oieastl")  # rot13 partners of the leet letters
-_ROT13_NEEDS = [None if n is None else frozenset(s.translate(_LEET_PAIRS) for s in n)
-                for n in _COPY_NEEDS]  # fmt: skip
+_ROT13_NEEDS = _COPY_NEEDS.mapped(lambda s: s.translate(_LEET_PAIRS))
 _ROT13_GATE = str.maketrans(
     "abcdefghijklmnopqrstuvwxyz",
     codecs.encode("abcdefghijklmnopqrstuvwxyz", "rot13").translate(_LEET_PAIRS),
@@ -207,23 +206,28 @@ def find_injection(text: str) -> list[str]:
         if (lowered is None or may_match(needed, lowered)) and rule.search(text)
     ]
     words = normalize(text)
-    found += _scan(words)
-    if not found and _encoded(text, words):
+    vocabulary = _vocabulary(words)
+    found += _scan(words, vocabulary)
+    if not found and _encoded(text, words, vocabulary):
         found.append("encoded")
     return list(dict.fromkeys(found))
 
 
-def _encoded(text: str, words: str) -> bool:
+def _encoded(text: str, words: str, vocabulary: set[str]) -> bool:
     """Whether a decoded copy of ``text`` (see :func:`_decodings`) trips a word rule.
 
     For an ASCII text, the rot13 and reversed copies are not normalized again unless they
     could trip one: normalizing an ASCII text commutes with reversing it when it holds no
     leet symbol (``@$!|``: a word boundary then depends on the reading direction), so its
-    reversed copy reads ``words[::-1]``; and see :func:`_rot13_gate`."""
+    reversed copy reads ``words[::-1]``, whose words are ``vocabulary``'s reversed (the
+    gate reads them as they are, its needs reversed); and see :func:`_rot13_gate`."""
     if not text.isascii():
         return any(_scan(normalize(decoded)) for decoded in _decodings(text))
-    backwards = normalize(text[::-1]) if _LEET_SYMBOL.search(text) else words[::-1]
-    if _gate(_COPY_NEEDS, backwards) and _scan(backwards):
+    if _LEET_SYMBOL.search(text):
+        backwards = normalize(text[::-1])
+        if _COPY_NEEDS.hold(_vocabulary(backwards), backwards) and _scan(backwards):
+            return True
+    elif _BACKWARDS_NEEDS.hold(vocabulary, words) and _scan(words[::-1]):
         return True
     if _rot13_gate(words) and _scan(normalize(codecs.encode(text, "rot13"))):
         return True
@@ -238,14 +242,15 @@ def _rot13_gate(words: str) -> bool:
     (lower case, leet words, spaced letters and word breaks do not depend on which letter a
     letter is), except that a letter undone from leet (``0`` -> ``o``) is the same in both
     where any other letter is its rot13: so ``words`` rot13'd, with each leet letter and its
-    rot13 partner read as one (``_ROT13_GATE``), holds every literal the rot13 copy holds,
-    read the same way (``_ROT13_NEEDS``)."""
-    return _gate(_ROT13_NEEDS, words.translate(_ROT13_GATE))
+    rot13 partner read as one (``_ROT13_GATE``), holds every word and string the rot13 copy
+    holds, read the same way (``_ROT13_NEEDS``)."""
+    gate = words.translate(_ROT13_GATE)
+    return _ROT13_NEEDS.hold(_vocabulary(gate), gate)
 
 
-def _gate(needs: list[frozenset[str] | None], words: str) -> bool:
-    """Whether a literal of one of ``needs`` is in ``words`` (else no word rule matches)."""
-    return any(may_match(needed, words) for needed in needs)
+def _vocabulary(words: str) -> set[str]:
+    """The words of a normalized text (what :class:`WordNeeds` tests first)."""
+    return set(words.split(" "))
 
 
 def normalize(text: str) -> str:
@@ -268,12 +273,14 @@ def _unmix(match: re.Match[str]) -> str:
     return word
 
 
-def _scan(words: str) -> list[str]:
+def _scan(words: str, vocabulary: set[str] | None = None) -> list[str]:
+    """The word rules a normalized text trips (``vocabulary``: its words, if known)."""
     needs = _ASCII_NEEDS if words.isascii() else _ALL_NEEDS
+    vocabulary = _vocabulary(words) if vocabulary is None else vocabulary
     return [
         name
         for (name, rule, _), needed in zip(_WORDS, needs, strict=True)
-        if may_match(needed, words) and rule.search(words)
+        if needed.hold(vocabulary, words) and rule.search(words)
     ]
 
 
