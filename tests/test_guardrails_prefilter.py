@@ -103,10 +103,10 @@ def test_a_prefilter_never_hides_a_match() -> None:
     hits = 0
     for text in _texts():
         words = injection.normalize(text)
-        for _, rule, needed in injection._WORDS:
+        for _, rule, gate in injection._WORDS:
             if rule.search(words):
                 hits += 1
-                assert needed.hold(injection._vocabulary(words), words), (rule.pattern[:40], text)
+                assert gate.hold(injection._vocabulary(words), words), (rule.pattern[:40], text)
         for pattern, needed in credentials._NEEDS.items():
             assert not pattern.search(text) or may_match(needed, text)
         assert not pii._EMAIL.search(text) or may_match(pii._EMAIL_NEEDS, text)
