@@ -214,3 +214,14 @@ def test_the_raw_rules_and_number_hints_never_hide_a_match() -> None:
                 hits += 1
                 assert may_match(needed, lowered), (pattern.pattern[:30], text)
     assert hits > 100
+
+
+def test_an_ascii_text_normalizes_as_the_general_path_does() -> None:
+    """The ASCII path (one translate for word breaks, leet undone only in runs that mix a
+    letter with a digit or symbol, letters joined only where two single characters stand
+    between separators) reads every text as the step-by-step path does."""
+    rng = random.Random(18)
+    alphabet = "aAbnoZz0134579x_ .-*@$!|,:\n\t"
+    noise = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40))) for _ in range(20000)]
+    for text in [*filter(str.isascii, _copies()), *noise]:
+        assert injection.normalize(text) == injection._normalize_any(text), text
