@@ -195,7 +195,7 @@ _MAX_SPELLED = 256
 #: Words too common to stand for a rule when the pattern offers rarer ones.
 _COMMON = frozenset(
     """a about after all also an and any are as at be been before but by can could did do does
-    for from had has have he her his how i if in into is it its may me more my new no not now
+    for from had has have he her his how i if in into is it its may me more my new no not
     of on one only or our out over so such than that the their them then there these they this
     to up upon us was we were what when where which while who will with would you your""".split()
 )
