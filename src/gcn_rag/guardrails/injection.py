@@ -192,6 +192,8 @@ _LEET_WORD = re.compile(r"\b(?=[\w@$!|]*[a-z])(?=[\w@$!|]*[0-9@$!|])[\w@$!|]+")
 _LEET_CHAR = re.compile(r"[0-9@$!|]")  # a leet word has one: without it, nothing to undo
 _LEET_SYMBOL = re.compile(r"[@$!|]")
 _SPACED = re.compile(r"\b(?:\w[ .\-_*]){3,}\w\b")
+# _SPACED from its first separator on, for a text without "_" (see _normalize_ascii)
+_SPACED_AFTER = re.compile(r"[ .\-*](?<=(?<!\w)\w[ .\-*])(?:\w[ .\-*]){2,}\w\b")
 _SPACED_HINT = re.compile(r"[ .\-_*]\w[ .\-_*]\w[ .\-_*]")  # in every _SPACED match
 _ASCII = [chr(i) for i in range(128)]
 _ASCII_BREAKS = str.maketrans({c: " " for c in _ASCII if not re.match(r"\w", c)})
@@ -278,15 +280,17 @@ def _normalize_any(text: str) -> str:
 def _normalize_ascii(text: str) -> str:
     """:func:`normalize` of a lower-case ASCII text, the same steps faster: NFKC, zero-width
     characters and look-alikes leave ASCII as it is; leet words are undone run by run
-    (:func:`_unleet`); letters are spaced out only where two single characters stand between
-    separators (``_SPACED_HINT``, in every match); and an ASCII non-word character is a
+    (:func:`_unleet`); letters are joined only where two single characters stand between
+    separators (``_SPACED_HINT``, in every match), and without ``_`` (then no separator is a
+    word character) by ``_SPACED_AFTER``, which finds the same runs less its first letter,
+    starting at a separator (the engine skips to one); and an ASCII non-word character is a
     word break, so the words are ``split`` after one ``translate``."""
-    if "_" in text:  # a leet word may run across it: the general path
+    if "_" in text:  # a word character and a separator: the general path
         text = _LEET_WORD.sub(_unleet_word, text) if _LEET_CHAR.search(text) else text
+        text = _SPACED.sub(_unspace, text) if _SPACED_HINT.search(text) else text
     else:
         text = _unleet(text)
-    if _SPACED_HINT.search(text):
-        text = _SPACED.sub(_unspace, text)
+        text = _SPACED_AFTER.sub(_unspace, text) if _SPACED_HINT.search(text) else text
     return " ".join(text.translate(_ASCII_BREAKS).split())
 
 
