@@ -225,3 +225,19 @@ def test_an_ascii_text_normalizes_as_the_general_path_does() -> None:
     noise = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40))) for _ in range(20000)]
     for text in [*filter(str.isascii, _copies()), *noise]:
         assert injection.normalize(text) == injection._normalize_any(text), text
+
+
+def test_the_run_gates_say_what_the_run_patterns_find() -> None:
+    """A base64 or hex run is looked for with one translate and one ``in`` in an ASCII text:
+    the answer is the pattern's, for every text."""
+    rng = random.Random(18)
+    alphabet = "aFgx09+/_-=\\ :,.\t\x1c\x0b!"
+    noise = [
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(10, 40))) for _ in range(20000)
+    ]
+    for text in noise + _copies():
+        if text.isascii():
+            base64_run = injection._run(text, injection._BASE64_RUN)
+            assert base64_run == bool(injection._BASE64.search(text)), text
+            hex_run = injection._run(text, injection._HEX_RUN_CHARS)
+            assert hex_run == bool(injection._HEX_RUN.search(text)), text

@@ -203,6 +203,12 @@ _SHAPES = str.maketrans(
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 _HEX = re.compile(r"(?:(?:\\x|0x)?[0-9a-fA-F]{2}[\s:,]?){8,}")
 _HEX_RUN = re.compile(r"[0-9a-fA-Fx\\\s:,]{16,}")  # what every _HEX match is made of
+# an ASCII text's characters read as in (x) or out of (.) the class of the _BASE64 and
+# _HEX_RUN runs: both need 16 in a row (see _run)
+_BASE64_RUN = str.maketrans({c: "x" if re.match(r"[A-Za-z0-9+/_-]", c) else "." for c in _ASCII})
+_HEX_RUN_CHARS = str.maketrans(
+    {c: "x" if re.match(r"[0-9a-fA-Fx\\\s:,]", c) else "." for c in _ASCII}
+)
 
 
 def find_injection(text: str) -> list[str]:
@@ -358,19 +364,28 @@ def _decodings(text: str, whole: bool = True) -> list[str]:
     out = [codecs.encode(text, "rot13"), text[::-1]] if whole else []
     if "%" in text:
         out.append(urllib.parse.unquote(text))
-    for match in _BASE64.finditer(text):
+    ascii = text.isascii()
+    for match in _BASE64.finditer(text) if not ascii or _run(text, _BASE64_RUN) else ():
         raw = match.group()
         try:
             out.append(_printable(base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_")))
         except (binascii.Error, ValueError):
             continue
-    for match in _HEX.finditer(text) if _HEX_RUN.search(text) else ():
+    hex_run = _run(text, _HEX_RUN_CHARS) if ascii else _HEX_RUN.search(text)
+    for match in _HEX.finditer(text) if hex_run else ():
         digits = re.sub(r"\\x|0x|[\s:,]", "", match.group())
         try:
             out.append(_printable(bytes.fromhex(digits)))
         except ValueError:
             continue
     return [t for t in out if t]
+
+
+def _run(text: str, table: dict[int, str]) -> bool:
+    """Whether an ASCII text has 16 characters of a class in a row (``table`` reads each of
+    them ``x``, anything else ``.``): one ``translate`` and one ``in``, not a pattern tried
+    at every character."""
+    return "x" * 16 in text.translate(table)
 
 
 def _printable(data: bytes) -> str:
