@@ -241,3 +241,33 @@ def test_the_run_gates_say_what_the_run_patterns_find() -> None:
             assert base64_run == bool(injection._BASE64.search(text)), text
             hex_run = injection._run(text, injection._HEX_RUN_CHARS)
             assert hex_run == bool(injection._HEX_RUN.search(text)), text
+
+
+def test_the_number_hints_read_off_a_texts_shape_say_what_the_patterns_find() -> None:
+    """In an ASCII text the card, IBAN, SSN and phone hints are a few strings of its shape
+    (digits ``d``, capitals ``A``): the same answer as the hint patterns, for every text."""
+    rng = random.Random(18)
+    alphabet = "0123456789AZaz -./:+_"
+    noise = ["".join(rng.choice(alphabet) for _ in range(rng.randint(4, 30))) for _ in range(30000)]
+    hints = [
+        (pii._CARD_HINT, pii._CARD_SHAPES),
+        (pii._IBAN_HINT, pii._IBAN_SHAPES),
+        (pii._SSN_HINT, pii._SSN_SHAPES),
+        (pii._NANP_HINT, pii._NANP_SHAPES),
+    ]
+    for text in noise + _texts():
+        if text.isascii():
+            shape = text.translate(pii._SHAPES)
+            for hint, shapes in hints:
+                assert pii._hinted(hint, shapes, text, shape) == bool(hint.search(text)), text
+
+
+def test_an_ipv6_address_found_has_a_group_of_three_hex_digits_by_a_colon() -> None:
+    """What lets the IPv6 pattern wait for ``_IPV6_GROUP``."""
+    found = 0
+    for text in [*_texts(), "fe80::1ff:fe23:4567:890a", "at 12:34:56 and ::1", "2001:db8::1"]:
+        for span in pii.find_pii(text):
+            if span.kind == "ip" and ":" in text[span.start : span.end]:
+                found += 1
+                assert pii._IPV6_GROUP.search(text[span.start : span.end]), text
+    assert found >= 2
