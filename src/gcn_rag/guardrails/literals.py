@@ -9,6 +9,11 @@ Case-insensitive parts are not read (a literal test would be case-sensitive), un
 ``fold=True``: then the strings are lower case and hold for ``text.lower()`` of an ASCII text
 (:func:`folded` gives that copy, or None for a text the proof does not cover: Unicode case
 folding matches the long s, U+017F, to ``s`` and the Kelvin sign to ``k``).
+
+For the injection rules, which read a *normalized* text (words joined by single spaces),
+:func:`required_words` goes further: the whole words one of which every match holds (a word
+the pattern closes on both sides by a space or ``\\b``), so a rule is skipped after one set
+intersection with the text's words (:class:`WordNeeds`) instead of a probe per literal.
 """
 
 from __future__ import annotations
