@@ -6,12 +6,20 @@ from __future__ import annotations
 import codecs
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
 
 from gcn_rag.guardrails import credentials, injection, pii
-from gcn_rag.guardrails.literals import cover, folded, may_match, required
+from gcn_rag.guardrails.literals import (
+    ALWAYS,
+    cover,
+    folded,
+    may_match,
+    required,
+    required_words,
+)
 
 EVAL = Path(__file__).parents[1] / "benchmarks" / "data" / "guardrails_eval.jsonl"
 
@@ -43,9 +51,45 @@ def test_no_prefilter_when_nothing_literal_is_certain(pattern: str) -> None:
 
 
 def test_every_word_rule_and_secret_shape_has_a_prefilter() -> None:
-    assert all(needed for _, _, needed in injection._WORDS)
+    assert all(needed.words and needed != ALWAYS for _, _, needed in injection._WORDS)
     assert all(credentials._NEEDS.values())
     assert pii._EMAIL_NEEDS and pii._IPV6_NEEDS
+
+
+@pytest.mark.parametrize(
+    ("pattern", "words"),
+    [
+        (r"\b(?:ignore|forget)\b(?: \w+){0,3} rules", {"ignore", "forget"}),
+        (r"(?: \w+){0,3} instructions?\b", {"instruction", "instructions"}),
+        # the parser moves a \b that starts every alternative in front of the alternation
+        (r"\bfoo bar|\bbaz qux", {"foo", "baz"}),
+        (r"\bdo anything now\b", {"anything"}),  # the rarest word, not "do" or "now"
+        (r"\bsay (?:yes|no) please", {"say"}),
+    ],
+)
+def test_required_whole_words_of_a_pattern(pattern: str, words: set[str]) -> None:
+    needed = required_words(pattern)
+    assert needed is not None and needed.words == frozenset(words) and not needed.strings
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text"),
+    [
+        # a word the pattern does not close on both sides is not a whole word of the text
+        (r"\bjailbr(?:eak|oken)", "jailbreaking"),
+        (r"\bignore", "ignored all"),
+        (r"ignore\b", "reignore x"),
+        (r"\bignore\w* rules", "ignorefoo rules"),
+        (r"\b(?:ai|llm)s?\b (?:\w+ ){0,2}must say", "ais really must say"),
+        (r"\bwhat (?:is|are) your (?:system|hidden)", "what is your systematic"),
+    ],
+)
+def test_a_word_requirement_holds_for_every_text_the_pattern_matches(
+    pattern: str, text: str
+) -> None:
+    needed = required_words(pattern)
+    assert re.search(pattern, text) and needed is not None
+    assert needed.hold(set(text.split(" ")), text)
 
 
 def _texts() -> list[str]:
@@ -59,10 +103,10 @@ def test_a_prefilter_never_hides_a_match() -> None:
     hits = 0
     for text in _texts():
         words = injection.normalize(text)
-        for _, rule, needed in injection._WORDS:
+        for _, rule, gate in injection._WORDS:
             if rule.search(words):
                 hits += 1
-                assert may_match(needed, words), (rule.pattern[:40], text)
+                assert gate.hold(injection._vocabulary(words), words), (rule.pattern[:40], text)
         for pattern, needed in credentials._NEEDS.items():
             assert not pattern.search(text) or may_match(needed, text)
         assert not pii._EMAIL.search(text) or may_match(pii._EMAIL_NEEDS, text)
@@ -131,9 +175,13 @@ def test_the_copies_gate_never_hides_a_match() -> None:
             words = injection.normalize(copy)
             if injection._scan(words):
                 hits += 1
-                assert injection._gate(injection._COPY_NEEDS, words), copy
+                assert injection._COPY_NEEDS.hold(injection._vocabulary(words), words), copy
                 if rot13:
                     assert injection._rot13_gate(injection.normalize(text)), copy
+                elif not injection._LEET_SYMBOL.search(text):  # read off the text's own words
+                    forward = injection.normalize(text)
+                    vocabulary = injection._vocabulary(forward)
+                    assert injection._BACKWARDS_NEEDS.hold(vocabulary, forward), copy
     assert hits > 20
 
 
@@ -166,3 +214,60 @@ def test_the_raw_rules_and_number_hints_never_hide_a_match() -> None:
                 hits += 1
                 assert may_match(needed, lowered), (pattern.pattern[:30], text)
     assert hits > 100
+
+
+def test_an_ascii_text_normalizes_as_the_general_path_does() -> None:
+    """The ASCII path (one translate for word breaks, leet undone only in runs that mix a
+    letter with a digit or symbol, letters joined only where two single characters stand
+    between separators) reads every text as the step-by-step path does."""
+    rng = random.Random(18)
+    alphabet = "aAbnoZz0134579x_ .-*@$!|,:\n\t"
+    noise = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40))) for _ in range(20000)]
+    for text in [*filter(str.isascii, _copies()), *noise]:
+        assert injection.normalize(text) == injection._normalize_any(text), text
+
+
+def test_the_run_gates_say_what_the_run_patterns_find() -> None:
+    """A base64 or hex run is looked for with one translate and one ``in`` in an ASCII text:
+    the answer is the pattern's, for every text."""
+    rng = random.Random(18)
+    alphabet = "aFgx09+/_-=\\ :,.\t\x1c\x0b!"
+    noise = [
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(10, 40))) for _ in range(20000)
+    ]
+    for text in noise + _copies():
+        if text.isascii():
+            base64_run = injection._run(text, injection._BASE64_RUN)
+            assert base64_run == bool(injection._BASE64.search(text)), text
+            hex_run = injection._run(text, injection._HEX_RUN_CHARS)
+            assert hex_run == bool(injection._HEX_RUN.search(text)), text
+
+
+def test_the_number_hints_read_off_a_texts_shape_say_what_the_patterns_find() -> None:
+    """In an ASCII text the card, IBAN, SSN and phone hints are a few strings of its shape
+    (digits ``d``, capitals ``A``): the same answer as the hint patterns, for every text."""
+    rng = random.Random(18)
+    alphabet = "0123456789AZaz -./:+_"
+    noise = ["".join(rng.choice(alphabet) for _ in range(rng.randint(4, 30))) for _ in range(30000)]
+    hints = [
+        (pii._CARD_HINT, pii._CARD_SHAPES),
+        (pii._IBAN_HINT, pii._IBAN_SHAPES),
+        (pii._SSN_HINT, pii._SSN_SHAPES),
+        (pii._NANP_HINT, pii._NANP_SHAPES),
+    ]
+    for text in noise + _texts():
+        if text.isascii():
+            shape = text.translate(pii._SHAPES)
+            for hint, shapes in hints:
+                assert pii._hinted(hint, shapes, text, shape) == bool(hint.search(text)), text
+
+
+def test_an_ipv6_address_found_has_a_group_of_three_hex_digits_by_a_colon() -> None:
+    """What lets the IPv6 pattern wait for ``_IPV6_GROUP``."""
+    found = 0
+    for text in [*_texts(), "fe80::1ff:fe23:4567:890a", "at 12:34:56 and ::1", "2001:db8::1"]:
+        for span in pii.find_pii(text):
+            if span.kind == "ip" and ":" in text[span.start : span.end]:
+                found += 1
+                assert pii._IPV6_GROUP.search(text[span.start : span.end]), text
+    assert found >= 2

@@ -54,13 +54,12 @@ import unicodedata
 import urllib.parse
 
 from gcn_rag.guardrails.literals import (
-    ascii_only,
-    cover,
     folded,
     may_match,
     minimal,
     required,
-    union,
+    union_needs,
+    word_needs,
 )
 
 _I = (
@@ -167,17 +166,17 @@ _RAW_RULES: tuple[tuple[str, str], ...] = (
         r"[^.\n]{0,40}\b(?:to|at)\s+(?:https?://|\S+@\S+\.\w+))",
     ),
 )
-# each word rule with the literals one of which a text needs before the rule can match (in
-# pieces of six characters: fewer to look for), and the ASCII ones (all an ASCII text holds)
-_WORDS = [(name, re.compile(rule), cover(required(rule), 6)) for name, rule in _WORD_RULES]
-_ASCII_NEEDS = [ascii_only(needed) for _, _, needed in _WORDS]
+# each word rule with the whole words (or strings) one of which a text needs before the rule
+# can match, and the ASCII ones (all an ASCII text holds)
+_WORDS = [(name, re.compile(rule), word_needs(rule)) for name, rule in _WORD_RULES]
+_ASCII_NEEDS = [needed.ascii() for _, _, needed in _WORDS]
 _ALL_NEEDS = [needed for _, _, needed in _WORDS]
-# a decoded copy seldom trips a rule: one gate for all rules, the fewest literals (ASCII: so
-# are the copies), and those as the rot13 gate reads them (_rot13_gate)
-_COPY_NEEDS = [union([required(rule, few=True) for _, rule in _WORD_RULES], 6)]
+# a decoded copy seldom trips a rule: one gate for all rules (ASCII: so are the copies), read
+# reversed (_encoded) and as the rot13 gate reads them (_rot13_gate)
+_COPY_NEEDS = union_needs(_ASCII_NEEDS)
+_BACKWARDS_NEEDS = _COPY_NEEDS.mapped(lambda s: s[::-1])
 _LEET_PAIRS = str.maketrans("bvrnfgy", "oieastl")  # rot13 partners of the leet letters
-_ROT13_NEEDS = [None if n is None else frozenset(s.translate(_LEET_PAIRS) for s in n)
-                for n in _COPY_NEEDS]  # fmt: skip
+_ROT13_NEEDS = _COPY_NEEDS.mapped(lambda s: s.translate(_LEET_PAIRS))
 _ROT13_GATE = str.maketrans(
     "abcdefghijklmnopqrstuvwxyz",
     codecs.encode("abcdefghijklmnopqrstuvwxyz", "rot13").translate(_LEET_PAIRS),
@@ -193,9 +192,23 @@ _LEET_WORD = re.compile(r"\b(?=[\w@$!|]*[a-z])(?=[\w@$!|]*[0-9@$!|])[\w@$!|]+")
 _LEET_CHAR = re.compile(r"[0-9@$!|]")  # a leet word has one: without it, nothing to undo
 _LEET_SYMBOL = re.compile(r"[@$!|]")
 _SPACED = re.compile(r"\b(?:\w[ .\-_*]){3,}\w\b")
+# _SPACED from its first separator on, for a text without "_" (see _normalize_ascii)
+_SPACED_AFTER = re.compile(r"[ .\-*](?<=(?<!\w)\w[ .\-*])(?:\w[ .\-*]){2,}\w\b")
+_SPACED_HINT = re.compile(r"[ .\-_*]\w[ .\-_*]\w[ .\-_*]")  # in every _SPACED match
+_ASCII = [chr(i) for i in range(128)]
+_ASCII_BREAKS = str.maketrans({c: " " for c in _ASCII if not re.match(r"\w", c)})
+_SHAPES = str.maketrans(
+    {c: "a" if c.islower() else "1" if c in "0123456789@$!|" else " " for c in _ASCII}
+)
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 _HEX = re.compile(r"(?:(?:\\x|0x)?[0-9a-fA-F]{2}[\s:,]?){8,}")
 _HEX_RUN = re.compile(r"[0-9a-fA-Fx\\\s:,]{16,}")  # what every _HEX match is made of
+# an ASCII text's characters read as in (x) or out of (.) the class of the _BASE64 and
+# _HEX_RUN runs: both need 16 in a row (see _run)
+_BASE64_RUN = str.maketrans({c: "x" if re.match(r"[A-Za-z0-9+/_-]", c) else "." for c in _ASCII})
+_HEX_RUN_CHARS = str.maketrans(
+    {c: "x" if re.match(r"[0-9a-fA-Fx\\\s:,]", c) else "." for c in _ASCII}
+)
 
 
 def find_injection(text: str) -> list[str]:
@@ -207,23 +220,28 @@ def find_injection(text: str) -> list[str]:
         if (lowered is None or may_match(needed, lowered)) and rule.search(text)
     ]
     words = normalize(text)
-    found += _scan(words)
-    if not found and _encoded(text, words):
+    vocabulary = _vocabulary(words)
+    found += _scan(words, vocabulary)
+    if not found and _encoded(text, words, vocabulary):
         found.append("encoded")
     return list(dict.fromkeys(found))
 
 
-def _encoded(text: str, words: str) -> bool:
+def _encoded(text: str, words: str, vocabulary: set[str]) -> bool:
     """Whether a decoded copy of ``text`` (see :func:`_decodings`) trips a word rule.
 
     For an ASCII text, the rot13 and reversed copies are not normalized again unless they
     could trip one: normalizing an ASCII text commutes with reversing it when it holds no
     leet symbol (``@$!|``: a word boundary then depends on the reading direction), so its
-    reversed copy reads ``words[::-1]``; and see :func:`_rot13_gate`."""
+    reversed copy reads ``words[::-1]``, whose words are ``vocabulary``'s reversed (the
+    gate reads them as they are, its needs reversed); and see :func:`_rot13_gate`."""
     if not text.isascii():
         return any(_scan(normalize(decoded)) for decoded in _decodings(text))
-    backwards = normalize(text[::-1]) if _LEET_SYMBOL.search(text) else words[::-1]
-    if _gate(_COPY_NEEDS, backwards) and _scan(backwards):
+    if _LEET_SYMBOL.search(text):
+        backwards = normalize(text[::-1])
+        if _COPY_NEEDS.hold(_vocabulary(backwards), backwards) and _scan(backwards):
+            return True
+    elif _BACKWARDS_NEEDS.hold(vocabulary, words) and _scan(words[::-1]):
         return True
     if _rot13_gate(words) and _scan(normalize(codecs.encode(text, "rot13"))):
         return True
@@ -238,25 +256,86 @@ def _rot13_gate(words: str) -> bool:
     (lower case, leet words, spaced letters and word breaks do not depend on which letter a
     letter is), except that a letter undone from leet (``0`` -> ``o``) is the same in both
     where any other letter is its rot13: so ``words`` rot13'd, with each leet letter and its
-    rot13 partner read as one (``_ROT13_GATE``), holds every literal the rot13 copy holds,
-    read the same way (``_ROT13_NEEDS``)."""
-    return _gate(_ROT13_NEEDS, words.translate(_ROT13_GATE))
+    rot13 partner read as one (``_ROT13_GATE``), holds every word and string the rot13 copy
+    holds, read the same way (``_ROT13_NEEDS``)."""
+    gate = words.translate(_ROT13_GATE)
+    return _ROT13_NEEDS.hold(_vocabulary(gate), gate)
 
 
-def _gate(needs: list[frozenset[str] | None], words: str) -> bool:
-    """Whether a literal of one of ``needs`` is in ``words`` (else no word rule matches)."""
-    return any(may_match(needed, words) for needed in needs)
+def _vocabulary(words: str) -> set[str]:
+    """The words of a normalized text (what :class:`WordNeeds` tests first)."""
+    return set(words.split(" "))
 
 
 def normalize(text: str) -> str:
     """The copy word rules read: see the module docstring."""
+    return _normalize_ascii(text.lower()) if text.isascii() else _normalize_any(text)
+
+
+def _normalize_any(text: str) -> str:
+    """:func:`normalize` step by step, for any text."""
     text = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).lower()
     if _LOOKALIKES.search(text):
         text = _WORD.sub(_unmix, text)
     if _LEET_CHAR.search(text):
-        text = _LEET_WORD.sub(lambda m: m.group().translate(_LEET), text)
-    text = _SPACED.sub(lambda m: re.sub(r"[ .\-_*]", "", m.group()), text)
+        text = _LEET_WORD.sub(_unleet_word, text)
+    text = _SPACED.sub(_unspace, text)
     return " ".join(re.findall(r"\w+", text))
+
+
+def _normalize_ascii(text: str) -> str:
+    """:func:`normalize` of a lower-case ASCII text, the same steps faster: NFKC, zero-width
+    characters and look-alikes leave ASCII as it is; leet words are undone run by run
+    (:func:`_unleet`); letters are joined only where two single characters stand between
+    separators (``_SPACED_HINT``, in every match), and without ``_`` (then no separator is a
+    word character) by ``_SPACED_AFTER``, which finds the same runs less its first letter,
+    starting at a separator (the engine skips to one); and an ASCII non-word character is a
+    word break, so the words are ``split`` after one ``translate``."""
+    if "_" in text:  # a word character and a separator: the general path
+        text = _LEET_WORD.sub(_unleet_word, text) if _LEET_CHAR.search(text) else text
+        text = _SPACED.sub(_unspace, text) if _SPACED_HINT.search(text) else text
+    else:
+        text = _unleet(text)
+        text = _SPACED_AFTER.sub(_unspace, text) if _SPACED_HINT.search(text) else text
+    return " ".join(text.translate(_ASCII_BREAKS).split())
+
+
+def _unleet(text: str) -> str:
+    """``_LEET_WORD`` undone in a lower-case ASCII text without ``_``.
+
+    A leet word lies in a maximal run of ``[\\w@$!|]`` holding a letter and one of
+    ``0-9@$!|``; without ``_``, such a run has the two side by side (``_SHAPES``: a letter
+    reads ``a``, the others ``1``, anything else a space). Only those runs are searched,
+    each alone: a run is bounded by non-word characters, so ``\b`` reads the same there."""
+    shape = text.translate(_SHAPES)
+    starts = sorted({*_finds(shape, "a1"), *_finds(shape, "1a")})
+    if not starts:
+        return text
+    pieces, done = [], 0
+    for at in starts:
+        if at < done:
+            continue
+        start, end = shape.rfind(" ", 0, at) + 1, shape.find(" ", at)
+        end = len(text) if end < 0 else end
+        pieces += [text[done:start], _LEET_WORD.sub(_unleet_word, text[start:end])]
+        done = end
+    return "".join([*pieces, text[done:]])
+
+
+def _finds(text: str, part: str) -> list[int]:
+    found, at = [], text.find(part)
+    while at >= 0:
+        found.append(at)
+        at = text.find(part, at + 1)
+    return found
+
+
+def _unleet_word(match: re.Match[str]) -> str:
+    return match.group().translate(_LEET)
+
+
+def _unspace(match: re.Match[str]) -> str:
+    return re.sub(r"[ .\-_*]", "", match.group())
 
 
 def _unmix(match: re.Match[str]) -> str:
@@ -268,12 +347,14 @@ def _unmix(match: re.Match[str]) -> str:
     return word
 
 
-def _scan(words: str) -> list[str]:
+def _scan(words: str, vocabulary: set[str] | None = None) -> list[str]:
+    """The word rules a normalized text trips (``vocabulary``: its words, if known)."""
     needs = _ASCII_NEEDS if words.isascii() else _ALL_NEEDS
+    vocabulary = _vocabulary(words) if vocabulary is None else vocabulary
     return [
         name
         for (name, rule, _), needed in zip(_WORDS, needs, strict=True)
-        if may_match(needed, words) and rule.search(words)
+        if needed.hold(vocabulary, words) and rule.search(words)
     ]
 
 
@@ -283,19 +364,28 @@ def _decodings(text: str, whole: bool = True) -> list[str]:
     out = [codecs.encode(text, "rot13"), text[::-1]] if whole else []
     if "%" in text:
         out.append(urllib.parse.unquote(text))
-    for match in _BASE64.finditer(text):
+    ascii = text.isascii()
+    for match in _BASE64.finditer(text) if not ascii or _run(text, _BASE64_RUN) else ():
         raw = match.group()
         try:
             out.append(_printable(base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_")))
         except (binascii.Error, ValueError):
             continue
-    for match in _HEX.finditer(text) if _HEX_RUN.search(text) else ():
+    hex_run = _run(text, _HEX_RUN_CHARS) if ascii else _HEX_RUN.search(text)
+    for match in _HEX.finditer(text) if hex_run else ():
         digits = re.sub(r"\\x|0x|[\s:,]", "", match.group())
         try:
             out.append(_printable(bytes.fromhex(digits)))
         except ValueError:
             continue
     return [t for t in out if t]
+
+
+def _run(text: str, table: dict[int, str]) -> bool:
+    """Whether an ASCII text has 16 characters of a class in a row (``table`` reads each of
+    them ``x``, anything else ``.``): one ``translate`` and one ``in``, not a pattern tried
+    at every character."""
+    return "x" * 16 in text.translate(table)
 
 
 def _printable(data: bytes) -> str:

@@ -9,6 +9,11 @@ Case-insensitive parts are not read (a literal test would be case-sensitive), un
 ``fold=True``: then the strings are lower case and hold for ``text.lower()`` of an ASCII text
 (:func:`folded` gives that copy, or None for a text the proof does not cover: Unicode case
 folding matches the long s, U+017F, to ``s`` and the Kelvin sign to ``k``).
+
+For the injection rules, which read a *normalized* text (words joined by single spaces),
+:func:`required_words` goes further: the whole words one of which every match holds (a word
+the pattern closes on both sides by a space or ``\\b``), so a rule is skipped after one set
+intersection with the text's words (:class:`WordNeeds`) instead of a probe per literal.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import importlib
 import re
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 _parser: Any = importlib.import_module("re._parser")  # typeshed has no stub for it
@@ -163,3 +169,180 @@ def _mandatory(op: Any, av: Any, how: _Reading) -> frozenset[str] | None:
 def may_match(needed: frozenset[str] | None, text: str) -> bool:
     """False only when ``text`` lacks every string of ``needed`` (see :func:`required`)."""
     return needed is None or any(s in text for s in needed)
+
+
+class WordNeeds(NamedTuple):
+    """What every match of a pattern over a *normalized* text (words of ``\\w`` characters
+    joined by single spaces) contains: one of ``words`` as a whole word, or one of
+    ``strings`` anywhere. A text's words are a set, so the first test is one set
+    intersection, however many words the pattern could need."""
+
+    words: frozenset[str]
+    strings: frozenset[str]
+
+    def hold(self, words: frozenset[str] | set[str], text: str) -> bool:
+        """False only when no match can be in ``text`` (whose words are ``words``)."""
+        return not self.words.isdisjoint(words) or any(s in text for s in self.strings)
+
+    def ascii(self) -> WordNeeds:
+        """Only what an ASCII text can hold (the same test on one)."""
+        return WordNeeds(
+            frozenset(filter(str.isascii, self.words)), frozenset(filter(str.isascii, self.strings))
+        )
+
+    def mapped(self, fn: Callable[[str], str]) -> WordNeeds:
+        """The needs as a copy of the text read through ``fn`` (reversed, rot13…) holds them."""
+        return WordNeeds(frozenset(map(fn, self.words)), frozenset(map(fn, self.strings)))
+
+
+_B = "\x01"  # a word boundary (\b) in a spelled run: it delimits a word, as a space does
+_MAX_SPELLED = 256
+#: Words too common to stand for a rule when the pattern offers rarer ones.
+_COMMON = frozenset(
+    """a about after all also an and any are as at be been before but by can could did do does
+    for from had has have he her his how i if in into is it its may me more my new no not
+    of on one only or our out over so such than that the their them then there these they this
+    to up upon us was we were what when where which while who will with would you your""".split()
+)
+
+
+def required_words(pattern: str) -> WordNeeds | None:
+    """Whole words (or, where the pattern spells none, strings) one of which every match of
+    ``pattern`` over a normalized text contains; None when unknown (run the pattern).
+
+    A word is whole when the pattern delimits it on both sides, by a space or ``\\b``: in a
+    normalized text a space is between two words and ``\\b`` is next to one, so the spelled
+    characters between two delimiters are one of the text's words. ``(?:a|b)``, ``s?`` and
+    small classes are spelled out (``instructions?`` is the words ``instruction`` and
+    ``instructions``); where an alternative delimits no word, its literal strings stand in."""
+    compiled = re.compile(pattern)
+    if compiled.flags & re.IGNORECASE:
+        return None
+    found = _word_sequence(_parser.parse(pattern, compiled.flags))
+    if found is None:
+        return None
+    return WordNeeds(found.words, cover(found.strings, 6) or frozenset())  # fewer probes
+
+
+#: Needs that every text holds (``""`` is in every text): the pattern always runs.
+ALWAYS = WordNeeds(frozenset(), frozenset({""}))
+
+
+def word_needs(pattern: str) -> WordNeeds:
+    """:func:`required_words` of ``pattern``, else its :func:`required` strings (in pieces of
+    six characters), else :data:`ALWAYS`."""
+    found = required_words(pattern)
+    if found is None:
+        strings = cover(required(pattern), 6)
+        found = ALWAYS if strings is None else WordNeeds(frozenset(), strings)
+    return found
+
+
+def union_needs(needs: list[WordNeeds]) -> WordNeeds:
+    """One requirement for a text to match any of several patterns."""
+    words: set[str] = set()
+    strings: set[str] = set()
+    for needed in needs:
+        words |= needed.words
+        strings |= needed.strings
+    return WordNeeds(frozenset(words), minimal(frozenset(strings)) or frozenset())
+
+
+def _word_sequence(items: Any, run: set[str] | None = None) -> WordNeeds | None:
+    """The rarest whole words a sequence delimits (``run``: what the match spelled before
+    it), else the literal strings :func:`required` reads, else common words."""
+    candidates: list[frozenset[str]] = []
+    mixed: list[WordNeeds] = []
+    run = run or {""}
+    for op, av in items:
+        spelled = _spell(op, av)
+        if spelled is not None and len(run) * len(spelled) <= _MAX_SPELLED:
+            run = {s + t for s in run for t in spelled}
+            continue
+        candidates += _run_words(run)
+        inner = _word_mandatory(op, av, run) if spelled is None else None
+        if inner is not None:
+            mixed.append(inner)
+        run = set(spelled) if spelled is not None else {""}  # what precedes is unknown
+    candidates += _run_words(run)
+    rare = [WordNeeds(c, frozenset()) for c in candidates if not _common(c)]
+    strings = _sequence(items, _Reading(fold=False, few=False))
+    if strings is not None:
+        mixed.append(WordNeeds(frozenset(), strings))
+    ranked = (
+        rare
+        or [n for n in mixed if not _common(n.words)]
+        or [WordNeeds(c, frozenset()) for c in candidates]
+    )
+    return max(ranked, key=_selectivity, default=None)
+
+
+def _run_words(run: set[str]) -> list[frozenset[str]]:
+    """A spelled run's whole words, when each of its strings delimits one (its rarest)."""
+    best: set[str] = set()
+    for s in run:
+        middle = [t for t in re.split(f"[ {_B}]", s)[1:-1] if t]
+        if not middle:
+            return []
+        best.add(max(middle, key=lambda t: (t not in _COMMON, len(t))))
+    return [frozenset(best)]
+
+
+def _common(words: frozenset[str]) -> bool:
+    return any(w in _COMMON or len(w) < 2 for w in words)
+
+
+def _selectivity(needs: WordNeeds) -> tuple[int, int, int]:
+    """The fewest strings (probes; a word is a set test), then the fewest words (fewer ways
+    to pass), then the longest shortest."""
+    sizes = [len(w) for w in needs.words] + [len(s.strip()) for s in needs.strings]
+    return (-len(needs.strings), -len(needs.words), min(sizes, default=0))
+
+
+def _spell(op: Any, av: Any) -> list[str] | None:
+    """Every string an item matches (``\\b`` as a marker), when they are few, else None."""
+    if op is _C.LITERAL:
+        return [chr(av)]
+    if op is _C.AT:
+        return [_B] if av is _C.AT_BOUNDARY else None
+    if op is _C.IN:
+        return _small_class(op, av)
+    if op is _C.BRANCH:
+        out: list[str] = []
+        for branch in av[1]:
+            spelled = _spell_sequence(branch)
+            if spelled is None:
+                return None
+            out += spelled
+        return out if len(out) <= _MAX_SPELLED else None
+    if op is _C.SUBPATTERN:
+        _group, add_flags, del_flags, body = av
+        return None if add_flags or del_flags else _spell_sequence(body)
+    if op in (_C.MAX_REPEAT, _C.MIN_REPEAT) and av[1] <= 1:
+        spelled = _spell_sequence(av[2])
+        return None if spelled is None else ([""] if av[0] == 0 else []) + spelled
+    return None
+
+
+def _spell_sequence(items: Any) -> list[str] | None:
+    out = [""]
+    for op, av in items:
+        spelled = _spell(op, av)
+        if spelled is None or len(out) * len(spelled) > _MAX_SPELLED:
+            return None
+        out = [s + t for s in out for t in spelled]
+    return out
+
+
+def _word_mandatory(op: Any, av: Any, run: set[str]) -> WordNeeds | None:
+    """What a group, an alternation or a repeat of at least one requires, if anything, read
+    after ``run`` (the parser moves a ``\b`` that starts every alternative in front)."""
+    if op is _C.SUBPATTERN:
+        _group, add_flags, del_flags, body = av
+        return None if add_flags or del_flags else _word_sequence(body, run)
+    if op is _C.BRANCH:
+        alternatives = [_word_sequence(branch, run) for branch in av[1]]
+        return None if None in alternatives else union_needs(alternatives)  # type: ignore[arg-type]
+    if op in (_C.MAX_REPEAT, _C.MIN_REPEAT, _C.POSSESSIVE_REPEAT) and av[0] >= 1:
+        return _word_sequence(av[2], run)
+    return None

@@ -99,7 +99,19 @@ _SSN_HINT = re.compile(r"\d{3}-\d\d-\d{4}")
 _NANP_HINT = re.compile(r"\d{3}[ .\-]\d{4}")
 _NATIONAL_HINT = re.compile(r"0\d{1,4}[ .\-/]\d\d")
 _IPV4_HINT = re.compile(r"\d\.\d{1,3}\.\d{1,3}\.\d")
+# an address we report has a group of 3-4 hex digits, next to one of its colons
 _IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
+_IPV6_GROUP = re.compile(r"[0-9A-Fa-f]{3}:|:[0-9A-Fa-f]{3}")
+# in an ASCII text read as shapes (_SHAPES), each hint above is one of a few strings:
+# looked for with ``in``, not a pattern tried at every digit
+_SHAPES = str.maketrans(
+    {c: "A" if c.isupper() else "d" if c.isdigit() else c if c in " .-" else "_"
+     for c in map(chr, range(128))}
+)  # fmt: skip
+_CARD_SHAPES = ("ddd dd", "ddd-dd", "d" * 12)
+_IBAN_SHAPES = ("AAdd",)
+_SSN_SHAPES = ("ddd-dd-dddd",)
+_NANP_SHAPES = ("ddd dddd", "ddd.dddd", "ddd-dddd")
 _SSN_CUE_NEEDS = minimal(required(_SSN_CUE.pattern, fold=True))
 _PHONE_CUE_NEEDS = minimal(required(_PHONE_CUE.pattern, fold=True))
 
@@ -111,14 +123,15 @@ def find_pii(text: str, is_token: Callable[[str], bool] | None = None) -> list[S
     found = [Span("secret", a, b) for a, b in find_secrets(text, is_token)]
     digits = _DIGIT.search(text) is not None
     lowered = folded(text)
+    shape = text.translate(_SHAPES) if digits and lowered is not None else None
     if digits:
-        found += _ibans(text)
-        found += _cards(text)
-        found += _ssns(text, lowered)
+        found += _ibans(text, shape)
+        found += _cards(text, shape)
+        found += _ssns(text, lowered, shape)
     if may_match(_EMAIL_NEEDS, text):
         found += [Span("email", *m.span()) for m in _EMAIL.finditer(text) if ".." not in m.group()]
     if digits:
-        found += _phones(text, lowered)
+        found += _phones(text, lowered, shape)
     found += _ips(text, digits)
     rank = {kind: i for i, kind in enumerate(KINDS)}
     kept: list[Span] = []
@@ -143,14 +156,19 @@ def _cued(needed: frozenset[str] | None, lowered: str | None) -> bool:
     return lowered is None or may_match(needed, lowered)
 
 
-def _cards(text: str) -> Iterator[Span]:
-    for match in _CARD.finditer(text) if _CARD_HINT.search(text) else ():
+def _hinted(hint: re.Pattern[str], shapes: tuple[str, ...], text: str, shape: str | None) -> bool:
+    """Whether ``hint`` is in ``text``, read off the text's shape when it has one."""
+    return hint.search(text) is not None if shape is None else any(s in shape for s in shapes)
+
+
+def _cards(text: str, shape: str | None) -> Iterator[Span]:
+    for match in _CARD.finditer(text) if _hinted(_CARD_HINT, _CARD_SHAPES, text, shape) else ():
         if _is_card(match.group()):
             yield Span("card", *match.span())
 
 
-def _ibans(text: str) -> Iterator[Span]:
-    for match in _IBAN.finditer(text) if _IBAN_HINT.search(text) else ():
+def _ibans(text: str, shape: str | None) -> Iterator[Span]:
+    for match in _IBAN.finditer(text) if _hinted(_IBAN_HINT, _IBAN_SHAPES, text, shape) else ():
         need = IBAN_LENGTHS.get(match.group(1))
         groups = match.group().split(" ")
         taken = 0  # as printed, the groups of four may be followed by other words
@@ -161,8 +179,8 @@ def _ibans(text: str) -> Iterator[Span]:
             yield Span("iban", match.start(), match.start() + len(" ".join(groups[:taken])))
 
 
-def _ssns(text: str, lowered: str | None) -> Iterator[Span]:
-    for match in _SSN.finditer(text) if _SSN_HINT.search(text) else ():
+def _ssns(text: str, lowered: str | None, shape: str | None) -> Iterator[Span]:
+    for match in _SSN.finditer(text) if _hinted(_SSN_HINT, _SSN_SHAPES, text, shape) else ():
         if ssn_ok(*match.groups()):
             yield Span("ssn", *match.span())
     for match in _SSN_CUE.finditer(text) if _cued(_SSN_CUE_NEEDS, lowered) else ():
@@ -170,13 +188,14 @@ def _ssns(text: str, lowered: str | None) -> Iterator[Span]:
             yield Span("ssn", *match.span("number"))
 
 
-def _phones(text: str, lowered: str | None) -> Iterator[Span]:
+def _phones(text: str, lowered: str | None, shape: str | None) -> Iterator[Span]:
     for match in _PHONE_INTL.finditer(text) if "+" in text else ():
         raw = match.group()
         decimal = raw.count(".") == 1 and not re.search(r"[^\d.+]", raw)  # +08.5812604
         if 9 <= len(_digits(raw)) <= 15 and _separators_ok(raw) and not decimal:
             yield Span("phone", *match.span())
-    for match in _PHONE_NANP.finditer(text) if _NANP_HINT.search(text) else ():
+    nanp = _hinted(_NANP_HINT, _NANP_SHAPES, text, shape)
+    for match in _PHONE_NANP.finditer(text) if nanp else ():
         area, exchange = match.group(1) or match.group(2), match.group(4)
         same = match.group(3) in (None, match.group(5)) or match.group(1) is not None
         if area[0] in "23456789" and exchange[0] in "23456789" and same:
@@ -207,7 +226,7 @@ def _ips(text: str, digits: bool) -> Iterator[Span]:
         # a host in a URL is a server, not a person; -54.42.40.49 is a declination
         if not _VERSION_CUE.search(before) and not before.endswith(("://", "-", "+")):
             yield Span("ip", *match.span())
-    ipv6 = may_match(_IPV6_NEEDS, text) and _IPV6_HINT.search(text)
+    ipv6 = may_match(_IPV6_NEEDS, text) and _IPV6_HINT.search(text) and _IPV6_GROUP.search(text)
     for match in _IPV6.finditer(text) if ipv6 else ():
         candidate = match.group().split("%", 1)[0]
         # one group of 3-4 hex digits at least: ``12:34::`` is not worth calling an address
