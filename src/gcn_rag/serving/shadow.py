@@ -162,7 +162,9 @@ class Shadows:
                     self.metrics.shadow_dropped(job.mirror.endpoint, job.replica.name)
                     continue
                 self._run(job)
-        finally:
+        finally:  # all asked at once: their interpreters wind down side by side
+            for sidecar in self._sidecars.values():
+                sidecar.ask_to_stop()
             for sidecar in self._sidecars.values():
                 sidecar.close()
 

@@ -103,11 +103,15 @@ class Sidecar:
         code, message = detail
         raise BadInputError(message) if code in CLIENT_ERROR_CODES else GcnRagError(message)
 
-    def close(self) -> None:
-        """End the child (continued, asked to stop, then killed)."""
+    def ask_to_stop(self) -> None:
+        """Continue the child and ask it to end (without waiting: see :meth:`close`)."""
         self.resume()
         with contextlib.suppress(OSError, ValueError):
             self._conn.send(None)
+
+    def close(self) -> None:
+        """End the child (continued, asked to stop, then killed after 2 s)."""
+        self.ask_to_stop()
         self._process.join(2)
         if self._process.is_alive():
             self._process.kill()
