@@ -20,6 +20,7 @@ from gcn_rag.settings import Settings
 
 if TYPE_CHECKING:
     from consoles import Console
+    from gcn_rag.serving.manager import EndpointManager
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EVENTS_ARCHIVE = FIXTURES / "events.txt.tar.gz"
@@ -171,6 +172,30 @@ def unloadable(fixture_workspace: Settings) -> tuple[str, str]:
         name="unloadable", python_model=Unloadable(), registered_model_name=UNLOADABLE
     )
     return UNLOADABLE, str(info.registered_model_version)
+
+
+def capturing_manager(
+    home: Path, workspace: Settings, *, resolve: bool = False, **capture: Any
+) -> EndpointManager:
+    """An endpoint manager over ``workspace``'s registry keeping its endpoints in
+    ``home/serving.db`` and capturing into ``home/warehouse`` (spool ``home/capture``, flushed
+    every 0.2 s unless ``capture`` says otherwise); the caller closes it."""
+    from gcn_rag.model.registry import mlflow_loader, mlflow_resolver, tracking_uri
+    from gcn_rag.serving.capture import InferenceCapture
+    from gcn_rag.serving.manager import EndpointManager
+    from gcn_rag.serving.store import EndpointStore
+    from gcn_rag.tables import Catalog
+
+    options = {"flush_interval_s": 0.2, **capture}
+    spool = InferenceCapture(home / "capture", Catalog(home / "warehouse"), **options)
+    spool.start()
+    uri = tracking_uri(workspace)
+    return EndpointManager(
+        EndpointStore(home / "serving.db"),
+        mlflow_loader(uri),
+        resolve=mlflow_resolver(uri) if resolve else None,
+        capture=spool,
+    )
 
 
 def capture_row(i: int, timestamp_ms: int) -> CaptureRow:

@@ -16,16 +16,13 @@ from typing import Any, NamedTuple
 
 import requests
 
+from conftest import capturing_manager
 from gcn_rag.console import console_for
 from gcn_rag.model import registry
-from gcn_rag.model.registry import mlflow_loader
 from gcn_rag.serving.app import create_app
 from gcn_rag.serving.auth import TokenStore
-from gcn_rag.serving.capture import InferenceCapture
 from gcn_rag.serving.manager import EndpointManager
-from gcn_rag.serving.store import EndpointStore
 from gcn_rag.settings import Settings
-from gcn_rag.tables import Catalog
 
 ENDPOINT = "nasa-gcn-rag-assistant"
 QUESTION = "What is the redshift of GRB 221009A?"
@@ -54,13 +51,7 @@ def running_console(
     the console's Models and Ask pages read ``pages_over`` (default: ``workspace``)."""
     store = TokenStore(home / "serving.db")
     tokens = {level: store.create(level, f"{level.lower()}-user") for level in LEVELS}
-    capture = InferenceCapture(home / "capture", Catalog(home / "warehouse"), flush_interval_s=0.2)
-    capture.start()
-    manager = EndpointManager(
-        EndpointStore(home / "serving.db"),
-        mlflow_loader(registry.tracking_uri(workspace)),
-        capture=capture,
-    )
+    manager = capturing_manager(home, workspace)
     app = create_app(manager, store if auth else None, console=console_for(pages_over or workspace))
     try:
         with serve_app(app) as url:

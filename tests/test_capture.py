@@ -21,16 +21,14 @@ import pytest
 import requests
 from typer.testing import CliRunner
 
-from conftest import capture_row
+from conftest import capture_row, capturing_manager
 from gcn_rag.cli import app
 from gcn_rag.model import registry
-from gcn_rag.model.registry import mlflow_loader
 from gcn_rag.serving.app import create_app
 from gcn_rag.serving.auth import TokenStore
 from gcn_rag.serving.capture import CaptureRow, CaptureTarget, InferenceCapture, sampled
 from gcn_rag.serving.manager import EndpointManager
 from gcn_rag.serving.spool import read_segment
-from gcn_rag.serving.store import EndpointStore
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 
@@ -86,15 +84,7 @@ def token(home: Path) -> str:
 
 @pytest.fixture(scope="module")
 def manager(home: Path, fixture_workspace: Settings, champion: dict[str, Any]) -> Iterator[Any]:
-    capture = InferenceCapture(
-        home / "capture", Catalog(home / "warehouse"), flush_interval_s=0.2, max_payload_bytes=4096
-    )
-    capture.start()
-    manager = EndpointManager(
-        EndpointStore(home / "serving.db"),
-        mlflow_loader(registry.tracking_uri(fixture_workspace)),
-        capture=capture,
-    )
+    manager = capturing_manager(home, fixture_workspace, max_payload_bytes=4096)
     yield manager
     manager.close()
 

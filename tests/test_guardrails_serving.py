@@ -21,13 +21,13 @@ import pytest
 import requests
 from typer.testing import CliRunner
 
+from conftest import capturing_manager
 from gcn_rag.cli import app as cli_app
 from gcn_rag.errors import BadInputError
 from gcn_rag.model import registry
 from gcn_rag.model.registry import mlflow_loader
 from gcn_rag.serving.app import create_app
 from gcn_rag.serving.auth import TokenStore
-from gcn_rag.serving.capture import InferenceCapture
 from gcn_rag.serving.client import ServingClient
 from gcn_rag.serving.deploy import UP_GUARDRAILS, EndpointSpec, deploy
 from gcn_rag.serving.guarding import EndpointGuards
@@ -76,13 +76,7 @@ def token(home: Path) -> str:
 
 @pytest.fixture(scope="module")
 def manager(home: Path, fixture_workspace: Settings, echo: str) -> Iterator[EndpointManager]:
-    capture = InferenceCapture(home / "capture", Catalog(home / "warehouse"), flush_interval_s=0.2)
-    capture.start()
-    manager = EndpointManager(
-        EndpointStore(home / "serving.db"),
-        mlflow_loader(registry.tracking_uri(fixture_workspace)),
-        capture=capture,
-    )
+    manager = capturing_manager(home, fixture_workspace)
     yield manager
     manager.close()
 

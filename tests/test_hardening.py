@@ -18,13 +18,11 @@ import mlflow
 import pytest
 import requests
 
+from conftest import capturing_manager
 from gcn_rag.model import registry
-from gcn_rag.model.registry import mlflow_loader, mlflow_resolver
 from gcn_rag.serving.app import create_app
 from gcn_rag.serving.auth import TokenStore
-from gcn_rag.serving.capture import InferenceCapture
 from gcn_rag.serving.manager import EndpointManager
-from gcn_rag.serving.store import EndpointStore
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 from models import Sleeper
@@ -58,15 +56,7 @@ def echo(fixture_workspace: Settings) -> str:
 
 @pytest.fixture(scope="module")
 def manager(home: Path, fixture_workspace: Settings, champion: dict[str, Any]) -> Iterator[Any]:
-    capture = InferenceCapture(home / "capture", Catalog(home / "warehouse"), flush_interval_s=0.1)
-    capture.start()
-    uri = registry.tracking_uri(fixture_workspace)
-    manager = EndpointManager(
-        EndpointStore(home / "serving.db"),
-        mlflow_loader(uri),
-        resolve=mlflow_resolver(uri),
-        capture=capture,
-    )
+    manager = capturing_manager(home, fixture_workspace, resolve=True, flush_interval_s=0.1)
     yield manager
     manager.close()
 

@@ -17,18 +17,15 @@ import pytest
 import requests
 from typer.testing import CliRunner
 
+from conftest import capturing_manager
 from gcn_rag.cli import app
 from gcn_rag.errors import BadInputError, NotFoundError, NotReadyError, TooManyRequestsError
 from gcn_rag.model import registry
-from gcn_rag.model.registry import mlflow_loader
 from gcn_rag.ops.loadtest import check_target, parse_duration, parse_levels
 from gcn_rag.ops.results import Outcome, summarize
 from gcn_rag.serving.app import create_app
 from gcn_rag.serving.auth import TokenStore
-from gcn_rag.serving.capture import InferenceCapture
 from gcn_rag.serving.client import NASAGCNRagClient
-from gcn_rag.serving.manager import EndpointManager
-from gcn_rag.serving.store import EndpointStore
 from gcn_rag.settings import Settings
 from gcn_rag.stats import percentile
 from gcn_rag.tables import Catalog
@@ -93,13 +90,7 @@ def token(home: Path) -> str:
 def server(
     home: Path, fixture_workspace: Settings, champion: dict[str, Any], serve_app: Serve, token: str
 ) -> Iterator[str]:
-    capture = InferenceCapture(home / "capture", Catalog(home / "warehouse"), flush_interval_s=0.2)
-    capture.start()
-    manager = EndpointManager(
-        EndpointStore(home / "serving.db"),
-        mlflow_loader(registry.tracking_uri(fixture_workspace)),
-        capture=capture,
-    )
+    manager = capturing_manager(home, fixture_workspace)
     with serve_app(create_app(manager, TokenStore(home / "serving.db"))) as url:
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {token}"

@@ -14,13 +14,11 @@ import mlflow
 import pytest
 import requests
 
+from conftest import capturing_manager
 from gcn_rag.model import registry
-from gcn_rag.model.registry import mlflow_loader
 from gcn_rag.serving.app import create_app
 from gcn_rag.serving.auth import TokenStore
-from gcn_rag.serving.capture import InferenceCapture
 from gcn_rag.serving.manager import EndpointManager
-from gcn_rag.serving.store import EndpointStore
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 from models import Broken, Lagging, Sleeper
@@ -56,13 +54,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def manager(
     home: Path, fixture_workspace: Settings, champion: dict[str, Any]
 ) -> Iterator[EndpointManager]:
-    capture = InferenceCapture(home / "capture", Catalog(home / "warehouse"), flush_interval_s=0.2)
-    capture.start()
-    manager = EndpointManager(
-        EndpointStore(home / "serving.db"),
-        mlflow_loader(registry.tracking_uri(fixture_workspace)),
-        capture=capture,
-    )
+    manager = capturing_manager(home, fixture_workspace)
     yield manager
     manager.close()
 
