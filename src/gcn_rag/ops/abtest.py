@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from gcn_rag.answer.evaluation import has_sources, is_abstention
 from gcn_rag.errors import BadInputError
-from gcn_rag.ops.monitor import payload_query
+from gcn_rag.ops.monitor import endpoint_is, payload_query
 from gcn_rag.stats import bootstrap_difference, newcombe, percentile, wilson
 
 if TYPE_CHECKING:
@@ -308,10 +308,8 @@ def ratings(catalog: Catalog, endpoint: str) -> dict[str, bool] | None:
     name = catalog.name(FEEDBACK_TABLE)
     if not catalog.exists(name):
         return None
-    if not all(c.isalnum() or c in "-_" for c in endpoint):
-        raise BadInputError(f"{endpoint!r} is not an endpoint name.")
     query = (
-        f"SELECT databricks_request_id, rating FROM {name} WHERE endpoint_name = '{endpoint}' "
+        f"SELECT databricks_request_id, rating FROM {name} WHERE {endpoint_is(endpoint)} "
         "AND rating IN ('positive', 'negative') ORDER BY timestamp_ms"
     )
     rows = catalog.sql(query, tables=[name]).to_pylist()

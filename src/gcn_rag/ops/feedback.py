@@ -12,7 +12,7 @@ import dataclasses
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gcn_rag.errors import BadInputError
+from gcn_rag.ops.monitor import endpoint_is
 from gcn_rag.serving.feedback import TABLE
 from gcn_rag.serving.protocol import request_question, response_answer
 
@@ -54,9 +54,7 @@ def rated_answers(
         return []
     where = []
     if endpoint is not None:
-        if not endpoint or not all(c.isalnum() or c in "-_" for c in endpoint):
-            raise BadInputError(f"{endpoint!r} is not an endpoint name.")
-        where.append(f"f.endpoint_name = '{endpoint}'")
+        where.append(endpoint_is(endpoint, "f.endpoint_name"))
     if since_ms is not None:
         where.append(f"f.timestamp_ms >= {int(since_ms)}")
     requests = catalog.name(payload)

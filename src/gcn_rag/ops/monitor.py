@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gcn_rag.errors import BadInputError, NotFoundError
+from gcn_rag.serving.endpoints import check_name
 from gcn_rag.serving.protocol import request_question, response_answer
 from gcn_rag.stats import percentile
 
@@ -45,6 +46,12 @@ class Bucket:
         }
 
 
+def endpoint_is(endpoint: str, column: str = "endpoint_name") -> str:
+    """The SQL condition ``column = '<endpoint>'``, once the name is a valid endpoint name
+    (so it can be quoted as it is), else 400."""
+    return f"{column} = '{check_name(endpoint)}'"
+
+
 def payload_query(
     catalog: Catalog,
     table: str,
@@ -63,9 +70,7 @@ def payload_query(
         )
     where = []
     if endpoint is not None:
-        if not all(c.isalnum() or c in "-_" for c in endpoint):
-            raise BadInputError(f"{endpoint!r} is not an endpoint name.")
-        where.append(f"endpoint_name = '{endpoint}'")
+        where.append(endpoint_is(endpoint))
     if since_ms is not None:
         where.append(f"timestamp_ms >= {int(since_ms)}")
     if status is not None:
