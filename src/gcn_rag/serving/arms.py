@@ -15,14 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from gcn_rag.errors import BadInputError, DeadlineExceededError, GcnRagError, NotFoundError
 from gcn_rag.progress import SILENT, Reporter
-from gcn_rag.serving.endpoints import default_entity_name
+from gcn_rag.serving.endpoints import default_entity_name, resent
 
 if TYPE_CHECKING:
     from gcn_rag.serving.client import ServingClient
     from gcn_rag.settings import Settings
-
-#: fields GET returns that a config sent back must not carry
-OUTPUT_ONLY = ("state", "creator", "creation_timestamp", "foundation_model")
 
 
 def main_entity(config: dict[str, Any]) -> dict[str, Any]:
@@ -49,9 +46,7 @@ class Challenger:
 
     def config(self, current: dict[str, Any]) -> dict[str, Any]:
         """``current`` (as GET returns it) with its main entity and the challenger only."""
-        main = {k: v for k, v in main_entity(current).items() if k not in OUTPUT_ONLY}
-        if main.get("entity_alias"):  # sent as its alias, it keeps following it
-            main["entity_version"] = main["entity_alias"]
+        main = resent(main_entity(current))
         name = default_entity_name(main["entity_name"], self.version)
         if name == main["name"]:
             raise BadInputError(
@@ -121,9 +116,7 @@ def serve_alone(client: ServingClient, name: str, reporter: Reporter = SILENT) -
     if len(current["served_entities"]) == 1:
         reporter.note(f"Endpoint: {name} serves one entity already.")
         return client.wait(name)
-    main = {k: v for k, v in main_entity(current).items() if k not in OUTPUT_ONLY}
-    if main.get("entity_alias"):
-        main["entity_version"] = main["entity_alias"]
+    main = resent(main_entity(current))
     route = {"served_model_name": main["name"], "traffic_percentage": 100}
     client.update_config(name, {"served_entities": [main], "traffic_config": {"routes": [route]}})
     reporter.note(f"Endpoint: {name} serves {main['name']} alone again.")

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from gcn_rag.errors import BadInputError, NotFoundError
 from gcn_rag.progress import SILENT, Reporter
-from gcn_rag.serving.arms import OUTPUT_ONLY, Challenger, main_entity, serve_challenger
+from gcn_rag.serving.arms import Challenger, main_entity, serve_challenger
+from gcn_rag.serving.endpoints import resent
 from gcn_rag.serving.protocol import query_body
 
 if TYPE_CHECKING:
@@ -104,10 +105,7 @@ class EndpointSpec:
         (its route with it, when it is the only one). Capture is sent only when the spec
         names it: an omitted ``auto_capture_config`` keeps the endpoint's (as on Databricks).
         """
-        entities = [
-            {k: v for k, v in entity.items() if k not in OUTPUT_ONLY}
-            for entity in current["served_entities"]
-        ]
+        entities = [resent(entity, as_alias=False) for entity in current["served_entities"]]
         entity = entities[_target(entities, self.entity)]
         named_by_version = entity.get("name") == _default_name(entity)
         changes = self._entity_fields()

@@ -137,6 +137,20 @@ def _followed(resolve: Resolver, model: str, alias: Any, version: str) -> str | 
         return None
 
 
+#: fields GET returns that a config sent back must not carry
+OUTPUT_ONLY = ("state", "creator", "creation_timestamp", "foundation_model")
+
+
+def resent(entity: dict[str, Any], as_alias: bool = True) -> dict[str, Any]:
+    """A served entity as GET (or the store) gives it, as a config sends it back: without
+    the output-only fields, and, if it follows an alias (and ``as_alias``), asked as that
+    alias, so it follows whatever the alias names by the time the update is read."""
+    sent = {k: v for k, v in entity.items() if k not in OUTPUT_ONLY}
+    if as_alias and sent.get("entity_alias"):
+        sent["entity_version"] = sent["entity_alias"]
+    return sent
+
+
 def default_entity_name(model: str, version: str) -> str:
     """``<model's last name part>-<version>``, a served entity's name when none is given."""
     return f"{str(model).rsplit('.', 1)[-1]}-{version}"
@@ -157,17 +171,16 @@ def followed_config(config: dict[str, Any], versions: dict[str, str]) -> dict[st
         enumerate(config["served_entities"]), key=lambda p: -shares.get(p[1]["name"], 0)
     )
     serving: dict[tuple[str, str], str] = {}  # (model, version) -> the entity that keeps it
-    for place, entity in places:
-        entity = {k: v for k, v in entity.items() if k != "state"}
-        name, version = entity["name"], versions.get(entity["name"], entity["entity_version"])
-        if (entity["entity_name"], version) in serving:
-            renamed[name] = serving[(entity["entity_name"], version)]
+    for place, original in places:
+        name, model = original["name"], original["entity_name"]
+        version = versions.get(name, original["entity_version"])
+        if (model, version) in serving:
+            renamed[name] = serving[(model, version)]
             continue
-        if name in versions:
-            if name == default_entity_name(entity["entity_name"], entity["entity_version"]):
-                entity["name"] = renamed[name] = default_entity_name(entity["entity_name"], version)
-            entity["entity_version"] = entity["entity_alias"]
-        serving[(entity["entity_name"], version)] = entity["name"]
+        entity = resent(original, as_alias=name in versions)
+        if name in versions and name == default_entity_name(model, original["entity_version"]):
+            entity["name"] = renamed[name] = default_entity_name(model, version)
+        serving[(model, version)] = entity["name"]
         kept.append((place, entity))
     entities = [entity for _, entity in sorted(kept, key=lambda p: p[0])]
     names = [e["name"] for e in entities]
