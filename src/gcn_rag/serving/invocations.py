@@ -193,7 +193,7 @@ class Invocations:
             await self._respond(call, scope, receive, send)
         finally:
             self.shadows.leave()
-        if call.mirror is not None and entity is None:  # after the response: mirror it
+        if call.mirror is not None:  # after the response: mirror it
             self.shadows.offer(call.mirror, call.served)
 
     async def _respond(self, call: _Call, scope: Scope, receive: Receive, send: Send) -> None:
@@ -283,10 +283,11 @@ class Invocations:
             if not call.abandoned:
                 request = self._spool(call, 200, content)
                 call.content = content
-                call.mirror = Mirror(
-                    call.name, call.request_id, inputs, params, request,
-                    client_request_id(call.body), call.caller, call.target, call.guards,
-                )  # fmt: skip
+                if call.entity is None and self.manager.mirrors(call.name):
+                    call.mirror = Mirror(
+                        call.name, call.request_id, inputs, params, request,
+                        client_request_id(call.body), call.caller, call.target, call.guards,
+                    )  # fmt: skip
         return content
 
     @staticmethod

@@ -306,6 +306,11 @@ class EndpointManager:
             )
         return replicas[target]
 
+    def mirrors(self, name: str) -> bool:
+        """Whether ``name`` has shadow routes (no lock: a config is swapped whole)."""
+        endpoint = self._endpoints.get(name)
+        return bool(endpoint and endpoint.config["traffic_config"].get("shadow_routes"))
+
     def shadow_replicas(
         self, name: str, primary: str, take: Callable[[str, str, int], bool]
     ) -> builtins.list[Replica]:
@@ -330,16 +335,14 @@ class EndpointManager:
         with self._lock:
             endpoints = list(self._endpoints.values())
         found = set()
-        for endpoint in endpoints:
-            config = endpoint.config
+        for config in (endpoint.config for endpoint in endpoints):
             shadows = {
                 r["served_model_name"] for r in config["traffic_config"].get("shadow_routes", [])
             }
             found |= {
                 (str(e["entity_name"]), str(e["entity_version"]))
-                for e in config["served_entities"]
-                if e["name"] in shadows
-            }
+                for e in config["served_entities"] if e["name"] in shadows
+            }  # fmt: skip
         return found
 
     def predict(self, replica: Replica, frame: Any, params: dict[str, Any] | None) -> Any:
