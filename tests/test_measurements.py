@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from gcn_rag.corpus.instruments import instrument_mentions, measuring_instrument
 from gcn_rag.corpus.measurements import line_before, read
 from gcn_rag.corpus.quantities import BY_KEY, GRB, GW, NEUTRINO, asked_quantity, event_kind
 
@@ -395,3 +396,100 @@ def test_a_stars_declination_after_a_semicolon_and_a_compound_word_are_not_value
     criteria = "photon index = 1.6 (photon index < 2) 2) 1-s peak photon flux = 0.5"
     assert [r.value for r in read(BY_KEY["photon_index"], criteria)] == [1.6]
     assert [r.value for r in read(BY_KEY["t90"], "a T90 of 12-s")] == [12.0]
+
+
+@pytest.mark.parametrize(
+    ("key", "sentence", "expected"),
+    [
+        # a hypothetical value and a rest-frame duration are not what was observed
+        ("redshift", "A redshift of z = 2.4 would make it the farthest such burst.", []),
+        ("redshift", "The afterglow spectrum gives z = 2.4 from Mg II absorption.", [(2.4, "")]),
+        ("t90", "At that distance, the T90 of 1.2 s is 0.4 s in the rest frame.", [(1.2, "")]),
+        ("epeak", "Epeak = 310 keV, rest-frame Epeak = 800 keV.", [(310.0, "")]),
+        # a star's magnitude, a time after an index, an offset and a shift are no values
+        (
+            "magnitude",
+            "The image reaches R=20.1 but the source is near a R=16.4 star.",
+            [(20.1, "")],
+        ),
+        ("photon_index", "The spectral index at 6 hrs after the burst is beta ~ 0.9.", []),
+        ("error_radius", "The source is 4.2 arcsec from the optical position.", []),
+        (
+            "error_radius",
+            "with an uncertainty of 4.2 arcsec (90% containment).",
+            [(4.2 / 3600, "")],
+        ),
+        ("error_radius", "The centre of the error circle moved by 1.8 arcmin to the east.", []),
+        # "Dec. 25" in a table of dates; a declination still reads after RA
+        ("dec", "Date Host R(mag) ------ Dec. 25 21.67 +/- 0.05 ------", []),
+        ("dec", "Position: RA. 10 20 30.1, Dec. 25 11 12.3", [(25.186750, "")]),
+        # the centres of a radio telescope's beams are pointings
+        ("ra", "The two beams were centered at RA 15.211h, Dec 20.3deg; RA 15.6h, Dec 22deg.", []),
+        # an IPN annulus's radius or half-width is no error radius; a rest-frame column is one
+        (
+            "error_radius",
+            "We have triangulated it to an annulus centered at RA = 110.2 deg, Dec = -3.4 deg, "
+            "whose radius is 51.33 +/- 0.12 deg.",
+            [],
+        ),
+        ("nh", "a column density of 2.1e22 cm^-2 in the rest frame of the burst", [(2.1e22, "")]),
+        # "Ra, Dec =" in any case; an angle's mark before its decimals; a limit "(90%) ... to"
+        ("dec", "Ra, Dec  =  10h 11m 12.13s   +21d 04m 00.5s", [(21.066806, "")]),
+        (
+            "error_radius",
+            'at RA=10:11:12.1, DEC=+21:04:00.5 (uncertainty 0".4).',
+            [(0.4 / 3600, "")],
+        ),
+        ("error_radius", "and the error radius is 2'.5.", [(2.5 / 60, "")]),
+        (
+            "fluence",
+            "We set an upper limit (90% conf.) on the 20 - 1500 keV fluence to 5.1x10^-7 erg/cm^2.",
+            [(5.1e-7, "upper")],
+        ),
+        # a redshift "z = 5.2" is no z-band magnitude; a search's template spectrum is assumed
+        ("magnitude", "The spectrum gives a refined redshift z = 5.2 for the afterglow.", []),
+        ("magnitude", "The afterglow has z' = 20.3 +- 0.1 mag.", [(20.3, "")]),
+        (
+            "epeak",
+            "For a cut-off power law parametrized with (Epeak, index) = (480 keV, -0.4), the "
+            "upper limits are ...",
+            [],
+        ),
+        ("epeak", "The cutoff energy, parameterized as Epeak, is 410 +/- 30 keV.", [(410.0, "")]),
+        # a pair of catalog galaxies' redshift is not the burst's
+        ("redshift", "These galaxies are at z = 0.021, 9 arcmin from the position.", []),
+    ],
+)
+def test_the_eighth_rounds_classes_are_read_for_what_they_are(
+    key: str, sentence: str, expected: list[tuple[float, str]]
+) -> None:
+    got = [(r.value, r.limit) for r in read(BY_KEY[key], sentence)]
+    assert [limit for _, limit in got] == [limit for _, limit in expected]
+    assert [v for v, _ in got] == pytest.approx([v for v, _ in expected], rel=1e-6)
+
+
+def test_an_older_missions_value_is_tagged_with_it() -> None:
+    sentence = (
+        "Ulysses and Konus observed this burst. As observed by Ulysses, it had a peak flux "
+        "over 0.5 s of 2.1x10^-7 erg/cm^2 s^-1."
+    )
+    (reading,) = read(BY_KEY["peak_flux"], sentence)
+    mentions = instrument_mentions(sentence)
+    assert measuring_instrument(BY_KEY["peak_flux"], mentions, None, reading.start) == "Ulysses"
+    band = "Fitting by GRBM (Band) model yields the peak energy Ep = 120(-20, +31) keV."
+    (epeak,) = read(BY_KEY["epeak"], band)
+    found = measuring_instrument(BY_KEY["epeak"], instrument_mentions(band), "Konus-Wind", 0)
+    assert epeak.value == 120.0 and found == "Konus-Wind"  # "GRBM" names the model here
+    timed = (
+        "As observed by Konus-Wind, the burst had a 2.9-s peak flux, measured from T0(BAT)-1.5 s, "
+        "of 1.1x10^-6 erg/cm2/s."
+    )
+    (flux,) = read(BY_KEY["peak_flux"], timed)
+    assert measuring_instrument(
+        BY_KEY["peak_flux"], instrument_mentions(timed), None, flux.start
+    ) == ("Konus-Wind")
+    region = (
+        "Within the \ufffd2.5 arcmin BAT error radius we find a radio source at RA = 17 41 3.19"
+    )
+    (ra,) = read(BY_KEY["ra"], region)
+    assert measuring_instrument(BY_KEY["ra"], instrument_mentions(region), None, ra.start) is None

@@ -30,9 +30,20 @@ INSTRUMENTS: dict[str, re.Pattern[str]] = {
     "Swift-UVOT": words(r"\bUVOT\b"),
     "IceCube": words(r"\bIceCube\b"),
     "LIGO/Virgo/KAGRA": words(r"\bLIGO\b|\bVirgo\b|\bKAGRA\b|\bLVK\b"),
+    # the earlier missions of the interplanetary network and before Swift
+    "Ulysses": words(r"\bUlysses\b"),
+    "BeppoSAX": words(r"BeppoSAX|\bSAX\b"),  # not "GRBM": also the Band model's name
+    "HETE-2": words(r"\bHETE\b|FREGATE|\bWXM\b"),
+    "BATSE": words(r"\bBATSE\b"),
+    "RHESSI": words(r"\bRHESSI\b"),
+    "Suzaku WAM": words(r"\bSuzaku\b|\bWAM\b"),
 }
 
-_IN_REGION = re.compile(r"\b(?:within|in|inside)\s+(?:the\s+)?(?:[\w.-]+[\s/]+){0,2}$", re.I)
+_IN_REGION = re.compile(  # "within the +/-2.5 arcmin BAT", "on the SE edge of the XRT"
+    r"\b(?:within|in|inside|outside(?:\s+of)?|near|edge\s+of)\s+(?:the\s+)?(?:\S+[\s/]+){0,2}$",
+    re.I,
+)
+_TIME_ZERO = re.compile(r"\bT_?0\s*[(\[]\s*$")  # "measured from T0(BAT)-1.6 s": a time
 _SINCE = re.compile(
     r"\b(?:after|since|before|post|following|relative to)\s+(?:the\s+)?(?:[\w.-]+[\s/-]+){0,2}$",
     re.I,
@@ -71,9 +82,14 @@ def measuring_instrument(
     sentence names, or its subject's; only instruments that can measure the quantity.
     ``mentions`` are the sentence's (:func:`instrument_mentions`)."""
     can = quantity.instruments
-    usable = [(m, name) for name, m in mentions if can is None or name in can]
+    # named for a time ("after the BAT trigger", "T0(BAT)") it measured nothing here
+    usable = [
+        (m, name)
+        for name, m in mentions
+        if (can is None or name in can) and not _trigger(m) and not _time_zero(m)
+    ]
     if quantity.key in ("ra", "dec"):  # "in the XRT error circle, a source at RA =": not XRT's
-        usable = [(m, name) for m, name in usable if not _region(m) and not _trigger(m)]
+        usable = [(m, name) for m, name in usable if not _region(m)]
     before = [(m.end(), name) for m, name in usable if m.end() <= at]
     if before:
         return max(before)[1]
@@ -92,6 +108,10 @@ def _trigger(mention: re.Match[str]) -> bool:
         _SINCE.search(text, max(0, mention.start() - 40), mention.start())
         and _TRIGGER.match(text, mention.end())
     )
+
+
+def _time_zero(mention: re.Match[str]) -> bool:
+    return bool(_TIME_ZERO.search(mention.string, max(0, mention.start() - 8), mention.start()))
 
 
 def _region(mention: re.Match[str]) -> bool:

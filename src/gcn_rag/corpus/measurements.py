@@ -45,7 +45,8 @@ _RANGE_END = re.compile(r"\d\s*(?:-|\u2013|to)\s*$")  # ... and what ends one
 _AN_ERROR = re.compile(r"\d\s*(?:\+/-|\+-|\u00b1)\s*$")  # "67.978 +/- 0.205": no second value
 _PAIR = re.compile(  # "RA, Dec = ", "RA,Dec (J2000) = (": two values follow, RA first
     r"\bR\.?A\.?\s*(?:\([JB]?(?:2000|1950)(?:\.0)?\))?\s*[,/&]\s*Dec\w*\.?\s*(?:\([JB]?(?:2000|1950)(?:\.0)?\))?\s*"
-    r"(?:=|:|is|are)?\s*[(\[]?\s*$"
+    r"(?:=|:|is|are)?\s*[(\[]?\s*$",
+    re.I,  # "Ra, Dec ="
 )
 _CITED = re.compile(rf"[^;]{{0,40}}?(?:{CIRCULAR_REFERENCE.pattern}|\bet al)")  # "z = 2.9 (GCN 31)"
 _CLAUSE = re.compile(
@@ -54,8 +55,9 @@ _CLAUSE = re.compile(
 _COMPOUND = re.compile(r"[-\u2013][a-zA-Z]")  # "1-s", "3-sigma" after a number
 _OF_ANTECEDENT = re.compile(r",\s+(?:which|that)\s+(?:has|have|had)\b")  # its values
 _LIMIT_ON = re.compile(  # "the (upper) limit on the total isotropic energy ... of"
-    r"\b(?:(?:(?P<kind>upper|lower)[- ])?limits?\s+(?:on|of|for|to)\s+(?:the\s+|a\s+|its\s+)?"
-    r"|(?P<limiting>limiting)\s+)(?:[\w-]+\s+){0,2}$",  # "... on the fluence", "limiting peak flux"
+    r"\b(?:(?:(?P<kind>upper|lower)[- ])?limits?\s*(?:\([^()]{0,30}\)\s*)?(?:on|of|for|to)\s+"
+    r"(?:the\s+|a\s+|its\s+)?|(?P<limiting>limiting)\s+)"
+    r"(?:[\w.-]+\s+){0,4}$",  # "... (90% conf.) on the 20 - 1500 keV fluence", "limiting peak flux"
     re.I,
 )
 _LIMITING = re.compile(
@@ -74,7 +76,26 @@ _ROW_NUMBER = re.compile(r"\d{1,3}\s*[:)]\s+[-+]?\d")
 # "= 0.4 (1-s peak photon flux < 1.0 ...)": a criterion's threshold after the value, no limit
 _CRITERION = re.compile(r"\d\s*(?:[\w/^-]+\s*)?\(\s*[^()]{0,40}(?:<|>|≤|≥)\s*$")
 _SIGMA = re.compile(r"\s*(?:sigma\b|\u03c3)")
+# "1'.5", "0\".3": an angle's mark written before its decimals
+_MARK_POINT = re.compile(r"(?P<mark>'|\"|\u2032|\u2033)\.(?P<decimals>\d+)")
+# "changes by 2.9 arcmin", "improved by 0.5": a difference, not a value
+_BY = re.compile(
+    r"\b(?:chang|shift|mov|increas|decreas|improv|reduc|grow|grew|rose|ris|drop|fell|differ)"
+    r"\w*\s+by\s+(?:about\s+|only\s+|~\s*)?$",
+    re.I,
+)
+# after a value: "z = 1.1 would place", "0.33 s in the rest frame": not what was observed
+_NOT_OBSERVED_AFTER = re.compile(r"\s*(?:would|could|might)\b", re.I)
+# ... and for a duration or an energy: "0.33 s in the rest frame" (a column there is intrinsic)
+_REST_FRAME_AFTER = re.compile(r"\s+in\s+the\s+(?:\w+\s+)?rest[- ]?frame\b", re.I)
+# after a number with no unit: "at 4 hrs post burst" is a time, not an index or a redshift
+_TIME_AFTER = re.compile(
+    r"\s*(?:hrs?|hours?|days?|min(?:utes?)?|ks(?:ec)?|sec(?:onds?)?|s|yrs?|years?)\b", re.I
+)
 _MONTH = re.compile(r"\bDec\.?\s+$")  # "Dec 04": a month, unless the number is a coordinate
+_MONTH_DOT = re.compile(r"\bDec\.\s+$")  # "Dec. 25 21.67" in a table: a date, unless RA came
+_WHOLE_DAY = re.compile(r"(?:[1-9]|[12]\d|3[01])(?![\d.:'])")
+_RA_NEAR = re.compile(r"\bR\.?\s?A\b", re.I)
 # ... "Dec 04" alone, or "Dec 18.840" before a time, a year, a value: a date
 _DAY = re.compile(r"\d{1,2}(?:(?![\d.:\s]*\d)|\.\d+\s*(?:UT\b|,?\s+(?:19|20)\d\d\b|\s+\d))")
 _DAY_ONLY = re.compile(r"\d{1,2}(?:\.\d+)?(?![\d:])")
@@ -164,7 +185,7 @@ def _read(quantity: Quantity, sentence: str) -> list[Reading]:
         left = text[offset:at]
         if _RANGE_END.search(left) or _AN_ERROR.search(left) or not quantity.mention.search(left):
             continue  # the end of a range ("50-300 keV") or an error is no value; no cue words
-        if _ROW_NUMBER.match(text, at) or _CRITERION.search(left):
+        if _ROW_NUMBER.match(text, at) or _CRITERION.search(left) or _BY.search(left):
             continue  # "1: 172.05 -26.86" a row number; "= 0.4 (flux < 1.0)" a threshold
         pair = _PAIR.search(left) if quantity.pair >= 0 else None
         cue = pair or quantity.cue.search(left)
@@ -213,6 +234,8 @@ def _date(left: str, text: str, at: int) -> bool:
         return False
     if _DAY.match(text, at):
         return True
+    if _MONTH_DOT.search(left) and _WHOLE_DAY.match(text, at) and not _RA_NEAR.search(left[-60:]):
+        return True  # "Dec. 25 21.67 +/- 0.05": an unsigned whole day after "Dec.", no RA before
     # "on Dec 27.76 (1700-s)", "(Dec 27.76)": a day after what introduces a date
     day = _DAY_ONLY.match(text, at)
     return bool(day and float(day.group()) < 32 and _ON_DATE.search(left))
@@ -270,6 +293,9 @@ def _reading(quantity: Quantity, text: str, at: int) -> Reading | None:
     digits, end = match["digits"], match.end()
     if quantity.unit != "s" and _COMPOUND.match(text, end):
         return None  # "1-s peak photon flux", "3-sigma": a word, not a value
+    marked = _MARK_POINT.match(text, end) if "." not in digits else None
+    if marked:  # 0".3 is 0.3 arcsec: the unit's mark before the decimals
+        digits, end = f"{digits}.{marked['decimals']}", marked.end()
     errors = _ERRORS.match(text, end)
     if errors:
         end = errors.end()
@@ -287,13 +313,12 @@ def _reading(quantity: Quantity, text: str, at: int) -> Reading | None:
         end = exponent.end()
         if abs(power) > 300:
             return None  # no measured value; "1e999" would overflow
-    factor, end, unit_text = _unit(quantity, text, end)
-    if (quantity.unit_required and not unit_text) or re.compile(r"\s*%").match(text, end):
+    if marked:
+        factor, _, unit_text = _unit(quantity, marked["mark"], 0)
+    else:
+        factor, end, unit_text = _unit(quantity, text, end)
+    if _not_a_value(quantity, text, end, unit_text):
         return None
-    if quantity.not_after is not None and quantity.not_after.match(text, end):
-        return None  # "erg/cm2/s" is a flux, not a fluence; "R = 10 arcsec" no magnitude
-    if _SIGMA.match(text, end):
-        return None  # "11 sigma" is a significance
     if not unit_text:
         factor = quantity.bare
     value = float(digits) * 10.0**power * factor
@@ -310,6 +335,19 @@ def _reading(quantity: Quantity, text: str, at: int) -> Reading | None:
         error=_error(errors, power, factor),
         unit_text=unit_text,
     )
+
+
+def _not_a_value(quantity: Quantity, text: str, end: int, unit_text: str) -> bool:
+    """Does what follows a number (and its unit) say it is no value of ``quantity``?"""
+    if (quantity.unit_required and not unit_text) or re.compile(r"\s*%").match(text, end):
+        return True
+    if quantity.not_after is not None and quantity.not_after.match(text, end):
+        return True  # "erg/cm2/s" is a flux, not a fluence; "R = 10 arcsec" no magnitude
+    if _SIGMA.match(text, end) or _NOT_OBSERVED_AFTER.match(text, end):
+        return True  # "11 sigma" a significance; "z = 1.1 would place": a supposition
+    if quantity.unit in ("s", "keV") and _REST_FRAME_AFTER.match(text, end):
+        return True  # "0.33 s in the rest frame"
+    return not unit_text and not quantity.unit and _TIME_AFTER.match(text, end) is not None
 
 
 def _unit(quantity: Quantity, text: str, at: int) -> tuple[float, int, str]:

@@ -55,7 +55,8 @@ _OTHER = re.compile(
 # "the highest significance ... at RA =", "a new excess, Fermi J1707.0+2528")
 _FOUND = re.compile(
     rf"{_CATALOGUED.pattern}|\bFermi\s+J\d|\bhot\s?spots?\b|\bhighest significance\b|"
-    r"\bmost significant (?:location|position|spot)\b|\bnew (?:[\w-]+ ){0,2}excess\b",
+    r"\bmost significant (?:location|position|spot)\b|\bnew (?:[\w-]+ ){0,2}excess\b|"
+    r"\b(?:pre|post)[- ]?trials?\b",  # a search's best spot ("3.1 sigma pre-trials, at RA =")
     re.I,
 )
 # ... and words about the alert itself, after which a bare value is the alert's again

@@ -275,9 +275,10 @@ CATALOG: tuple[Quantity, ...] = (
         units=DEGREES,
         unit_required=True,
         as_written=True,
-        not_after=words(r"\s*(?:wide|long|across|in (?:RA|Dec)|x\s*\d)"),  # a box, no radius
-        # a part, a search, the part of a region the Earth hides
-        reject=words(rf"systematic (?:error|uncertainty)|tiling|tiled|{EARTH}"),
+        # a box, no radius; "6.3 arcsec from the UVOT position" an offset
+        not_after=words(r"\s*(?:wide|long|across|in (?:RA|Dec)|x\s*\d|from\b|away\b|off\b)"),
+        # a part, a search, an IPN annulus, the part of a region the Earth hides
+        reject=words(rf"systematic (?:error|uncertainty)|tiling|tiled|annul\w*|{EARTH}"),
         interrupted=words(r"\b(?:distance|offset|separat\w*|away)\b"),  # another position's
         low=0.0,
         high=60.0,
@@ -308,8 +309,10 @@ CATALOG: tuple[Quantity, ...] = (
         high=32.0,
         inverted=True,
         kinds=ANY,
-        # "..48.0s, R=7.82": a radius
-        reject=words(rf"{REFERENCE}|{PLANNED}|\d+s\s*,\s*R\s*=\s*$"),
+        # "..48.0s, R=7.82": a radius; "a redshift of z = 5.9": no z-band magnitude
+        reject=words(
+            rf"{REFERENCE}|{PLANNED}|\d+s\s*,\s*R\s*=\s*$|\bredshifts?\b[^.;=]{{0,25}}\bz\s*[=~≈]\s*$"
+        ),
         instruments=("Swift-UVOT",),
         absolute=0.3,
         relative=0.0,
@@ -393,7 +396,7 @@ CATALOG: tuple[Quantity, ...] = (
         low=0.0,
         high=15.0,
         prefix="z = ",
-        reject=words(rf"{ASSUMED}|intervening|foreground|absorber|\bexpect\w*"),
+        reject=words(rf"{ASSUMED}|intervening|foreground|absorber|\bexpect\w*|\bgalaxies\b"),
         kinds=_BURSTS,
         relative=0.01,
         absolute=0.01,

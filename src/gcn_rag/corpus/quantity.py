@@ -118,7 +118,8 @@ RATE_AFTER = words(r"\s*(?:/\s*s(?:ec)?\b|s\s*\^?\s*-1|per s(?:ec(?:ond)?)?\b|s\
 # a value assumed to compute another ("for a typical Band spectrum with alpha = -1")
 ASSUMED = (
     r"\bassum\w*|\baverage\b|\btypical\b|\bcanonical\b|\bcharacteristic\b|\bfix(?:ed|ing)\b|"
-    r"\badopt\w*|\bmodels?\s+\d\b|\bpseudo|hypothetical|simulated"  # "Band model 2": a template
+    r"\badopt\w*|\bmodels?\s+\d\b|\bpseudo|hypothetical|simulated|"  # "Band model 2": a template
+    r"parametri[sz]ed with|\btemplates?\b|\bnormal\W{0,2}\s+spectrum"  # a search's spectra
 )
 # a depth still to be reached, not one measured ("will extend ... down to V=22")
 PLANNED = (
@@ -129,7 +130,7 @@ PLANNED = (
 REFERENCE = r"\bUSNO|\bstars?\b|reference|comparison|calibrat\w*|\b4FGL|\b3FHL|catalog source"
 NOT_A_MAGNITUDE = words(
     r"\s*(?:arcsec|arcmin|deg|\"|'|\u00b0|keV|MeV|s\b|sec|min|hr|h\b|d\b|days?|km|Mpc|%|"
-    r"sigma|ks|mJy|uJy|Jy|counts?|cts|pixel|pix)"
+    r"sigma|ks|mJy|uJy|Jy|counts?|cts|pixel|pix|(?:field |reference |comparison )?stars?\b)"
 )
 # an epeak that was not observed: assumed, or moved to the source's rest frame ("Ep,i")
 NOT_OBSERVED = words(
@@ -142,7 +143,7 @@ EARTH = (
     r"\bEarth(?:'s)? (?:limb|cent(?:er|re))"
 )
 _NOT_ITS_POSITION = words(
-    rf"{REFERENCE}|{EARTH}|annul\w*|fields? of view|\bFoV\b|pointing|corners?\b"
+    rf"{REFERENCE}|{EARTH}|annul\w*|fields? of view|\bFoV\b|pointing|corners?\b|\bbeams?\b"
 )
 _FOREIGN_SOURCE = words(r"nearest|\b4FGL|\b3FHL|catalog source|galax|\bstar\b|\bhost\b")
 
