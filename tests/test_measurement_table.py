@@ -365,3 +365,26 @@ def test_an_instrument_named_for_its_trigger_time_did_not_measure_the_position()
     found = {(row.quantity, round(row.value, 2)): row.instrument for row in rows}
     assert found[("ra", 92.58)] is None
     assert found[("ra", 92.5)] == "Fermi GBM"
+
+
+def test_the_transient_followed_in_an_alerts_region_is_not_the_alert() -> None:
+    rows = extract(
+        _alert(
+            "We followed up the possible transient we reported earlier, found at RA = 14:29:15.99, "
+            "Dec = +09:41:12.3 with r = 17.3.\n\nThe skymap of S190425z peaks at RA = 250.1 deg."
+        )
+    )
+    whose = {round(row.value, 2): row.event_id for row in rows if row.quantity == "ra"}
+    assert whose == {217.32: None, 250.1: "S190425z"}
+
+
+def test_a_gamma_ray_catalog_source_in_a_neutrinos_circular_is_not_the_neutrino() -> None:
+    rows = extract(
+        _alert(
+            "3HWC J2022+431 RA 305.522 Dec: 43.158 (0.10 deg 68% containment) J2000\n\n"
+            "The IceCube best-fit position is RA = 300.1 deg, Dec = 41.2 deg.",
+            event="IceCube-220303A",
+        )
+    )
+    whose = {round(row.value, 2): row.event_id for row in rows if row.quantity == "ra"}
+    assert whose == {305.52: None, 300.1: "IceCube-220303A"}

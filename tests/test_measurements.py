@@ -6,7 +6,11 @@ from typing import Any
 
 import pytest
 
-from gcn_rag.corpus.instruments import instrument_mentions, measuring_instrument
+from gcn_rag.corpus.instruments import (
+    first_named_instrument,
+    instrument_mentions,
+    measuring_instrument,
+)
 from gcn_rag.corpus.measurements import line_before, read
 from gcn_rag.corpus.quantities import BY_KEY, GRB, GW, NEUTRINO, asked_quantity, event_kind
 
@@ -371,6 +375,13 @@ def test_the_seventh_rounds_classes_are_not_the_events_values(
     assert [v for v, _ in got] == pytest.approx([v for v, _ in expected], rel=1e-6)
 
 
+def test_a_line_after_et_al_goes_on_from_it() -> None:
+    line = "GCN 6950) RA=119.66618,  Dec=32.84706; RA=119.68899,  Dec=32.84803;"
+    assert read(BY_KEY["ra"], line)  # alone, the line gives positions
+    stars = "Based on SDSS stars (Cool et al."
+    assert read(BY_KEY["ra"], line, before=line_before(stars, line)) == []
+
+
 def test_positions_listed_after_a_line_that_names_corners_are_corners() -> None:
     corners = "The 90% error box is a thin strip, and its vertices are at"
     line = "RA = +08h 12m 33.1s, Dec = -11d 02' 10\", RA = +08h 13m 04.7s, Dec = -11d 40' 51\""
@@ -456,6 +467,43 @@ def test_a_stars_declination_after_a_semicolon_and_a_compound_word_are_not_value
             [],
         ),
         ("epeak", "The cutoff energy, parameterized as Epeak, is 410 +/- 30 keV.", [(410.0, "")]),
+        # minutes and seconds written ' and "; a limit in a list of limits, however written
+        ("ra", "RA(J2000) =   16h 07' 21.10\"", [(241.837917, "")]),
+        ("magnitude", "Ks < 18.7", [(18.7, "upper")]),
+        ("magnitude", "We do not see any new sources brighter than R~20.5.", [(20.5, "upper")]),
+        # "z < 6" is a redshift; a comparison star's value stays the star's when cited
+        ("magnitude", "The i' detection and the colour imply z < 6.", []),
+        (
+            "magnitude",
+            "The calibration is based on the star at RA = 11 06 08.8, Dec = -21 46 37, which "
+            "has been fixed at V = 18.97 and I = 17.71 (GCN 1948).",
+            [],
+        ),
+        # a magnitude "(3-sigma)" is a limit; "-62deg 28' 21''"; a star's value after "for"
+        ("magnitude", "U ~ 21.6 (3-sigma) for a combined 280 second exposure", [(21.6, "upper")]),
+        ("dec", "Decl. = -62deg 28' 21'' with a count rate of 0.03", [(-62.4725, "")]),
+        ("magnitude", "We use Rc=16.484+/-0.01 mag for USNO B-1 star as reference.", []),
+        # a cited rest-frame value stays rest-frame; a cited assumption is the cited value
+        (
+            "epeak",
+            "and the rest-frame peak energy Ep_rest is 220 +/- 20 keV (Smith et al., GCN 1).",
+            [],
+        ),
+        (
+            "redshift",
+            "Assuming z = 2.35 (Jones et al., GCN 2) and a standard cosmology",
+            [(2.35, "")],
+        ),
+        # a telescope's error-box radius after its coordinates; a corrected value
+        ("magnitude", "170327A (ra=18 26 16 dec=-33 27 00 r=5.3167) 2823 sec after", []),
+        ("alpha", '[NOTE: "alpha = 0.67" was changed to "alpha = 0.77".]', [(0.77, "")]),
+        ("magnitude", "t0+64s to t0+70s  R=17.0 +/-0.5", [(17.0, "")]),
+        ("magnitude", "(B): RA = 02:36:30.25, Dec = +18:08:50.1, R = 22.29 +- 0.16", [(22.29, "")]),
+        (
+            "redshift",
+            "The UV non-detection is expected at the reported z=2.94 (Fynbo et al., GCN 5).",
+            [(2.94, "")],
+        ),
         # a pair of catalog galaxies' redshift is not the burst's
         ("redshift", "These galaxies are at z = 0.021, 9 arcmin from the position.", []),
     ],
@@ -488,6 +536,17 @@ def test_an_older_missions_value_is_tagged_with_it() -> None:
     assert measuring_instrument(
         BY_KEY["peak_flux"], instrument_mentions(timed), None, flux.start
     ) == ("Konus-Wind")
+    redshift = "The lack of UVOT detection would be consistent with the redshift of z=4.6."
+    (z,) = read(BY_KEY["redshift"], redshift)
+    assert (
+        measuring_instrument(BY_KEY["redshift"], instrument_mentions(redshift), None, z.start)
+        is None
+    )
+    data = "Analysis of data from the BAT trigger 339852 reveals a source at RA, Dec = 32.05, 33.42"
+    (ra_,) = read(BY_KEY["ra"], data)
+    assert measuring_instrument(BY_KEY["ra"], instrument_mentions(data), None, ra_.start) is None
+    assert first_named_instrument("Swift XRT observations of the INTEGRAL burst") == "Swift-XRT"
+    assert first_named_instrument("LIGO/Virgo S190425z: INTEGRAL upper limits") == "INTEGRAL"
     region = (
         "Within the \ufffd2.5 arcmin BAT error radius we find a radio source at RA = 17 41 3.19"
     )

@@ -39,10 +39,13 @@ INSTRUMENTS: dict[str, re.Pattern[str]] = {
     "Suzaku WAM": words(r"\bSuzaku\b|\bWAM\b"),
 }
 
+ALERTS = frozenset({"IceCube", "LIGO/Virgo/KAGRA"})  # they name the event in a subject
 _IN_REGION = re.compile(  # "within the +/-2.5 arcmin BAT", "on the SE edge of the XRT"
     r"\b(?:within|in|inside|outside(?:\s+of)?|near|edge\s+of)\s+(?:the\s+)?(?:\S+[\s/]+){0,2}$",
     re.I,
 )
+# "data from the BAT trigger 339852": the trigger's number names a data set, not a measurer
+_TRIGGER_ID = re.compile(r"[\s/-]*trigger\s*(?:no\.?|number|#|id:?)?\s*\d{4,}", re.I)
 _TIME_ZERO = re.compile(r"\bT_?0\s*[(\[]\s*$")  # "measured from T0(BAT)-1.6 s": a time
 _SINCE = re.compile(
     r"\b(?:after|since|before|post|following|relative to)\s+(?:the\s+)?(?:[\w.-]+[\s/-]+){0,2}$",
@@ -64,6 +67,13 @@ def named_instrument(text: str) -> str | None:
     return None
 
 
+def first_named_instrument(text: str) -> str | None:
+    """The instrument ``text`` names first ("Swift XRT observations of the INTEGRAL burst"),
+    after the alert's facility ("LIGO/Virgo S190425z: INTEGRAL upper limits" is INTEGRAL's)."""
+    found = [(name in ALERTS, m.start(), name) for name, m in instrument_mentions(text)]
+    return min(found)[2] if found else None
+
+
 def named_instruments(text: str) -> list[str]:
     """Every instrument ``text`` names, by catalog order."""
     return [name for name, pattern in INSTRUMENTS.items() if pattern.search(text)]
@@ -82,14 +92,16 @@ def measuring_instrument(
     sentence names, or its subject's; only instruments that can measure the quantity.
     ``mentions`` are the sentence's (:func:`instrument_mentions`)."""
     can = quantity.instruments
-    # named for a time ("after the BAT trigger", "T0(BAT)") it measured nothing here
+    # named for a time ("after the BAT trigger", "T0(BAT)") or a region ("in the XRT error
+    # circle, a source at RA ="), it measured nothing here but that region's radius
     usable = [
         (m, name)
         for name, m in mentions
-        if (can is None or name in can) and not _trigger(m) and not _time_zero(m)
+        if (can is None or name in can)
+        and not _trigger(m)
+        and not _time_zero(m)
+        and (quantity.key == "error_radius" or not _region(m))
     ]
-    if quantity.key in ("ra", "dec"):  # "in the XRT error circle, a source at RA =": not XRT's
-        usable = [(m, name) for m, name in usable if not _region(m)]
     before = [(m.end(), name) for m, name in usable if m.end() <= at]
     if before:
         return max(before)[1]
@@ -104,6 +116,8 @@ def _trigger(mention: re.Match[str]) -> bool:
     """Is the instrument named only for the time of its trigger ("34 min after the Swift/BAT
     trigger")? Its trigger data are still its own ("using the GBM trigger data, is RA =")."""
     text = mention.string
+    if _TRIGGER_ID.match(text, mention.end()):
+        return True
     return bool(
         _SINCE.search(text, max(0, mention.start() - 40), mention.start())
         and _TRIGGER.match(text, mention.end())

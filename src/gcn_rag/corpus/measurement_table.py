@@ -38,7 +38,11 @@ from typing import TYPE_CHECKING, Any
 from gcn_rag.corpus.chunking import sentence_spans
 from gcn_rag.corpus.circulars import CIRCULAR_REFERENCE, CIRCULARS, Circular
 from gcn_rag.corpus.events import event_key, find_event_ids
-from gcn_rag.corpus.instruments import instrument_mentions, measuring_instrument, named_instrument
+from gcn_rag.corpus.instruments import (
+    first_named_instrument,
+    instrument_mentions,
+    measuring_instrument,
+)
 from gcn_rag.corpus.measurements import SPECTROSCOPIC, Reading, band, line_before, read
 from gcn_rag.corpus.objects import Owners
 from gcn_rag.corpus.quantities import CATALOG
@@ -126,7 +130,7 @@ def extract(circular: Circular) -> list[Measurement]:
     own = circular.event_id
     own_keys = {event_key(own)} if own else set()
     subject_status = _status(circular.subject)
-    subject_instrument = named_instrument(circular.subject)
+    subject_instrument = first_named_instrument(circular.subject)
     units = [(-1, circular.subject), *sentence_spans(circular.body)]
     owners = Owners(own, circular.body)
     previous = ""

@@ -18,7 +18,7 @@ import math
 import re
 
 from gcn_rag.corpus.circulars import CIRCULAR_REFERENCE
-from gcn_rag.corpus.quantity import Quantity
+from gcn_rag.corpus.quantity import ASSUMED, Quantity, words
 
 _SUPERSCRIPTS = str.maketrans(
     "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079\u207b\u207a\u2212",
@@ -48,9 +48,14 @@ _PAIR = re.compile(  # "RA, Dec = ", "RA,Dec (J2000) = (": two values follow, RA
     r"(?:=|:|is|are)?\s*[(\[]?\s*$",
     re.I,  # "Ra, Dec ="
 )
+# a value assumed (or expected) from a circular it cites is still that circular's value
+_PASSED_ON = words(rf"{ASSUMED}|\bexpect\w*")
+_SIGMA_AFTER = re.compile(r"\s*\(\s*\d(?:\.\d)?[- ]?(?:sigma|\u03c3)\s*\)", re.I)
+_Z_BAND_FLOOR = 12.0  # "z < 6", "z = 5.91" below this are redshifts, not z-band magnitudes
+_ABBREVIATED = re.compile(r"\b(?:et al|e\.g|i\.e|cf|vs)\.$")  # no sentence ends there
 _CITED = re.compile(rf"[^;]{{0,40}}?(?:{CIRCULAR_REFERENCE.pattern}|\bet al)")  # "z = 2.9 (GCN 31)"
 _CLAUSE = re.compile(
-    r";|\.\s+(?=[A-Z])|,\s+(?:we|and we|which|while|whereas|but)\b"
+    r";|(?<!\bal)(?<!\bcf)\.\s+(?=[A-Z])|,\s+(?:we|and we|which|while|whereas|but)\b"
 )  # a clause ends
 _COMPOUND = re.compile(r"[-\u2013][a-zA-Z]")  # "1-s", "3-sigma" after a number
 _OF_ANTECEDENT = re.compile(r",\s+(?:which|that)\s+(?:has|have|had)\b")  # its values
@@ -64,6 +69,7 @@ _LIMITING = re.compile(
     r"limiting (?:\w+ )?mag|upper limit|down to|to a limit|fainter than|deeper than|"
     r"no (?:\w+ )?(?:source|object|transient)|\bnot? (?:\w+ ){0,2}detect|\bundetected|"
     r"non-?detection|\bup to\b|\b(?:faded|fell|dropped) below\b|"
+    r"\b(?:no|not|any)\b[^.;]{0,60}\bbrighter than|"  # "do not see any new sources brighter than"
     r"\b(?:below|(?<!close )(?<!closer )(?<!near )to|beyond) (?:the |our |a )?(?:[\w-]+ ){0,2}"
     r"detection limit",
     re.I,
@@ -85,7 +91,10 @@ _BY = re.compile(
     re.I,
 )
 # after a value: "z = 1.1 would place", "0.33 s in the rest frame": not what was observed
-_NOT_OBSERVED_AFTER = re.compile(r"\s*(?:would|could|might)\b", re.I)
+_NOT_OBSERVED_AFTER = re.compile(  # ... and '"alpha = 0.67" was changed to': a corrected one
+    r"\s*(?:would|could|might)\b|[\"']?\s*(?:was|were|has been|had been)\s+(?:changed|corrected)",
+    re.I,
+)
 # ... and for a duration or an energy: "0.33 s in the rest frame" (a column there is intrinsic)
 _REST_FRAME_AFTER = re.compile(r"\s+in\s+the\s+(?:\w+\s+)?rest[- ]?frame\b", re.I)
 # after a number with no unit: "at 4 hrs post burst" is a time, not an index or a redshift
@@ -112,10 +121,11 @@ _LIMIT = re.compile(
     re.I,
 )
 _SEXAGESIMAL_RA = re.compile(
-    r"\+?(?P<h>\d{1,2})\s*(?:h|:|\s)\s*(?P<m>\d{1,2})\s*(?:m|:|\s)\s*(?P<s>\d{1,2}(?:\.\d+)?)\s*s?"
+    r"\+?(?P<h>\d{1,2})\s*(?:h|:|\s)\s*(?P<m>\d{1,2})\s*(?:m|'|\u2032|:|\s)\s*"
+    r"(?P<s>\d{1,2}(?:\.\d+)?)\s*(?:s|\"|\u2033)?"  # "16h 07' 21.10\"" too
 )
 _SEXAGESIMAL_DEC = re.compile(
-    r"(?P<sign>[-+]?)(?P<d>\d{1,2})\s*(?:d|°|o|:|\s)\s*(?P<m>\d{1,2})\s*(?:m|'|\u2032|:|\s)\s*"
+    r"(?P<sign>[-+]?)(?P<d>\d{1,2})\s*(?:deg|d|°|o|:|\s)\s*(?P<m>\d{1,2})\s*(?:m|'|\u2032|:|\s)\s*"
     r"(?P<s>\d{1,2}(?:\.\d+)?)\s*(?:s|\"|\u2033|'')?"
 )
 
@@ -157,6 +167,8 @@ def line_before(previous: str, sentence: str) -> str:
     splits "the USNO-B1.0 star ... RA=" from its value), else ""."""
     if _CORNERS.search(previous[-60:]):
         return previous[-100:] + " "  # "and its corners lie at" / "RA = ..., Dec = ..."
+    if _ABBREVIATED.search(previous):
+        return previous[-100:] + " "  # "Based on SDSS stars (Cool et al." | "GCN 6950) RA="
     if not previous or previous.endswith((".", "!", "?")) or not _GOES_ON.match(sentence):
         return ""
     return previous[-100:] + " "
@@ -194,11 +206,7 @@ def _read(quantity: Quantity, sentence: str) -> list[Reading]:
         if quantity.interrupted is not None and quantity.interrupted.search(cue.group()):
             continue  # "the error circle, at a distance of 1.9 deg": an offset, no radius
         near = _near(text[max(0, offset + cue.start() - 120) : at])
-        if (
-            quantity.reject is not None
-            and quantity.reject.search(near)
-            and not _CITED.match(text, at)
-        ):
+        if quantity.reject is not None and _rejected(quantity.reject, near, text, at):
             continue  # "assuming alpha = -1", "decay index alpha", "the USNO star at RA ="
         if pair is not None:
             reading = _paired(quantity, text, at)
@@ -207,13 +215,37 @@ def _read(quantity: Quantity, sentence: str) -> list[Reading]:
         else:
             reading = _reading(quantity, text, at)
         if reading is not None and (not found or reading.start >= found[-1].end):
-            qualifier = (cue.groupdict().get("band") or "").strip()
-            before = _limit_before(text[: offset + cue.start()], quantity)
-            # in a list of limiting magnitudes, "J < 18.3" is one more limit, however written
-            limit = before if before and quantity.inverted else _limit(quantity, left) or before
-            reading = dataclasses.replace(reading, limit=limit, qualifier=qualifier)
-            found.append(reading)
+            qualified = _qualified(quantity, reading, cue, text, offset + cue.start())
+            if qualified is not None:
+                found.append(qualified)
     return found
+
+
+def _qualified(
+    quantity: Quantity, reading: Reading, cue: re.Match[str], text: str, cue_at: int
+) -> Reading | None:
+    """``reading`` with its limit and the filter its cue names; None for a z-band value that
+    is a redshift ("imply z < 6")."""
+    qualifier = (cue.groupdict().get("band") or "").strip()
+    if quantity.inverted and qualifier == "z" and reading.value < _Z_BAND_FLOOR:
+        return None
+    before = _limit_before(text[:cue_at], quantity)
+    # in a list of limiting magnitudes, "J < 18.3" is one more limit, however written
+    left = text[max(0, reading.start - 160) : reading.start]
+    limit = before if before and quantity.inverted else _limit(quantity, left) or before
+    if quantity.inverted and not limit and _SIGMA_AFTER.match(text, reading.end):
+        limit = "upper"  # "V ~ 20.7 (3-sigma)": a limiting magnitude
+    return dataclasses.replace(reading, limit=limit, qualifier=qualifier)
+
+
+def _rejected(reject: re.Pattern[str], near: str, text: str, at: int) -> bool:
+    """Do the words before a value say it is not the event's? An assumption that cites a
+    circular ("Assuming z = 2.35 (Quimby et al., GCN 4221)") passes on that circular's value;
+    a star's, a rest-frame or a decay index's value stays what it is however cited."""
+    found = [m.group() for m in reject.finditer(near)]
+    if not found:
+        return False
+    return not (_CITED.match(text, at) and all(_PASSED_ON.fullmatch(word) for word in found))
 
 
 def _near(window: str) -> str:
@@ -275,10 +307,10 @@ def _limit(quantity: Quantity, left: str) -> str:
     limit = _LIMIT.search(left)
     if limit is None:
         return ""
-    words = limit.group()
-    upper = re.search(r"<|≤|less|below|upper|most|fainter|limiting", words, re.I) is not None
-    if quantity.inverted and re.search(r"[<>≤≥]|less|more|greater", words, re.I):
-        upper = not upper  # "r > 22.5": fainter than, an upper limit on the brightness
+    said = limit.group()
+    if quantity.inverted:  # "r > 22.5", "J < 19.8" (in lists of limits): not detected to
+        return "lower" if re.search(r"brighter|lower|above", said, re.I) else "upper"
+    upper = re.search(r"<|≤|less|below|upper|most|fainter|limiting", said, re.I) is not None
     return "upper" if upper else "lower"
 
 

@@ -54,7 +54,8 @@ _OTHER = re.compile(
 # ... and what is another object however it is introduced ("the galaxy 2MASX J0807-2927",
 # "the highest significance ... at RA =", "a new excess, Fermi J1707.0+2528")
 _FOUND = re.compile(
-    rf"{_CATALOGUED.pattern}|\bFermi\s+J\d|\bhot\s?spots?\b|\bhighest significance\b|"
+    rf"{_CATALOGUED.pattern}|\bFermi\s+J\d|\b(?:[1-4]FGL|[1-3]FHL|[1-3]HWC|[23]EG)\s*J\s*\d|"
+    r"\bhot\s?spots?\b|\bhighest significance\b|"
     r"\bmost significant (?:location|position|spot)\b|\bnew (?:[\w-]+ ){0,2}excess\b|"
     r"\b(?:pre|post)[- ]?trials?\b",  # a search's best spot ("3.1 sigma pre-trials, at RA =")
     re.I,
@@ -126,7 +127,7 @@ class Owners:
         carry = self.marks[-1] if self.marks else self.context
         if offset < 0 or _PARAGRAPH.search(self.body, self.end, max(self.end, offset)):
             carry = None  # a new paragraph (or the subject) starts afresh
-        self.marks = self._marks(sentence)
+        self.marks = self._marks(sentence, carry)
         if self.field and not self.marks and _ITSELF.search(sentence):
             carry = None  # "the neutrino's best-fit position": the alert again
         self.context = carry
@@ -162,7 +163,7 @@ class Owners:
             return False
         return not any(start > named[-1] for start, _, _ in event_spans(before))
 
-    def _marks(self, sentence: str) -> list[Mark]:
+    def _marks(self, sentence: str, carry: Mark | None) -> list[Mark]:
         marks = [
             Mark(m.start()) for m in _NUMBERED.finditer(sentence) if m["n"] not in self.afterglows
         ]
@@ -174,10 +175,11 @@ class Owners:
             for m in _DESIGNATED.finditer(sentence)
         )
         if self.field:
-            marks.extend(  # "the transient" is the one named before; "a galaxy" another
+            marks.extend(  # "the transient" is the one named before (if any); "a galaxy" another
                 Mark(m.start())
                 for m in _OTHER.finditer(sentence)
                 if not _ANAPHORA.search(sentence, max(0, m.start() - 30), m.start())
+                or ((carry is None or carry.own) and not any(k.start < m.start() for k in marks))
             )
             marks.extend(Mark(m.start()) for m in _FOUND.finditer(sentence))
         return sorted(marks, key=lambda mark: mark.start)

@@ -304,14 +304,15 @@ CATALOG: tuple[Quantity, ...] = (
             r"(?:about |approximately )?)$"
         ),
         units=((r"mag\b|\(?AB\)?|\(?Vega\)?", 1.0),),
-        not_after=NOT_A_MAGNITUDE,
+        not_after=NOT_A_MAGNITUDE,  # ... and "R = 16.48 mag for the USNO B-1 star"
         low=5.0,
         high=32.0,
         inverted=True,
         kinds=ANY,
         # "..48.0s, R=7.82": a radius; "a redshift of z = 5.9": no z-band magnitude
         reject=words(
-            rf"{REFERENCE}|{PLANNED}|\d+s\s*,\s*R\s*=\s*$|\bredshifts?\b[^.;=]{{0,25}}\bz\s*[=~≈]\s*$"
+            rf"{REFERENCE}|{PLANNED}|\bredshifts?\b[^.;=]{{0,25}}\bz\s*[=~≈]\s*$|"
+            r"\d+s\s*,\s*R\s*=\s*$|\bdec=[-+]?\d{1,2} \d\d \d\d(?:\.\d+)?\s+r=$"  # MASTER's radius
         ),
         instruments=("Swift-UVOT",),
         absolute=0.3,
@@ -400,6 +401,7 @@ CATALOG: tuple[Quantity, ...] = (
         kinds=_BURSTS,
         relative=0.01,
         absolute=0.01,
+        instruments=(),  # a spectrograph's, never a gamma-ray or X-ray instrument's
         retrieval=("redshift",),
     ),
     Quantity(

@@ -130,7 +130,8 @@ PLANNED = (
 REFERENCE = r"\bUSNO|\bstars?\b|reference|comparison|calibrat\w*|\b4FGL|\b3FHL|catalog source"
 NOT_A_MAGNITUDE = words(
     r"\s*(?:arcsec|arcmin|deg|\"|'|\u00b0|keV|MeV|s\b|sec|min|hr|h\b|d\b|days?|km|Mpc|%|"
-    r"sigma|ks|mJy|uJy|Jy|counts?|cts|pixel|pix|(?:field |reference |comparison )?stars?\b)"
+    r"sigma|ks|mJy|uJy|Jy|counts?|cts|pixel|pix|(?:field |reference |comparison )?stars?\b|"
+    r"for\s+(?:the\s+|a\s+|this\s+)?(?:[\w.-]+\s+){0,2}?(?:USNO|stars?\b|reference|comparison))"
 )
 # an epeak that was not observed: assumed, or moved to the source's rest frame ("Ep,i")
 NOT_OBSERVED = words(
