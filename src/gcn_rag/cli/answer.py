@@ -46,6 +46,14 @@ KOption = typer.Option(5, "--k", help="How many circulars to answer from.")
 @friendly
 def index(
     force: bool = typer.Option(False, "--force", help="Rebuild even if up to date."),
+    engine: str = typer.Option(
+        "local",
+        "--engine",
+        help="Who embeds: local (this process) or ray (Ray Data; pip install 'gcn-rag[ray]').",
+    ),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster to use with --engine ray (default: start one here)."
+    ),
     settings: Settings = SettingsOption,
 ) -> None:
     """Build the search index (BM25 over every chunk + one vector per circular).
@@ -53,18 +61,23 @@ def index(
     Incremental: an index already built from the current chunks table is left alone, and
     vectors are cached by text, so a rebuild embeds only new or changed circulars.
     """
-    make_console().print(build(settings, force=force).summary(), markup=False)
+    report = build(settings, force=force, engine=engine, address=address)
+    make_console().print(report.summary(), markup=False)
 
 
-def build(settings: Settings, *, force: bool = False) -> BuildReport:
-    """:func:`gcn_rag.search.build.build_index` with the workspace's embedder and progress."""
+def build(
+    settings: Settings, *, force: bool = False, engine: str = "local", address: str | None = None
+) -> BuildReport:
+    """:func:`gcn_rag.search.build.build_index` with the engine's embedder and progress."""
     from gcn_rag.search.build import build_index
-    from gcn_rag.search.embedding import Embedder
+    from gcn_rag.search.distributed import engine_embedder
     from gcn_rag.search.index import DENSE_MAX_TOKENS
     from gcn_rag.tables import Catalog
 
-    embedder = Embedder.from_settings(settings, max_tokens=DENSE_MAX_TOKENS)
-    with progress_reporter(make_console()) as reporter:
+    with (
+        engine_embedder(settings, engine, max_tokens=DENSE_MAX_TOKENS, address=address) as embedder,
+        progress_reporter(make_console()) as reporter,
+    ):
         return build_index(
             settings, Catalog.from_settings(settings), embedder, force=force, reporter=reporter
         )

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-    from gcn_rag.search.embedding import Embedder
+    from gcn_rag.search.embedding import TextEmbedder
     from gcn_rag.settings import Settings
     from gcn_rag.tables import Catalog
 
@@ -86,7 +86,7 @@ def corpus_fingerprint(catalog: Catalog) -> dict[str, Any]:
 def build_index(
     settings: Settings,
     catalog: Catalog,
-    embedder: Embedder,
+    embedder: TextEmbedder,
     *,
     path: Path | None = None,
     force: bool = False,
@@ -143,7 +143,7 @@ def build_index(
 def _up_to_date(
     target: Path,
     fingerprint: dict[str, Any],
-    embedder: Embedder,
+    embedder: TextEmbedder,
     report: BuildReport,
     *,
     but: str = "",
@@ -205,7 +205,7 @@ def _counted(items: list[str], on_count: Callable[[int], None], every: int = 500
 
 def _dense(
     settings: Settings,
-    embedder: Embedder,
+    embedder: TextEmbedder,
     leads: list[str],
     report: BuildReport,
     reporter: Reporter,
@@ -223,7 +223,9 @@ def _dense(
         task.close()
 
 
-def _manifest(corpus: dict[str, Any], chunker: str, embedder: Embedder, dim: int) -> fmt.Manifest:
+def _manifest(
+    corpus: dict[str, Any], chunker: str, embedder: TextEmbedder, dim: int
+) -> fmt.Manifest:
     import bm25s
 
     return fmt.Manifest(

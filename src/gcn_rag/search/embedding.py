@@ -30,7 +30,7 @@ import re
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -55,6 +55,37 @@ _SHARD = re.compile(r"shard-(\d{6})(?:\.keys)?\.npy")
 Vectors = npt.NDArray[np.float32]
 
 
+class TextEmbedder(Protocol):
+    """What the index build needs of an embedder: :class:`Embedder` here, or
+    :class:`gcn_rag.search.distributed.RayEmbedder` (the same batches on Ray Data)."""
+
+    model_id: str
+    model_sha256: str
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 32,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> Vectors: ...
+
+
+def model_id_for(model_sha256: str, max_tokens: int) -> str:
+    """The id an index manifest and the embedding cache record for this model and window."""
+    return f"all-MiniLM-L6-v2/onnx-int8@{model_sha256[:12]}/max{max_tokens}"
+
+
+def batch_plan(texts: Sequence[str], batch_size: int) -> list[list[int]]:
+    """Indices of ``texts`` batch by batch: longest first, like sentence-transformers, so
+    each batch pads to a similar length. Every engine embeds these same batches."""
+    if batch_size < 1:
+        raise BadInputError(f"batch_size must be at least 1; got {batch_size}.")
+    _check_strings(texts)
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
 class Embedder:
     """Texts to unit-norm 384-d float32 vectors with the int8 ONNX all-MiniLM-L6-v2."""
 
@@ -73,7 +104,7 @@ class Embedder:
             )
         self.max_tokens = max_tokens
         self.model_sha256 = verify_model(model_path)
-        self.model_id = f"all-MiniLM-L6-v2/onnx-int8@{self.model_sha256[:12]}/max{max_tokens}"
+        self.model_id = model_id_for(self.model_sha256, max_tokens)
         self._tokenizer = _load_tokenizer(tokenizer_path, max_tokens)
         self._session = _open_session(model_path, threads)
         self._primed: dict[str, Vectors] = {}  # query vectors embedded ahead, in one batch
@@ -101,19 +132,16 @@ class Embedder:
     ) -> Vectors:
         """Vectors ``[len(texts), 384]`` in input order; ``on_progress(done)`` after each batch.
 
-        Texts are batched longest first, like sentence-transformers, so each batch pads to a
-        similar length; texts past ``max_tokens`` tokens are truncated.
+        Texts are batched as :func:`batch_plan` says (longest first); texts past
+        ``max_tokens`` tokens are truncated.
         """
-        if batch_size < 1:
-            raise BadInputError(f"batch_size must be at least 1; got {batch_size}.")
-        _check_strings(texts)
         out = np.zeros((len(texts), DIM), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
+        done = 0
+        for rows in batch_plan(texts, batch_size):
             out[rows] = self._embed_batch([texts[i] for i in rows])
+            done += len(rows)
             if on_progress is not None:
-                on_progress(start + len(rows))
+                on_progress(done)
         return out
 
     def embed_query(self, text: str) -> Vectors:
@@ -363,7 +391,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def embed_with_cache(
-    embedder: Embedder,
+    embedder: TextEmbedder,
     cache: EmbeddingCache,
     texts: Sequence[str],
     *,
