@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from clusters import listening, outside_loopback, session_processes
 from gcn_rag.cli import app
+from gcn_rag.cluster import RayCluster, on_loopback
 from gcn_rag.search.index import DENSE, MANIFEST
 from gcn_rag.settings import Settings
 
@@ -93,3 +96,33 @@ def test_index_engine_is_checked_before_anything_runs(settings: Settings) -> Non
     )
     assert stray.exit_code == 1
     assert "use it with --engine ray" in stray.output
+
+
+@pytest.mark.slow
+def test_a_private_cluster_listens_on_loopback_only_and_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ray 2.60 would swap 127.0.0.1 for the machine's address and listen everywhere."""
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'gcn-rag[ray]'")
+    ray_tmp = tempfile.mkdtemp(prefix="gr", dir="/tmp")
+    monkeypatch.setenv("RAY_TMPDIR", ray_tmp)
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "1")  # what RayCluster must undo
+    try:
+        with RayCluster(num_cpus=1) as cluster:
+            ray = cluster.connect()
+            task = ray.remote(on_loopback)  # a worker process runs it
+            assert ray.get(task.remote(None)) is True
+            sockets = listening(session_processes(ray_tmp))
+            assert {name for _, _, name in sockets} >= {"gcs_server", "raylet"}
+            assert outside_loopback(sockets) == []
+        deadline = time.monotonic() + 30
+        while session_processes(ray_tmp):
+            assert time.monotonic() < deadline, "Ray processes left after close"
+            time.sleep(0.2)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_on_loopback() -> None:
+    assert on_loopback(None) and on_loopback("127.0.0.1:6379") and on_loopback("localhost:1")
+    assert not on_loopback("10.0.0.5:6379") and not on_loopback("head.example.org:6379")

