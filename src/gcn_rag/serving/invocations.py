@@ -136,6 +136,9 @@ class Workers:
                 self._idle += 1
             with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
                 loop.call_soon_threadsafe(_settle, future, outcome)
+            # idle, hold nothing: the last call's replica would keep a deleted endpoint's
+            # model (and, on Ray, its application) alive until this thread's next call
+            del loop, future, fn, args, outcome
 
 
 def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
