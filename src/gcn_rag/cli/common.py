@@ -46,7 +46,9 @@ def is_piped(console: Console) -> bool:
 
 
 def print_error(message: str) -> None:
-    make_console(stderr=True).print(f"[bold red]Error:[/] {message}", soft_wrap=True)
+    from rich.markup import escape  # a message's own brackets (gcn-rag[ray]) are text
+
+    make_console(stderr=True).print(f"[bold red]Error:[/] {escape(message)}", soft_wrap=True)
 
 
 def friendly(command: F) -> F:
