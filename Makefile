@@ -11,6 +11,11 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# the tests also run the optional Ray engine (tests/test_distributed.py, test_ray_serving.py)
+$(BIN)/.installed-ray: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
+	touch $@
+
 install: $(BIN)/.installed
 	scripts/install-browser.sh  # Debian's chromium + chromedriver for the console's browser tests
 
@@ -22,7 +27,7 @@ lint: install
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-test: lint  ## lint, type-check and run every test
+test: lint $(BIN)/.installed-ray  ## lint, type-check and run every test (with the ray extra)
 	$(BIN)/python -m pytest
 
 bench: install

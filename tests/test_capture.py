@@ -253,20 +253,21 @@ def _free_port() -> int:
 
 
 class ServerProcess:
-    """`gcn-rag serve` in a subprocess on a workspace that shares the fixture's registry."""
+    """`gcn-rag serve [OPTIONS]` in a subprocess on a workspace that shares the fixture's
+    registry (``env`` adds to the environment)."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *options: str, env: dict[str, str] | None = None) -> None:
         self.home = home
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "GCN_RAG_CAPTURE_FLUSH_INTERVAL_S": "0.3"}
+        environ = {**os.environ, "GCN_RAG_CAPTURE_FLUSH_INTERVAL_S": "0.3", **(env or {})}
         self.log = (home / f"server-{self.port}.log").open("wb")
-        argv = [sys.executable, "-m", "gcn_rag", "serve", "--port", str(self.port)]
+        argv = [sys.executable, "-m", "gcn_rag", "serve", "--port", str(self.port), *options]
         self.process = subprocess.Popen(
             [*argv, "--home", str(home)],
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=environ,
         )
         deadline = time.monotonic() + 120
         while True:

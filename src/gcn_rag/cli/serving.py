@@ -41,13 +41,27 @@ def serve(
     no_auth: bool = typer.Option(
         False, "--no-auth", help="Accept requests without a token (loopback only)."
     ),
+    engine: str = typer.Option(
+        "local",
+        "--engine",
+        help="Who runs the models: local (this process) or ray (Ray Serve replicas behind "
+        "the same API; pip install 'gcn-rag[ray]').",
+    ),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster for --engine ray (default: a private one here)."
+    ),
+    ray_replicas: int = typer.Option(
+        1, "--ray-replicas", help="Ray replicas per served entity (--engine ray)."
+    ),
     settings: Settings = SettingsOption,
 ) -> None:
     """Serve endpoints with the Databricks Model Serving API (bearer tokens required)."""
     from gcn_rag.console import console_for
     from gcn_rag.serving.app import Server
+    from gcn_rag.serving.ray_engine import serving_engine
 
-    server = Server(settings, host, port, no_auth=no_auth, console=console_for(settings))
+    on = serving_engine(settings, engine, address=address, replicas=ray_replicas)
+    server = Server(settings, host, port, no_auth=no_auth, console=console_for(settings), engine=on)
     make_console().print(
         f"Serving on {server.url}, console {server.url}/console/ (Ctrl-C to stop)."
     )

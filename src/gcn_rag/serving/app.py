@@ -58,6 +58,7 @@ from gcn_rag.serving.store import WORKSPACE_HEADER, workspace_id
 if TYPE_CHECKING:
     import uvicorn
 
+    from gcn_rag.serving.ray_engine import RayEngine
     from gcn_rag.settings import Settings
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -331,6 +332,7 @@ class Server:
         *,
         no_auth: bool = False,
         console: Console | None = None,
+        engine: RayEngine | None = None,
     ):
         import uvicorn
 
@@ -339,7 +341,15 @@ class Server:
         self.url = f"http://{host}:{port}"
         self.settings = settings
         tokens = None if no_auth else TokenStore(settings.serving_state)
-        self.manager = EndpointManager.for_settings(settings)  # owns the workspace from here
+        self.engine = engine  # None: models load into this process
+        if engine is not None:
+            engine.start()  # here, in the main thread: run() then takes SIGTERM from Ray
+        try:
+            self.manager = EndpointManager.for_settings(settings, engine)  # owns the workspace
+        except BaseException:
+            if engine is not None:
+                engine.close()
+            raise
         app = create_app(self.manager, tokens, workspace_id(settings.home), console)
         self.manager.store.record_server(_reachable(host, port))
         config = uvicorn.Config(
@@ -377,6 +387,8 @@ class Server:
         finally:
             signal.signal(signal.SIGTERM, previous)
             self.manager.close()
+            if self.engine is not None:  # its applications (and a private cluster) stop
+                self.engine.close()
 
 
 def _reachable(host: str, port: int) -> str:

@@ -112,8 +112,9 @@ class EndpointManager:
         self._reaper.start()
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> EndpointManager:
-        """The workspace's endpoints (``<home>/serving.db``) over its MLflow registry."""
+    def for_settings(cls, settings: Settings, loader: Loader | None = None) -> EndpointManager:
+        """The workspace's endpoints (``<home>/serving.db``) over its MLflow registry, loaded
+        into this process or by ``loader`` (an engine's: ``serving.ray_engine``)."""
         from gcn_rag.model.registry import mlflow_loader, mlflow_resolver, tracking_uri
         from gcn_rag.tables import Catalog
 
@@ -127,7 +128,7 @@ class EndpointManager:
         capture.start()  # replays what a crashed server left, before serving anything
         return cls(
             store,
-            mlflow_loader(uri),
+            loader or mlflow_loader(uri),
             Limits.from_settings(settings),
             mlflow_resolver(uri),
             capture,
@@ -388,8 +389,7 @@ class EndpointManager:
                 endpoint.logs.append(
                     f"loading {entity['entity_name']} version {entity['entity_version']}"
                 )
-                model = self.loader(entity["entity_name"], entity["entity_version"])
-                replicas[entity["name"]] = Replica(entity, self.loader, model)
+                replicas[entity["name"]] = Replica.loaded(entity, self.loader)
         except Exception as exc:  # a failed load is reported on the endpoint, not raised
             endpoint.logs.append(f"load failed: {type(exc).__name__}: {exc}")
             with self._lock:

@@ -94,6 +94,16 @@ def release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def load_model(loader: Loader, entity: dict[str, Any]) -> Any:
+    """Load a served entity's model. An engine that sizes what it deploys by the entity (its
+    workload size; :class:`gcn_rag.serving.ray_engine.RayEngine`) is given the whole entity
+    through its ``load_entity``; a plain Loader its name and version."""
+    sized = getattr(loader, "load_entity", None)
+    if sized is not None:
+        return sized(entity)
+    return loader(entity["entity_name"], entity["entity_version"])
+
+
 def batchable(model: Any) -> bool:
     """Whether a loaded PyFunc model says its output rows match its input rows one to one."""
     metadata = getattr(getattr(model, "metadata", None), "metadata", None) or {}
@@ -218,6 +228,11 @@ class Replica:
         self._load_error = ""
         self._cond = threading.Condition()
 
+    @classmethod
+    def loaded(cls, entity: dict[str, Any], loader: Loader) -> Replica:
+        """A replica of ``entity`` with its model loaded now (blocking)."""
+        return cls(entity, loader, load_model(loader, entity))
+
     def same_model(self, entity: dict[str, Any]) -> bool:
         return (entity["entity_name"], entity["entity_version"]) == (
             self.entity["entity_name"],
@@ -286,7 +301,7 @@ class Replica:
         started = time.perf_counter()
         model, error = None, ""
         try:
-            model = self._loader(self.entity["entity_name"], self.entity["entity_version"])
+            model = load_model(self._loader, self.entity)
         except Exception as exc:  # reported to the waiting requests, retried on the next one
             error = f"{type(exc).__name__}: {exc}"
         with self._cond:
