@@ -117,10 +117,11 @@ class RayEngine:
             self._apps.add(app)
             try:
                 handle = serve.run(deployment.bind(uri), name=app, route_prefix=None)
+                row_wise = bool(handle.row_wise.remote().result())
             except Exception as exc:
                 self._delete(app)
                 raise NotReadyError(f"Ray Serve could not deploy {name} {version}: {exc}") from exc
-        model = RayModel(handle, app, bool(handle.row_wise.remote().result()))
+        model = RayModel(handle, app, row_wise)
         weakref.finalize(model, self._retired.put, app)  # dropped by the front -> deleted
         return model
 
@@ -194,7 +195,10 @@ def serving_engine(
             raise BadInputError("--ray-replicas sizes Ray deployments; use it with --engine ray.")
         return None
     import_ray("serve")  # fail now, with the extra to install
-    return RayEngine(tracking_uri(settings), RayCluster(address), replicas=replicas)
+    # 1 logical CPU per Ray replica lets a cluster place them by capacity; a private one is
+    # this machine alone, where reserving would only cap how many entities fit (2 cores: 2)
+    cpus = 1.0 if address is not None else 0.0
+    return RayEngine(tracking_uri(settings), RayCluster(address), replicas=replicas, cpus=cpus)
 
 
 def _slug(name: str) -> str:
