@@ -35,7 +35,7 @@ from gcn_rag.tables import Catalog
 
 
 class RssSampler(threading.Thread):
-    """Peak summed RSS (MB) of the processes whose command line contains ``marker``."""
+    """Peak summed RSS (MB) of the processes of the Ray session under ``marker``."""
 
     def __init__(self, marker: str) -> None:
         super().__init__(daemon=True)
@@ -46,12 +46,21 @@ class RssSampler(threading.Thread):
         while not self._stop_event.wait(0.5):
             total, count = 0, 0
             for process in psutil.process_iter(["cmdline", "memory_info"]):
-                line = " ".join(process.info["cmdline"] or [])
-                if self.marker in line and process.info["memory_info"] is not None:
+                if self._ours(process) and process.info["memory_info"] is not None:
                     total += process.info["memory_info"].rss
                     count += 1
             if total / 2**20 > self.peak_mb:
                 self.peak_mb, self.peak_count = total / 2**20, count
+
+    def _ours(self, process: psutil.Process) -> bool:
+        """Named in its command line, or started with RAY_TMPDIR=marker (a Ray worker renames
+        its command line: by that alone the embedding actors were not counted)."""
+        if self.marker in " ".join(process.info["cmdline"] or []):
+            return True
+        try:
+            return bool(process.environ().get("RAY_TMPDIR") == self.marker)
+        except psutil.Error:
+            return False
 
     def stop(self) -> None:
         self._stop_event.set()
