@@ -215,14 +215,14 @@ def _read(quantity: Quantity, sentence: str) -> list[Reading]:
         else:
             reading = _reading(quantity, text, at)
         if reading is not None and (not found or reading.start >= found[-1].end):
-            qualified = _qualified(quantity, reading, cue, text, offset + cue.start())
+            qualified = _qualified(quantity, reading, cue, text, offset + cue.start(), left)
             if qualified is not None:
                 found.append(qualified)
     return found
 
 
 def _qualified(
-    quantity: Quantity, reading: Reading, cue: re.Match[str], text: str, cue_at: int
+    quantity: Quantity, reading: Reading, cue: re.Match[str], text: str, cue_at: int, left: str
 ) -> Reading | None:
     """``reading`` with its limit and the filter its cue names; None for a z-band value that
     is a redshift ("imply z < 6")."""
@@ -231,7 +231,6 @@ def _qualified(
         return None
     before = _limit_before(text[:cue_at], quantity)
     # in a list of limiting magnitudes, "J < 18.3" is one more limit, however written
-    left = text[max(0, reading.start - 160) : reading.start]
     limit = before if before and quantity.inverted else _limit(quantity, left) or before
     if quantity.inverted and not limit and _SIGMA_AFTER.match(text, reading.end):
         limit = "upper"  # "V ~ 20.7 (3-sigma)": a limiting magnitude
