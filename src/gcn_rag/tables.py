@@ -32,6 +32,18 @@ STATE_KEY = "gcn_rag_state"  # a commit's note of what the table was made from
 _KEPT_LOCK = threading.Lock()  # making a catalog's kept connection (see Catalog.sql)
 
 
+def local_dataset(table: Any, path: Path) -> Any:
+    """The Delta table at ``path`` as a pyarrow dataset on the local filesystem. deltalake's
+    default wraps its own store in a Python filesystem, whose open files an Arrow I/O thread
+    may release while the interpreter exits ("terminate called without an active
+    exception", an abort after a command had finished)."""
+    from pyarrow import fs
+
+    return table.to_pyarrow_dataset(
+        filesystem=fs.SubTreeFileSystem(str(path), fs.LocalFileSystem())
+    )
+
+
 @dataclasses.dataclass(frozen=True, order=True)
 class TableName:
     catalog: str
@@ -103,7 +115,7 @@ class Catalog:
 
     def read(self, name: str | TableName, columns: list[str] | None = None) -> pa.Table:
         """The current version of a table as Arrow."""
-        return self._delta(name).to_pyarrow_table(columns=columns)
+        return local_dataset(self._delta(name), self.path(name)).to_table(columns=columns)
 
     def version(self, name: str | TableName) -> int:
         return int(self._delta(name).version())
@@ -116,7 +128,7 @@ class Catalog:
         return str(history[0].get(STATE_KEY, "")) if history else ""
 
     def count(self, name: str | TableName) -> int:
-        return int(self._delta(name).to_pyarrow_dataset().count_rows())
+        return int(local_dataset(self._delta(name), self.path(name)).count_rows())
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -197,7 +209,7 @@ class Catalog:
                 schemas.add((n.catalog, n.schema))
             view = f'"{n.catalog}"."{n.schema}"."{n.table}"'
             try:
-                dataset = DeltaTable(str(self.path(n))).to_pyarrow_dataset()
+                dataset = local_dataset(DeltaTable(str(self.path(n))), self.path(n))
             except Exception as exc:  # a broken table fails when queried, the rest work
                 reason = _broken(n, exc).replace("'", "''")
                 con.execute(f"CREATE VIEW {view} AS SELECT error('{reason}') AS broken")
