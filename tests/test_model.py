@@ -181,7 +181,16 @@ def test_model_installs_in_a_new_virtualenv(champion: dict[str, Any], tmp_path: 
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "-r", str(local / "requirements.txt")],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-compile",
+            "-r",
+            str(local / "requirements.txt"),
+        ],
         check=True,
         timeout=1200,
     )
