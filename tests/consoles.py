@@ -95,14 +95,14 @@ def entity_name(version: str) -> str:
     return f"{registry.MODEL_NAME.rsplit('.', 1)[-1]}-{version}"
 
 
-def wait_ready(manager: EndpointManager) -> dict[str, Any]:
-    """The endpoint once READY with no update in progress."""
+def wait_ready(manager: EndpointManager, name: str = ENDPOINT) -> dict[str, Any]:
+    """The endpoint ``name`` once READY with no update in progress."""
     deadline = time.monotonic() + 120
     while True:
-        got = manager.get(ENDPOINT)
+        got = manager.get(name)
         if (got["state"]["ready"], got["state"]["config_update"]) == ("READY", "NOT_UPDATING"):
             return got
-        assert time.monotonic() < deadline, f"{ENDPOINT} never READY: {manager.logs(ENDPOINT)}"
+        assert time.monotonic() < deadline, f"{name} never READY: {manager.logs(name)}"
         time.sleep(0.05)
 
 

@@ -6,6 +6,7 @@ browser. The real-browser walk-through is tests/test_console_browser.py.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
@@ -460,3 +461,40 @@ def test_the_endpoint_page_shows_its_guardrails_and_their_decisions(console: Con
         assert "a.person@example.org" not in page.text  # the page never shows what was masked
     finally:
         requests.put(f"{url}/ai-gateway", json=previous, headers=headers, timeout=30)
+
+
+def test_the_endpoint_page_shows_an_entity_scaled_to_zero_and_its_logs(console: Console) -> None:
+    client = signed_in(console, "CAN_VIEW")
+    entity = _entity(console)
+
+    def shown() -> tuple[str, str]:
+        """The entity's row in the state table and the page's Logs block."""
+        page = get_page(client, console, f"/endpoints/{ENDPOINT}").text
+        row = re.search(rf'<tr data-entity="{re.escape(entity)}">.*?</tr>', page, re.S)
+        logs = re.search(r'<h2>Logs</h2>\s*<pre class="logs"[^>]*>(.*?)</pre>', page, re.S)
+        assert row is not None and logs is not None, page
+        return row.group(0), html.unescape(logs.group(1))
+
+    row, logs = shown()
+    assert "<td>Loaded</td>" in row and "· scale to zero" in row
+    assert "ready (config version 1)" in logs and "scaled to zero" not in logs
+    limits = console.manager.limits
+    console.manager.limits = dataclasses.replace(limits, scale_to_zero_idle_s=0.0)
+    try:  # the manager's own reaper unloads the idle entity (it looks every 5 s)
+        deadline = time.monotonic() + 30
+        while "Scaled to zero" not in json.dumps(console.manager.get(ENDPOINT)):
+            assert time.monotonic() < deadline, "never scaled to zero"
+            time.sleep(0.1)
+    finally:
+        console.manager.limits = limits
+    row, logs = shown()
+    assert "<td>Scaled to zero; the next request starts it.</td>" in row
+    assert f"{entity}: scaled to zero after idling" in logs
+    asked = requests.post(
+        f"{console.url}/serving-endpoints/{ENDPOINT}/invocations",
+        json={"inputs": [QUESTION]},
+        headers={"Authorization": f"Bearer {console.tokens['CAN_QUERY']}"},
+        timeout=120,
+    )
+    assert asked.status_code == 200  # started from zero
+    assert "<td>Loaded</td>" in shown()[0]

@@ -1,7 +1,8 @@
 """The console in a real headless Chromium (Debian's ``chromium`` + ``chromium-driver``, driven
 by Selenium): sign in with a one-time link, see the endpoint READY, ask and read a cited answer,
-rate it 👍 with a comment, change the endpoint as CAN_MANAGE and see it in the API, be refused
-as CAN_VIEW, sign out.
+rate it 👍 with a comment, change a traffic split and a workload size as CAN_MANAGE and see them
+in the API, be refused as CAN_VIEW, sign out. The Query and Inference pages also fit a 420 px
+window.
 
 Then the Models page and the Ask page, asked from the keyboard. Screenshots of each page go to
 the test's temporary folder (``shots/``).
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from consoles import (
     wait_ready,
 )
 from gcn_rag.console.sessions import SignInCodes
+from gcn_rag.model import registry
 from gcn_rag.settings import Settings
 
 CHROMIUM = shutil.which("chromium")
@@ -70,7 +72,7 @@ def console(
 
 
 def test_a_person_signs_in_asks_is_refused_and_signs_out(
-    browser: Any, console: Console, tmp_path: Path
+    browser: Any, console: Console, champion: dict[str, Any], tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
 
@@ -81,6 +83,7 @@ def test_a_person_signs_in_asks_is_refused_and_signs_out(
     def shot(name: str) -> None:
         browser.save_screenshot(str(shots / f"{name}.png"))
 
+    split = _create_split(console, champion["version"])  # loads while we ask
     browser.get(f"{base}/endpoints")  # no session: the sign-in page
     assert browser.find_element(By.CSS_SELECTOR, "label[for=token]").text == "Access token"
     shot("01-signin")
@@ -107,9 +110,7 @@ def test_a_person_signs_in_asks_is_refused_and_signs_out(
     request_id = browser.find_element(By.ID, "request-id").text
     assert len(request_id) == 32
     shot("03-answer")
-    browser.set_window_size(420, 800)
-    shot("04-answer-narrow")
-    browser.set_window_size(1280, 800)
+    _narrow(browser, lambda: shot("04-answer-narrow"))
     browser.find_element(By.ID, "comment").send_keys("Cited, and right.")
     browser.find_element(By.ID, "rate-positive").click()  # 👍
     assert request_id in browser.find_element(By.ID, "feedback-done").text
@@ -120,21 +121,32 @@ def test_a_person_signs_in_asks_is_refused_and_signs_out(
         time.sleep(0.3)
         browser.refresh()
     shot("05-inference-table")
+    _narrow(browser, lambda: shot("05-inference-table-narrow"))
     _sign_out(browser, base)
 
     _sign_in(browser, base, console.tokens["CAN_MANAGE"])
+    wait_ready(console.manager, split)
+    browser.get(f"{base}/endpoints/{split}")
+    for field, share in (("traffic-1", "70"), ("traffic-2", "30")):
+        browser.find_element(By.ID, field).clear()
+        browser.find_element(By.ID, field).send_keys(share)
+    browser.find_element(By.ID, "save-config").click()
+    assert "Update started" in browser.find_element(By.CSS_SELECTOR, "[role=status]").text
+    shot("06-split-updating")
+    wait_ready(console.manager, split)
+    routes = _api(console, split)["config"]["traffic_config"]["routes"]
+    assert [(r["served_model_name"], r["traffic_percentage"]) for r in routes] == [
+        ("blue", 70),
+        ("green", 30),
+    ]
+    console.manager.delete(split)
     browser.get(f"{base}/endpoints/{ENDPOINT}")
     _select(browser, "size-1", "Medium")
     browser.find_element(By.ID, "save-config").click()
     assert "Update started" in browser.find_element(By.CSS_SELECTOR, "[role=status]").text
     shot("06-endpoint-updating")
     wait_ready(console.manager)
-    api = requests.get(
-        f"{console.url}/api/2.0/serving-endpoints/{ENDPOINT}",
-        headers={"Authorization": f"Bearer {console.tokens['CAN_VIEW']}"},
-        timeout=30,
-    ).json()
-    assert api["config"]["served_entities"][0]["workload_size"] == "Medium"
+    assert _api(console, ENDPOINT)["config"]["served_entities"][0]["workload_size"] == "Medium"
     _sign_out(browser, base)
 
     _sign_in(browser, base, console.tokens["CAN_VIEW"])
@@ -252,22 +264,54 @@ def test_the_endpoint_page_refreshes_its_charts_and_shows_a_version_change(
         )
         assert browser.execute_script("return window.notReloaded") is True
         assert not browser.find_elements(By.ID, "update-progress")
-        api = requests.get(
-            f"{console.url}/api/2.0/serving-endpoints/{ENDPOINT}",
-            headers={"Authorization": f"Bearer {console.tokens['CAN_VIEW']}"},
-            timeout=30,
-        ).json()
-        assert api["config"]["served_entities"][0]["entity_version"] == new
+        served = _api(console, ENDPOINT)["config"]["served_entities"]
+        assert served[0]["entity_version"] == new
         browser.save_screenshot(str(shots / "14-endpoint-new-version.png"))
-        browser.set_window_size(420, 800)
-        browser.save_screenshot(str(shots / "15-endpoint-narrow.png"))
-        assert browser.execute_script(  # no sideways scrolling of the page itself
-            "return document.documentElement.scrollWidth <= document.documentElement.clientWidth"
-        )
-        browser.execute_script("document.getElementById('chart-rate').scrollIntoView()")
-        browser.save_screenshot(str(shots / "16-endpoint-charts-narrow.png"))
-        browser.set_window_size(1280, 800)
+
+        def narrow_shots() -> None:
+            browser.save_screenshot(str(shots / "15-endpoint-narrow.png"))
+            browser.execute_script("document.getElementById('chart-rate').scrollIntoView()")
+            browser.save_screenshot(str(shots / "16-endpoint-charts-narrow.png"))
+
+        _narrow(browser, narrow_shots)
         wait_ready(console.manager)
+
+
+def _create_split(console: Console, version: str) -> str:
+    """Endpoint ``split``: two served entities of ``version``, blue and green, 50/50."""
+    entity = {"entity_name": registry.MODEL_NAME, "entity_version": version}
+    routes = [{"served_model_name": n, "traffic_percentage": 50} for n in ("blue", "green")]
+    config = {
+        "served_entities": [{**entity, "name": "blue"}, {**entity, "name": "green"}],
+        "traffic_config": {"routes": routes},
+    }
+    console.manager.create({"name": "split", "config": config})
+    return "split"
+
+
+def _api(console: Console, name: str) -> dict[str, Any]:
+    """``GET /api/2.0/serving-endpoints/{name}`` as CAN_VIEW."""
+    got = requests.get(
+        f"{console.url}/api/2.0/serving-endpoints/{name}",
+        headers={"Authorization": f"Bearer {console.tokens['CAN_VIEW']}"},
+        timeout=30,
+    )
+    assert got.status_code == 200, got.text
+    return dict(got.json())
+
+
+def _narrow(browser: Any, shots: Callable[[], None]) -> None:
+    """In a 420 px window the page does not scroll sideways (its wide tables scroll inside
+    their own box); ``shots()`` is called meanwhile; then back to 1280x800."""
+    browser.set_window_size(420, 800)
+    try:
+        width, visible = browser.execute_script(
+            "const d = document.documentElement; return [d.scrollWidth, d.clientWidth]"
+        )
+        assert width <= visible, f"{browser.current_url} scrolls sideways at 420 px"
+        shots()
+    finally:
+        browser.set_window_size(1280, 800)
 
 
 def _sign_in(browser: Any, base: str, token: str) -> None:
