@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import signal
 import subprocess
 import time
@@ -22,6 +23,7 @@ from gcn_rag.model.registry import mlflow_loader
 from gcn_rag.serving.auth import TokenStore
 from gcn_rag.serving.capture import CaptureRow, CaptureTarget, InferenceCapture
 from gcn_rag.serving.manager import EndpointManager
+from gcn_rag.serving.metrics import _capture_text
 from gcn_rag.serving.store import EndpointStore
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
@@ -55,7 +57,10 @@ def _ids(catalog: Catalog, table: str) -> list[str]:
     )
 
 
-def test_foreign_files_and_lines_in_the_spool_are_set_aside(tmp_path: Path) -> None:
+def test_foreign_files_and_lines_in_the_spool_are_set_aside(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="gcn_rag.serving.capture")
     spool = tmp_path / "spool"
     spool.mkdir()
     (spool / "seg-abc.jsonl").write_text('{"table": "x"}\n')  # used to stop the server starting
@@ -73,6 +78,19 @@ def test_foreign_files_and_lines_in_the_spool_are_set_aside(tmp_path: Path) -> N
     assert _ids(catalog, GOOD.table) == ["r1", "r2"]
     stats = capture.stats()
     assert stats["quarantined_rows"] == 3 and stats["backlog_rows"] == 0
+    assert stats["quarantined_files"] == 2
+    # the good flush after the quarantine clears last_error, not where the lines went
+    assert stats["last_error"] == ""
+    assert stats["last_quarantine"] == str(spool / "quarantine" / "seg-000000007.jsonl")
+    logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    for name in ("seg-abc.jsonl", "notes.txt"):
+        assert sum(str(spool / "quarantine" / name) in line for line in logged) == 1, logged
+    (lines,) = [line for line in logged if str(spool / "seg-000000007.jsonl") in line]
+    assert lines.startswith("capture: 3 bad line(s)"), lines
+    metrics: list[str] = []
+    _capture_text(metrics, stats)
+    assert "gcn_rag_capture_quarantined_files_total 2" in metrics
+    assert "gcn_rag_capture_quarantined_rows_total 3" in metrics
     quarantined = sorted(p.name for p in (spool / "quarantine").iterdir())
     assert quarantined == ["notes.txt", "seg-000000007.jsonl", "seg-abc.jsonl"]
     assert len((spool / "quarantine" / "seg-000000007.jsonl").read_text().splitlines()) == 3

@@ -19,6 +19,7 @@ import collections
 import dataclasses
 import hashlib
 import json
+import logging
 import re
 import threading
 import time
@@ -40,6 +41,8 @@ REQUEST_TOO_LARGE = "MAX_REQUEST_SIZE_EXCEEDED"
 RESPONSE_TOO_LARGE = "MAX_RESPONSE_SIZE_EXCEEDED"
 #: Request ids remembered after spooling (~150 bytes each): many flush intervals' worth.
 RECENT_REQUESTS = 20_000
+
+log = logging.getLogger(__name__)
 
 
 def payload_schema() -> pa.Schema:
@@ -249,7 +252,9 @@ class InferenceCapture:
         self.pending_rows = sum(len(read_segment(p)) for p in self._replay)
         self.flushed_rows = 0
         self.write_errors = 0
-        self.quarantined_rows = 0
+        self.quarantined_rows = 0  # lines set aside (not records, or their table failed)
+        self.quarantined_files = 0  # files in the spool folder that are not segments
+        self.last_quarantine = ""  # where the last thing was set aside (a flush keeps it)
         self._failures: dict[tuple[Path, str], int] = {}  # (segment, table) -> failed commits
         self.flushes = 0
         self.last_flush_ms = 0
@@ -260,6 +265,9 @@ class InferenceCapture:
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        for aside in self.spool.set_aside_files:
+            message = f"a file in {directory} that is not a segment was set aside in {aside}"
+            self._quarantined(aside, message, files=1)
 
     # --- request path ------------------------------------------------------------------------
 
@@ -350,8 +358,8 @@ class InferenceCapture:
         if bad or torn:
             where = self.spool.set_aside(path, torn + bad)
             rewrite(path, good)
-            message = f"{len(torn) + len(bad)} bad line(s) of {path.name} set aside in {where}"
-            self._count_quarantined(len(torn) + len(bad), message, backlog=len(bad))
+            message = f"{len(torn) + len(bad)} bad line(s) of {path} set aside in {where}"
+            self._quarantined(where, message, rows=len(torn) + len(bad), backlog=len(bad))
         return good
 
     def _write_table(self, path: Path, table: str, rows: list[dict[str, Any]]) -> int | None:
@@ -377,7 +385,7 @@ class InferenceCapture:
                 [json.dumps({"table": table, "row": row}, default=str).encode() for row in rows],
             )
             message = f"{self.last_error}; rows set aside in {where}"
-            self._count_quarantined(len(rows), message, backlog=len(rows))
+            self._quarantined(where, message, rows=len(rows), backlog=len(rows))
             self._failures.pop((path, table), None)
             return 0
         self._failures.pop((path, table), None)
@@ -393,13 +401,20 @@ class InferenceCapture:
         if not self._failures:
             self.last_error = ""
 
-    def _count_quarantined(self, lines: int, message: str, backlog: int) -> None:
-        """``lines`` set aside, ``backlog`` of them counted as waiting rows until now (a torn
-        line never was: its request got no answer)."""
+    def _quarantined(
+        self, where: Path, message: str, *, rows: int = 0, backlog: int = 0, files: int = 0
+    ) -> None:
+        """``rows`` lines or ``files`` files set aside in ``where``: counted, logged with the
+        path, and kept in ``last_quarantine``, which a good flush (unlike ``last_error``) does
+        not clear. ``backlog`` of the rows were counted as waiting until now (a torn line
+        never was: its request got no answer)."""
         with self._count_lock:
             self.pending_rows -= backlog
-            self.quarantined_rows += lines
+            self.quarantined_rows += rows
+            self.quarantined_files += files
         self.last_error = message
+        self.last_quarantine = str(where)
+        log.warning("capture: %s", message)
 
     def _maybe_compact(self, table: str) -> None:
         """Merge the small files of the last commits; row groups stay small (their
@@ -426,6 +441,8 @@ class InferenceCapture:
             "flushed_rows": self.flushed_rows,
             "write_errors": self.write_errors,
             "quarantined_rows": self.quarantined_rows,
+            "quarantined_files": self.quarantined_files,
+            "last_quarantine": self.last_quarantine,
             "last_flush_timestamp": self.last_flush_ms,
             "last_error": self.last_error,
         }

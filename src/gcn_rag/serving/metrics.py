@@ -200,6 +200,12 @@ _CAPTURE_GAUGES = (
         "Spooled lines set aside (not records, or their table could not be written).",
         "quarantined_rows",
     ),
+    (
+        "gcn_rag_capture_quarantined_files_total",
+        "counter",
+        "Files in the spool folder that are not segments, set aside.",
+        "quarantined_files",
+    ),
 )
 
 

@@ -3,9 +3,10 @@
 The request path appends one line per request to the open segment (``seg-<n>.jsonl``); the
 flusher rotates it and commits closed segments to Delta. Nothing found in the folder can stop
 this: a file with another name is moved to ``quarantine/`` when the spool opens, and a line
-that is not a record is moved there by the flusher, each counted and named in the capture's
-state. A write that fails halfway (a full disk) is cut back off the segment, so the torn line
-cannot swallow the next row; the caller counts the lost one.
+that is not a record is moved there by the flusher; the capture counts each, logs it with its
+path and keeps the last path in its state (``last_quarantine``). A write that fails halfway
+(a full disk) is cut back off the segment, so the torn line cannot swallow the next row; the
+caller counts the lost one.
 """
 
 from __future__ import annotations
