@@ -234,3 +234,43 @@ def test_killed_during_a_config_update_it_comes_back_on_the_old_config(
     finally:
         if server.process.poll() is None:
             server.stop(signal.SIGTERM)
+
+
+def test_after_a_restart_an_endpoint_is_not_ready_until_its_models_are_loaded(
+    tmp_path: Path, fixture_workspace: Settings
+) -> None:
+    """Regression: a restored endpoint said READY while its model loaded (requests got 503)."""
+    import mlflow
+
+    from models import SLOW, SlowToLoad
+
+    uri = registry.tracking_uri(fixture_workspace)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    slow = mlflow.pyfunc.log_model(
+        name="slow", python_model=SlowToLoad(), registered_model_name=SLOW
+    )
+    entity = {"entity_name": SLOW, "entity_version": str(slow.registered_model_version)}
+    body = {"name": "restored", "config": {"served_entities": [entity]}}
+
+    def started() -> EndpointManager:
+        return EndpointManager(EndpointStore(tmp_path / "serving.db"), mlflow_loader(uri))
+
+    def ready_when_loaded(manager: EndpointManager) -> None:
+        deadline = time.monotonic() + 120
+        while manager.get("restored")["state"]["ready"] != "READY":
+            assert time.monotonic() < deadline, manager.logs("restored")
+            time.sleep(0.05)
+        assert manager.replicas()["restored"]  # READY means it can answer
+
+    first = started()
+    first.create(body)
+    ready_when_loaded(first)
+    first.close()
+    again = started()  # the same state file: the endpoint is restored and loads its model
+    try:
+        state = again.get("restored")["state"]
+        assert state == {"ready": "NOT_READY", "config_update": "NOT_UPDATING"}
+        ready_when_loaded(again)
+    finally:
+        again.close()

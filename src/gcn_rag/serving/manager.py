@@ -37,6 +37,7 @@ from gcn_rag.serving.capture import (
 )
 from gcn_rag.serving.endpoints import (
     IN_PROGRESS,
+    NOT_READY,
     NOT_UPDATING,
     READY,
     UPDATE_FAILED,
@@ -103,6 +104,7 @@ class EndpointManager:
                     "config serves again: send the update again"
                 )
                 endpoint.pending_config = None
+            endpoint.ready = NOT_READY  # until its models are loaded again (or fail to)
             self._start_loading(endpoint, restart=True)
         interval = max(
             0.05, min(5.0, self.limits.scale_to_zero_idle_s / 4, self.limits.alias_check_s)
@@ -479,8 +481,7 @@ class EndpointManager:
 
     def _log(self, name: str, line: str) -> None:
         with self._lock:
-            endpoint = self._endpoints.get(name)
-            if endpoint is not None:
+            if (endpoint := self._endpoints.get(name)) is not None:
                 endpoint.logs.append(line)
 
 
