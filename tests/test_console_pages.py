@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pytest
 
 from consoles import (
@@ -34,6 +35,9 @@ from gcn_rag.model import comparisons, gate, registry
 from gcn_rag.model.compare import CategoryResult, Changed, Comparison, Latency, Paired
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
+from models import Sleeper
+
+OTHER = "sandbox.tests.console_other"
 
 
 @pytest.fixture
@@ -87,6 +91,98 @@ def test_moving_an_alias_needs_can_manage_and_csrf_and_pins_it(
     assert "Alias champion moved" in page and "(pinned by hand)" in page
     bad = post_form(manager, console, "/models/aliases/champion", {**form, "version": "999999"})
     assert bad.status_code in (400, 404) and "Traceback" not in bad.text
+
+
+@pytest.fixture(scope="module")
+def other_model(fixture_workspace: Settings) -> Iterator[tuple[str, str]]:
+    """A second registered model beside the assistant: versions 1 and 2 of a tiny pyfunc
+    logged in a run with one metric, ``@staging`` on version 1; deleted afterwards."""
+    client = registry.configure(fixture_workspace)  # the fixture workspace's MLflow store
+    with mlflow.start_run():
+        mlflow.log_metric("toy_accuracy", 0.25)
+        info = mlflow.pyfunc.log_model(
+            name="toy", python_model=Sleeper(), registered_model_name=OTHER, pip_requirements=[]
+        )
+    first = str(info.registered_model_version)
+    second = str(mlflow.register_model(info.model_uri, OTHER).version)
+    client.set_registered_model_alias(OTHER, "staging", first)
+    try:
+        yield first, second
+    finally:
+        client.delete_registered_model(OTHER)
+
+
+def test_every_registered_model_is_listed_and_another_one_is_read(
+    console: Console, champion: dict[str, Any], other_model: tuple[str, str]
+) -> None:
+    first, second = other_model
+    viewer = signed_in(console, "CAN_VIEW")
+    page = get_page(viewer, console, "/models").text
+    listing = re.search(r'<table id="registered".*?</table>', page, re.S)
+    assert listing is not None, page
+    links = re.findall(r'<th scope="row"><a href="([^"]+)"', listing.group(0))
+    assert {f"/console/models?name={n}" for n in (registry.MODEL_NAME, OTHER)} <= set(links)
+    assistant = re.search(
+        rf"<tr[^>]*>\s*<th[^>]*><a[^>]*>{registry.MODEL_NAME}</a>.*?</tr>", page, re.S
+    )
+    other = re.search(rf"<tr[^>]*>\s*<th[^>]*><a[^>]*>{OTHER}</a>.*?</tr>", page, re.S)
+    assert assistant is not None and other is not None
+    assert 'aria-current="page"' in assistant.group(0) and "aria-current" not in other.group(0)
+    assert "@champion" in assistant.group(0) and "UTC" in other.group(0)
+    assert f'<td class="number">{second}</td>' in other.group(0) and "@staging" in other.group(0)
+    assert 'id="comparisons-heading"' in page  # the assistant's comparisons and decisions
+
+    shown = get_page(viewer, console, f"/models?name={OTHER}")
+    assert shown.status_code == 200, shown.text
+    assert f'<input type="hidden" name="model" value="{OTHER}">' in shown.text
+    versions = re.search(r'<table id="versions".*?</table>', shown.text, re.S)
+    assert versions is not None
+    assert re.findall(r'<th scope="row">(\d+)</th>', versions.group(0)) == [second, first]
+    row = re.search(rf'<th scope="row">{first}</th>(.*?)</tr>', versions.group(0), re.S)
+    assert row is not None and "@staging" in row.group(1)
+    assert "<dt>toy_accuracy</dt><dd>0.250</dd>" in row.group(1)
+    assert '<label for="version-staging">@staging' in shown.text
+    assert "@champion" not in versions.group(0)  # the assistant's versions are not shown
+    assert 'id="comparisons-heading"' not in shown.text and 'id="assistant-only"' in shown.text
+
+    for name in ("sandbox.tests.nowhere", "<script>x</script>"):
+        absent = get_page(viewer, console, f"/models?name={name}")
+        assert absent.status_code == 404 and 'id="error-message"' in absent.text
+        assert "has no registered model" in absent.text and "<script>x" not in absent.text
+        assert "Traceback" not in absent.text
+
+
+def test_moving_another_models_alias_needs_can_manage(
+    console: Console,
+    fixture_workspace: Settings,
+    champion: dict[str, Any],
+    other_model: tuple[str, str],
+) -> None:
+    first, second = other_model
+    client = registry.configure(fixture_workspace)
+    viewer = signed_in(console, "CAN_VIEW")
+    token = csrf(get_page(viewer, console, f"/models?name={OTHER}").text)
+    form = {"model": OTHER, "version": second, "csrf": token}
+    refused = post_form(viewer, console, "/models/aliases/staging", form)
+    assert refused.status_code == 403 and "needs CAN_MANAGE" in refused.text
+    assert str(client.get_model_version_by_alias(OTHER, "staging").version) == first
+
+    manager = signed_in(console, "CAN_MANAGE")
+    form["csrf"] = csrf(get_page(manager, console, f"/models?name={OTHER}").text)
+    nowhere = post_form(
+        manager, console, "/models/aliases/staging", {**form, "model": "sandbox.tests.nowhere"}
+    )
+    assert nowhere.status_code == 404 and "has no registered model" in nowhere.text
+    moved = post_form(manager, console, "/models/aliases/staging", form)
+    assert moved.status_code == 303
+    assert moved.headers["location"] == f"/console/models?name={OTHER}&moved=staging"
+    assert str(client.get_model_version_by_alias(OTHER, "staging").version) == second
+    assert registry.pinned(fixture_workspace, "staging", name=OTHER) == second  # as by hand
+    assert registry.resolve(fixture_workspace, "champion").version == champion["version"]
+    page = get_page(manager, console, f"/models?name={OTHER}&moved=staging").text
+    assert "Alias staging moved" in page
+    row = re.search(rf'<th scope="row">{second}</th>(.*?)</tr>', page, re.S)
+    assert row is not None and "@staging" in row.group(1)
 
 
 def test_ask_answers_with_citation_links_and_needs_can_query(console: Console) -> None:

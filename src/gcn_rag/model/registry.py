@@ -252,6 +252,36 @@ def versions(settings: Settings, *, name: str = MODEL_NAME) -> list[VersionInfo]
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelSummary:
+    """One registered model as a listing shows it: its newest version ("" when it has none),
+    its aliases (alias -> version) and when it last changed (ms since the epoch)."""
+
+    name: str
+    latest: str
+    aliases: dict[str, str]
+    updated: int
+
+
+def registered_models(settings: Settings) -> list[ModelSummary]:
+    """Every registered model in the workspace's registry, by name: one
+    ``search_registered_models`` call (another per 1,000 models)."""
+    client = configure(settings)
+    found: list[ModelSummary] = []
+    token: str | None = None
+    while True:
+        page = client.search_registered_models(max_results=1000, page_token=token)
+        for model in page:
+            numbers = [int(v.version) for v in model.latest_versions or []]
+            aliases = {str(a): str(v) for a, v in sorted((model.aliases or {}).items())}
+            updated = int(model.last_updated_timestamp or model.creation_timestamp or 0)
+            latest = str(max(numbers)) if numbers else ""
+            found.append(ModelSummary(str(model.name), latest, aliases, updated))
+        token = page.token
+        if not token:
+            return sorted(found, key=lambda m: m.name)
+
+
 def resolve(settings: Settings, ref: str, *, name: str = MODEL_NAME) -> VersionInfo:
     """A version by number ("3") or alias ("champion" / "@champion")."""
     for info in versions(settings, name=name):
