@@ -1,5 +1,9 @@
 """Endpoints that serve an alias follow it: moving ``champion`` (promote, rollback, `model
-alias set`) switches them with the zero-downtime update, with requests in flight."""
+alias set`) switches them with the zero-downtime update, with requests in flight.
+
+Here the alias is moved directly, on small test models; the same switch driven by the gate
+(`gcn-rag model promote` and `model rollback` on two assistant versions) is
+``test_lifecycle.py::test_promote_and_rollback_switch_an_endpoint_serving_champion_...``."""
 
 from __future__ import annotations
 
@@ -122,13 +126,13 @@ def test_an_endpoint_serving_champion_follows_it_with_requests_in_flight(
         client.start()
     try:
         time.sleep(0.3)
-        registry.set_alias(fixture_workspace, "champion", second, name=MODEL)  # a promotion
+        registry.set_alias(fixture_workspace, "champion", second, name=MODEL)  # as promote would
         got = _wait(server, "follower", _serving(second))
         deadline = time.monotonic() + 60
         while not any(text == "HELLO" for _, text in answers[-3:]):
             assert time.monotonic() < deadline, answers[-3:]
             time.sleep(0.05)
-        registry.set_alias(fixture_workspace, "champion", first, name=MODEL)  # a rollback
+        registry.set_alias(fixture_workspace, "champion", first, name=MODEL)  # as rollback would
         got = _wait(server, "follower", _serving(first))
         time.sleep(0.3)
     finally:

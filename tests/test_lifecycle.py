@@ -9,14 +9,19 @@ relevant circular is not ranked first.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from typer.testing import CliRunner
 
 from conftest import capture_row
@@ -29,11 +34,17 @@ from gcn_rag.model.compare import (
     Paired,
     exact_mcnemar,
 )
+from gcn_rag.model.registry import mlflow_loader, mlflow_resolver
+from gcn_rag.serving.app import create_app
 from gcn_rag.serving.capture import CaptureTarget, InferenceCapture
+from gcn_rag.serving.manager import EndpointManager
+from gcn_rag.serving.replicas import Limits
+from gcn_rag.serving.store import EndpointStore, workspace_id
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 
 runner = CliRunner()
+Serve = Callable[[Any], AbstractContextManager[str]]
 ENDPOINT = "nasa-gcn-rag-assistant"
 BENCH = [
     ("redshift", "What is the redshift of GRB 221009A?", ["0.151"], [32648]),
@@ -158,6 +169,104 @@ def test_the_better_version_passes_force_overrides_and_rollback_walks_back(
     # promoting the champion itself is today's `promote`: it only hands champion back to `up`
     assert "-> version 1 (not pinned" in _cli(settings, "model", "promote", "1")
     assert registry.pinned(settings, "champion") is None
+
+
+# --- the loop's end: an endpoint serving champion follows promote and rollback -------------
+
+FOLLOWER = "follows-champion"
+QUESTION = "What neutrino events did IceCube detect?"  # k=1 cites fewer circulars than k=5
+
+
+@contextlib.contextmanager
+def _workspace_server(settings: Settings, serve_app: Serve) -> Iterator[str]:
+    """The workspace's own server, recorded as `gcn-rag up` records it (so `model promote` and
+    `model rollback` wait for the endpoints following champion), checking aliases every 0.2 s."""
+    uri = registry.tracking_uri(settings)
+    store = EndpointStore(settings.serving_state)
+    limits = Limits(alias_check_s=0.2)
+    manager = EndpointManager(store, mlflow_loader(uri), limits, mlflow_resolver(uri))
+    try:
+        with serve_app(create_app(manager, None, workspace_id(settings.home))) as url:
+            store.record_server(url)
+            yield url
+    finally:
+        manager.close()
+
+
+def _ask(session: requests.Session, url: str) -> tuple[int, str]:
+    response = session.post(
+        f"{url}/serving-endpoints/{FOLLOWER}/invocations",
+        json={"dataframe_records": [{"question": QUESTION}]},
+        timeout=60,
+    )
+    return response.status_code, response.json()["predictions"][0]["answer"] if response.ok else ""
+
+
+@contextlib.contextmanager
+def _in_flight(url: str, answers: list[tuple[int, str]]) -> Iterator[None]:
+    """Three clients asking QUESTION for the block; each (status, answer) goes on ``answers``."""
+    stop = threading.Event()
+
+    def ask() -> None:
+        with requests.Session() as session:
+            while not stop.wait(0.1):  # paced: the machine's cores go to loading versions
+                answers.append(_ask(session, url))
+
+    clients = [threading.Thread(target=ask) for _ in range(3)]
+    for client in clients:
+        client.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(60)
+
+
+def _until(answers: list[tuple[int, str]], answer: str) -> None:
+    """Wait until the newest answers in flight are ``answer``."""
+    deadline = time.monotonic() + 60
+    while [text for _, text in answers[-3:]] != [answer] * 3:
+        assert time.monotonic() < deadline, answers[-3:]
+        time.sleep(0.05)
+
+
+def test_promote_and_rollback_switch_an_endpoint_serving_champion_with_requests_in_flight(
+    lab: dict[str, Any], serve_app: Serve
+) -> None:
+    """The loop's end through the CLI, on the workspace's server: `model promote` compares
+    (or reuses the comparison of the same versions on the same bench), passes version 2 and
+    waits for the endpoint serving ``champion`` to switch under load; `model rollback` switches
+    it back. Not one request fails, and the answers are version 1's again."""
+    settings, bench = lab["settings"], lab["bench"]
+    _champion_is(settings, "1")
+    answers: list[tuple[int, str]] = []
+    with _workspace_server(settings, serve_app) as url, requests.Session() as session:
+        entity = {"entity_name": registry.MODEL_NAME, "entity_version": "champion"}
+        body: Any = {"name": FOLLOWER, "config": {"served_entities": [entity]}}
+        assert requests.post(f"{url}/api/2.0/serving-endpoints", json=body, timeout=30).ok
+        deadline = time.monotonic() + 120
+        while (first := _ask(session, url))[0] != 200:  # loading version 1: 503
+            assert time.monotonic() < deadline, first
+            time.sleep(0.1)
+        with _in_flight(url, answers):
+            said = _cli(settings, "model", "promote", "2", "--bench", bench, *NO_LATENCY_GATE)
+            assert "Recorded as MLflow run" in said  # compared (or the same comparison reused)
+            assert "@champion -> version 2 (pinned" in said
+            assert f"Endpoint {FOLLOWER} serves version 2 (it follows champion)." in said
+            info = _model_info(settings)
+            assert info["champion.decision"] == "promoted" and info["champion.comparison_id"]
+            second = _ask(session, url)
+            assert second[1] != first[1]  # version 2 answers from five circulars
+            _until(answers, second[1])
+
+            said = _cli(settings, "model", "rollback")
+            assert f"Endpoint {FOLLOWER} serves version 1 (it follows champion)." in said
+            assert _ask(session, url) == first  # the previous answer is back
+            _until(answers, first[1])
+    assert {status for status, _ in answers} == {200}  # not one failed request
+    assert {text for _, text in answers} == {first[1], second[1]}
+    assert answers[0][1] == first[1] and answers[-1][1] == first[1]
 
 
 def test_replay_compares_the_answers_of_successful_requests(lab: dict[str, Any]) -> None:
