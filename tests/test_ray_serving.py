@@ -3,11 +3,21 @@
 A Ray head and a second node (standing for a second machine) run on 127.0.0.1 under a
 private ``RAY_TMPDIR``; ``gcn-rag serve --engine ray --address`` runs in a subprocess on the
 fixture workspace. The contract tests of ``test_serving`` (databricks-sdk create/get/query/
-update/delete, the lab's curl and client, auth, batching, the CLI) and the 429 test of
-``test_serving_limits`` run here as they are, against that server; the tests below add
-scale to zero and back, the inference table, loopback only, and nothing left running.
-(Not the 90/10 split: routing is decided before the engine, and its 1,000 requests would
-double this module's time.)
+update/delete, the lab's curl and client, auth, batching, the CLI) and the 429, rate-limit
+and metrics/openapi tests of ``test_serving_limits`` run here as they are, against that
+server; its 504-and-500 test runs on a front of its own with a Ray engine. The tests below
+add scale to zero and back, the inference table, loopback only, and nothing left running.
+
+Left out, each about what is decided before the engine is called, or covered below:
+- ``test_traffic_split_90_10``: routing; its 1,000 requests would double this module's time;
+- the token tests and ``test_one_server_per_workspace``: the token and endpoint stores;
+- ``test_wrong_method_and_oversized_bodies_are_clear_errors``: refused before routing;
+- ``test_a_request_that_times_out_is_captured_once_as_504``: the front's deadline and spool,
+  checked on Ray by the 504 test (+20 s on Ray for nothing new);
+- ``test_a_cold_start_past_the_bound_is_503_with_retry_after``: the front's wait bound; the
+  Ray cold start itself is the scale-to-zero test's (+30 s on Ray);
+- ``test_scale_to_zero_unloads_and_the_next_request_cold_starts``: it reads the memory the
+  server's process gives back; on Ray the replicas' processes stop (the test below).
 """
 
 from __future__ import annotations
@@ -67,6 +77,8 @@ sleeper, client, sleepy = limits.sleeper, limits.client, limits.sleepy
 test_small_allows_4_concurrent_then_queues_briefly_then_429 = (
     limits.test_small_allows_4_concurrent_then_queues_briefly_then_429
 )
+test_rate_limit_per_user_from_the_ai_gateway = limits.test_rate_limit_per_user_from_the_ai_gateway
+test_metrics_and_openapi_through_the_sdk = limits.test_metrics_and_openapi_through_the_sdk
 pytestmark = pytest.mark.slow
 TESTS = Path(__file__).parent
 SRC = TESTS.parent / "src"
@@ -153,6 +165,42 @@ def server(ray_server: ServerProcess) -> str:
 def token(tokens: dict[str, str]) -> str:
     """test_serving_limits' client token, from this server's workspace."""
     return tokens["CAN_MANAGE"]
+
+
+@pytest.fixture
+def loader(local_ray: LocalRay, fixture_workspace: Settings) -> Iterator[Any]:
+    """A Ray engine on the local cluster (this process joins it), for a test that starts a
+    front of its own; its applications are deleted after the test."""
+    from gcn_rag.cluster import RayCluster
+    from gcn_rag.serving.ray_engine import RayEngine
+
+    engine = RayEngine(registry.tracking_uri(fixture_workspace), RayCluster(local_ray.address))
+    engine.start()
+    yield engine
+    engine.close()
+
+
+def test_timeout_is_504_and_model_errors_are_500(
+    loader: Any, serve_app: limits.Serve, sleeper: str, tmp_path: Path
+) -> None:
+    """test_serving_limits' test, on a front of its own with that module's limits: its 2 s
+    request timeout would be too short for the Ray cold starts of the server above."""
+    from gcn_rag.serving.app import create_app
+    from gcn_rag.serving.auth import TokenStore
+    from gcn_rag.serving.manager import EndpointManager
+    from gcn_rag.serving.store import EndpointStore
+
+    state = tmp_path / "serving.db"
+    manager = EndpointManager(EndpointStore(state), loader, limits.LIMITS)
+    client = requests.Session()
+    client.headers["Authorization"] = f"Bearer {TokenStore(state).create('CAN_MANAGE', 'ray')}"
+    try:
+        with serve_app(create_app(manager, TokenStore(state))) as url:
+            limits._create(client, url, "sleepy", limits.SLEEPER, sleeper)
+            assert loader.applications(), "the model is not on Ray"
+            limits.test_timeout_is_504_and_model_errors_are_500(client, url, "sleepy")
+    finally:
+        manager.close()
 
 
 def _applications(ray_tmp: str) -> set[str]:

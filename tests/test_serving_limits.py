@@ -35,6 +35,9 @@ from models import Sleeper
 
 SLEEPER = "sandbox.tests.sleeper"
 Serve = Callable[[Any], AbstractContextManager[str]]
+LIMITS = Limits(  # the ``server`` fixture's (test_ray_serving's front on Ray has them too)
+    request_timeout_s=2.0, queue_timeout_s=0.3, scale_to_zero_idle_s=1.0, cold_start_wait_s=60
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +70,7 @@ def _manager(workspace: Settings, state: Path, limits: Limits) -> EndpointManage
 def server(
     fixture_workspace: Settings, state: Path, serve_app: Serve, sleeper: str
 ) -> Iterator[str]:
-    limits = Limits(
-        request_timeout_s=2.0, queue_timeout_s=0.3, scale_to_zero_idle_s=1.0, cold_start_wait_s=60
-    )
-    manager = _manager(fixture_workspace, state, limits)
+    manager = _manager(fixture_workspace, state, LIMITS)
     with serve_app(create_app(manager, TokenStore(state))) as url:
         yield url
     manager.close()

@@ -34,7 +34,7 @@ import uuid
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from gcn_rag.errors import BadInputError, NotReadyError
+from gcn_rag.errors import BadInputError, GcnRagError, NotReadyError
 from gcn_rag.serving.endpoints import WORKLOAD_SIZES
 
 if TYPE_CHECKING:
@@ -58,8 +58,18 @@ class RayModel:
         self._handle = handle
 
     def predict(self, frame: Any, params: dict[str, Any] | None = None) -> Any:
-        """The PyFunc's predictions for ``frame``, computed by one of the Ray replicas."""
-        return self._handle.predict.remote(frame, params).result()
+        """The PyFunc's predictions for ``frame``, computed by one of the Ray replicas.
+
+        The model's own exception is raised as it is (not Ray's wrapper, whose text is the
+        replica's traceback, host and pid), so the front answers as with the local engine.
+        """
+        try:
+            return self._handle.predict.remote(frame, params).result()
+        except Exception as exc:
+            raised = _unwrapped(exc, self.app)
+            if raised is exc:
+                raise
+            raise raised from None
 
 
 class RayEngine:
@@ -199,6 +209,23 @@ def serving_engine(
     # this machine alone, where reserving would only cap how many entities fit (2 cores: 2)
     cpus = 1.0 if address is not None else 0.0
     return RayEngine(tracking_uri(settings), RayCluster(address), replicas=replicas, cpus=cpus)
+
+
+def _unwrapped(exc: Exception, app: str) -> Exception:
+    """What a failed handle call raises to the front: the model's exception for a
+    ``RayTaskError``; a 503 without host details when Ray itself failed (a replica died)."""
+    from ray.exceptions import RayError, RayTaskError
+    from ray.serve.exceptions import RayServeException
+
+    if isinstance(exc, RayTaskError):
+        cause = exc.cause
+        if isinstance(cause, RayError):  # not the model's (say, it could not be pickled)
+            return GcnRagError(str(cause).splitlines()[0])
+        return cause  # type: ignore[no-any-return]
+    if isinstance(exc, RayError | RayServeException):
+        logging.getLogger(__name__).warning("Ray Serve could not answer for %s: %s", app, exc)
+        return NotReadyError(f"Ray Serve could not answer ({type(exc).__name__}); retry shortly.")
+    return exc
 
 
 def _slug(name: str) -> str:
