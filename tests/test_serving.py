@@ -274,6 +274,11 @@ def test_update_config_swaps_with_requests_in_flight(
             else:
                 served.append(response.headers["served-model-name"])
 
+    deadline = time.monotonic() + 120  # warm first: a cold start from zero is not the update
+    while (warm := session.post(url, json=body, timeout=60)).status_code == 503:
+        assert time.monotonic() < deadline, warm.text
+        time.sleep(0.5)
+    assert warm.status_code == 200, warm.text
     thread = threading.Thread(target=traffic)
     thread.start()
     try:
