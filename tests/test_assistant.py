@@ -9,6 +9,7 @@ import pytest
 
 from gcn_rag.answer.assistant import ABSTAIN, Answer, Assistant
 from gcn_rag.answer.extraction import parse_question
+from gcn_rag.corpus.events import find_event_ids
 from gcn_rag.corpus.quantities import BY_KEY
 from gcn_rag.corpus.quantity import event_kind
 from gcn_rag.errors import BadInputError
@@ -123,6 +124,29 @@ def test_a_value_written_with_its_unit_gets_no_second_one(fixture_assistant: Ass
         answer.answer  # was "3 arcmin deg"
     )
     assert answer.measurements[0]["value"] == pytest.approx(0.05)  # in the catalog's unit
+
+
+@pytest.mark.parametrize(
+    ("question", "states"),
+    [
+        ("What is the Galactic extinction E(B-V) toward GRB 091109A?", 10158),
+        ("What reddening E(B-V) did Swift give for GRB 090516?", 9374),
+    ],
+)
+def test_a_quantity_outside_the_catalog_gets_the_quoting_answer(
+    fixture_assistant: Assistant, question: str, states: int
+) -> None:
+    """Reddening is stated in circulars but not in the catalog: the answer quotes the top
+    circulars (the one stating it among them), as for any question that asks no catalog
+    quantity; it reads no value and does not say one is missing. Regression: "What is the
+    <property> of X?" got X's summary, which never mentions the property."""
+    assert parse_question(question, find_event_ids(question)) is None  # not in the catalog
+    answer = fixture_assistant.ask(question)
+    assert answer.answer.startswith("From the GCN Circulars:\n- "), answer.answer
+    assert not NOT_STATED.search(answer.answer) and answer.measurements == []
+    assert answer.citations and all(c.quote in answer.answer for c in answer.citations)
+    assert states in {c.circular_id for c in answer.citations}
+    assert_grounded(answer)
 
 
 @pytest.mark.parametrize(
