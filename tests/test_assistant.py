@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
 from gcn_rag.answer.assistant import ABSTAIN, Answer, Assistant
+from gcn_rag.answer.extraction import parse_question
+from gcn_rag.corpus.events import find_event_ids
+from gcn_rag.corpus.quantities import BY_KEY
+from gcn_rag.corpus.quantity import event_kind
 from gcn_rag.errors import BadInputError
 from gcn_rag.search.retrieval import Filters
+from gcn_rag.settings import Settings
+from gcn_rag.tables import Catalog
+
+NOT_STATED = re.compile(r"\bdo not state\b|\bnot stated\b|\bstate no\b", re.I)
 
 
 def numbers(text: str) -> set[str]:
@@ -56,6 +65,87 @@ def test_disagreeing_circulars_are_both_cited(fixture_assistant: Assistant) -> N
     assert "differ" in answer.answer
     assert "3.5" in answer.answer and "3.076" in answer.answer
     assert {10246, 10350} <= {c.circular_id for c in answer.citations}
+    assert_grounded(answer)
+
+
+def _measured(workspace: Settings) -> list[dict[str, Any]]:
+    """Each (event, quantity) and (event, quantity, instrument) of the workspace's
+    ``gcn_measurements`` (values and limits; a retracted row states nothing), with the
+    circulars that state it."""
+    query = (
+        "SELECT event_id, quantity, {by} AS instrument, list(DISTINCT circular_id) AS circulars "
+        "FROM gcn_measurements WHERE event_id IS NOT NULL AND status <> 'retracted' {where} "
+        "GROUP BY ALL ORDER BY ALL"
+    )
+    catalog = Catalog(workspace.warehouse)
+    rows: list[dict[str, Any]] = catalog.sql(query.format(by="NULL", where="")).to_pylist()
+    named = catalog.sql(query.format(by="instrument", where="AND instrument IS NOT NULL"))
+    return rows + [r for r in named.to_pylist() if BY_KEY[r["quantity"]].by_instrument]
+
+
+def test_never_not_stated_while_citing_a_circular_that_states_it(
+    fixture_workspace: Settings, fixture_assistant: Assistant
+) -> None:
+    """Every question the measurements table can answer, asked as the catalog names the
+    quantity (and the instrument, when the table names one): the answer may say the value is
+    not stated only when none of the circulars it cites has a row for it."""
+    measured = _measured(fixture_workspace)
+    assert len({r["quantity"] for r in measured}) >= 20  # most of the catalog, limits too
+    wrong = []
+    for row in measured:
+        quantity, event = BY_KEY[row["quantity"]], row["event_id"]
+        if event_kind(event) not in quantity.kinds:
+            continue  # not asked of such an event (a fluence limit of a GW candidate)
+        named = f"{row['instrument']} " if row["instrument"] else ""
+        question = f"What is the {named}{quantity.label} of {event}?"
+        asked = parse_question(question, [event])
+        assert asked is not None and asked.quantity is quantity, question  # a value question
+        answer = fixture_assistant.ask(question)
+        stating = {c.circular_id for c in answer.citations} & set(row["circulars"])
+        if NOT_STATED.search(answer.answer) and stating:
+            wrong.append(f"{question} -> {answer.answer[:200]} (GCN {sorted(stating)})")
+    assert wrong == []
+
+
+def test_only_a_limit_stated_is_said_as_a_limit(fixture_assistant: Assistant) -> None:
+    """ "BNS (>99%)" is a limit, no value: the answer says it with its sign, cites it, and
+    puts no value in ``measurements`` (it used to say the circulars do not state it)."""
+    answer = fixture_assistant.ask("What is the probability that S190425z is a BNS merger?")
+    assert answer.answer.startswith(
+        "The probability of a binary neutron star (BNS) of S190425z is > 99 % (GCN 24168)."
+    ), answer.answer
+    assert answer.measurements == [] and answer.citations[0].circular_id == 24168
+    assert ">99%" in answer.citations[0].quote
+
+
+def test_a_value_written_with_its_unit_gets_no_second_one(fixture_assistant: Assistant) -> None:
+    answer = fixture_assistant.ask("What is the error radius of EP240315a?")
+    assert answer.answer.startswith("The error radius of EP240315a is 3 arcmin (GCN 35931)."), (
+        answer.answer  # was "3 arcmin deg"
+    )
+    assert answer.measurements[0]["value"] == pytest.approx(0.05)  # in the catalog's unit
+
+
+@pytest.mark.parametrize(
+    ("question", "states"),
+    [
+        ("What is the Galactic extinction E(B-V) toward GRB 091109A?", 10158),
+        ("What reddening E(B-V) did Swift give for GRB 090516?", 9374),
+    ],
+)
+def test_a_quantity_outside_the_catalog_gets_the_quoting_answer(
+    fixture_assistant: Assistant, question: str, states: int
+) -> None:
+    """Reddening is stated in circulars but not in the catalog: the answer quotes the top
+    circulars (the one stating it among them), as for any question that asks no catalog
+    quantity; it reads no value and does not say one is missing. Regression: "What is the
+    <property> of X?" got X's summary, which never mentions the property."""
+    assert parse_question(question, find_event_ids(question)) is None  # not in the catalog
+    answer = fixture_assistant.ask(question)
+    assert answer.answer.startswith("From the GCN Circulars:\n- "), answer.answer
+    assert not NOT_STATED.search(answer.answer) and answer.measurements == []
+    assert answer.citations and all(c.quote in answer.answer for c in answer.citations)
+    assert states in {c.circular_id for c in answer.citations}
     assert_grounded(answer)
 
 

@@ -39,6 +39,9 @@ def assistant(events_workspace: Settings) -> Any:
         ("Is S190822c a real astrophysical signal?", "retracted"),
         ("What is the status of GRB 210928A?", "status"),
         ("What was measured for GRB 160625B?", "measured"),
+        ("What is the classification of S190822c?", "what_is"),
+        ("What is the Galactic extinction toward GRB 160625B?", None),  # a property: quoted
+        ("What was the host galaxy of GRB 240824A?", None),
         ("Is it raining?", None),  # a yes/no question on no known topic
         ("How do magnetars form?", None),
     ],

@@ -36,12 +36,7 @@ from gcn_rag.answer.extraction import (
     tolerance,
 )
 from gcn_rag.answer.open_questions import Reply, answer_open
-from gcn_rag.corpus.circulars import (
-    circular_id_json,
-    circular_url,
-    format_circular_id,
-    gcn_ref,
-)
+from gcn_rag.corpus.circulars import circular_id_json, circular_url, format_circular_id, gcn_ref
 from gcn_rag.corpus.events import find_event_ids
 from gcn_rag.errors import BadInputError, NotFoundError
 from gcn_rag.search.index import SearchIndex
@@ -354,13 +349,18 @@ class Assistant:
                     texts.extend(sentences(chunk))
             for sentence in dict.fromkeys(texts):
                 evidence.extend(find_values(asked, sentence, hit.subject, hit.row))
-        groups = group_values(asked.quantity, evidence)
+        values = [e for e in evidence if not e.limit]
+        groups = group_values(asked.quantity, values)
+        if not groups and evidence:  # only limits: no value, but not "not stated" either
+            limits = group_values(asked.quantity, evidence)
+            said = self._compose_value(question, asked, events[0], limits, hits, k)
+            return dataclasses.replace(said, measurements=[])
         if not groups:
             broad = self._broad_answer(question, hits[:k])
             lead = f"The retrieved circulars about {events[0]} do not state its {asked.label}."
             return dataclasses.replace(broad, answer=f"{lead} {broad.answer}")
         named = asked.instrument
-        if named and asked.by_instrument and all(e.instrument != named for e in evidence):
+        if named and asked.by_instrument and all(e.instrument != named for e in values):
             # the asked instrument's value is not there: say so, then what others measured
             measured_by = groups[0].evidence[0].instrument
             others = dataclasses.replace(asked, instrument=measured_by, usual=False)
@@ -387,18 +387,14 @@ class Assistant:
             if g.support >= 0.5 * best.support
             and abs(g.value - best.value) > tolerance(quantity, best.value)
         ][:1]
-        unit = f" {quantity.unit}" if quantity.unit else ""
         shown = [best, *rivals]
         refs = [self._refs(g) for g in shown]
+        said = [f"{quantity.prefix}{g.said(quantity.unit)}" for g in shown]
         if rivals:
-            parts = [
-                f"{quantity.prefix}{g.text}{unit} ({r})" for g, r in zip(shown, refs, strict=True)
-            ]
+            parts = [f"{s} ({r})" for s, r in zip(said, refs, strict=True)]
             text = f"Reported {asked.label} values for {event} differ: {' and '.join(parts)}."
         else:
-            text = (
-                f"The {asked.label} of {event} is {quantity.prefix}{best.text}{unit} ({refs[0]})."
-            )
+            text = f"The {asked.label} of {event} is {said[0]} ({refs[0]})."
         citations: list[Citation] = []
         for group in shown:
             for ev in group.evidence:

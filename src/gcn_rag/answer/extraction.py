@@ -103,6 +103,7 @@ class Evidence:
     weight: float
     circular_row: int
     instrument: str | None = None  # the instrument the sentence or its circular names
+    limit: str = ""  # "upper" / "lower": a limit, not a value (``text`` carries its sign)
 
 
 def sentences(text: str) -> list[str]:
@@ -119,16 +120,24 @@ def can_state(asked: Asked, text: str) -> bool:
 
 
 def find_values(asked: Asked, sentence: str, subject: str, circular_row: int) -> list[Evidence]:
-    """Every value of the asked quantity stated in ``sentence``, with a plausibility weight."""
+    """Every value of the asked quantity stated in ``sentence``, with a plausibility weight;
+    a limit comes as one too, marked (it is no value, but it says the sentence is not silent)."""
     found: list[Evidence] = []
     for reading in read(asked.quantity, sentence):
-        if reading.limit:
-            continue  # a limit is not a value
         weight, instrument = _weight(asked, sentence, subject)
+        text = f"{limit_sign(asked.quantity, reading.limit)} {reading.text}".lstrip()
         found.append(
-            Evidence(reading.value, reading.text, sentence, weight, circular_row, instrument)
+            Evidence(reading.value, text, sentence, weight, circular_row, instrument, reading.limit)
         )
     return found
+
+
+def limit_sign(quantity: Quantity, limit: str) -> str:
+    """How a limit is written before its value: "<" for an upper limit (">" for a magnitude,
+    where a larger number is fainter), ">" for a lower one, "" for a value."""
+    if not limit:
+        return ""
+    return ">" if (limit == "upper") == quantity.inverted else "<"
 
 
 def _weight(asked: Asked, sentence: str, subject: str) -> tuple[float, str | None]:
@@ -189,6 +198,10 @@ class ValueGroup:
     value: float
     support: float
     evidence: tuple[Evidence, ...]
+
+    def said(self, unit: str) -> str:
+        """The value with ``unit``, unless it is written with its own ("3 arcmin")."""
+        return f"{self.text} {unit}" if unit and self.text[-1:].isdigit() else self.text
 
     @property
     def rows(self) -> list[int]:

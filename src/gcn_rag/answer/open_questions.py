@@ -45,9 +45,13 @@ _INSTRUMENTS = re.compile(
 )
 _STATUS = re.compile(r"status|retract|downgrad|reclassif|still (?:a|considered)|latest", re.I)
 _MEASURED = re.compile(r"\bmeasure|propert|parameters|key (?:values|numbers|facts)", re.I)
+# "What is the <something> of X?" asks for a property, not for what X is: a quantity outside
+# the catalog gets the quoting answer (the circulars' sentences about it), not X's summary
 _WHAT_IS = re.compile(
-    r"^\s*(?:what|which) (?:is|was|kind|type|sort|class)\b|tell me about|summar|describe|"
-    r"overview|what (?:do|does) .*\bknow|what happened|\bexplain\b|what .*\b(?:nature|origin)\b",
+    r"^\s*(?:what|which) (?:is|was)\b(?!\s+(?:the|its)\s[^?]*?\b(?:of|for|towards?|in)\s)|"
+    r"^\s*(?:what|which) (?:kind|type|sort|class)\b|tell me about|summar|describe|overview|"
+    r"what (?:do|does) .*\bknow|what happened|\bexplain\b|"
+    r"what .*\b(?:nature|origin|classif\w*|type|kind)\b",
     re.I,
 )
 _TENTATIVE = re.compile(r"candidate|possible|potential|tentative|unrelated|not related", re.I)
