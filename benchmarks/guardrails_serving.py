@@ -103,6 +103,7 @@ class Answerer(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
                     "citations": json.dumps(cited, ensure_ascii=False),
                     "generator_fallback": "",
                     "measurements": "[]",
+                    "withheld": "[]",
                 }
             )
         return pd.DataFrame(rows)

@@ -34,6 +34,7 @@ PREDICTION_COLUMNS = (
     "citations",
     "generator_fallback",
     "measurements",
+    "withheld",
 )
 FIXTURE_COUNT = 46
 
@@ -100,6 +101,18 @@ def events_workspace(tmp_path_factory: pytest.TempPathFactory, asset_cache: Path
     detections and a redshift, a retracted GW candidate, a significance downgrade, a
     reclassification, only upper limits, and an afterglow report retracted by a later one."""
     return _indexed_workspace(tmp_path_factory, asset_cache, EVENTS_ARCHIVE)
+
+
+@pytest.fixture(scope="session")
+def poisoned_workspace(tmp_path_factory: pytest.TempPathFactory, asset_cache: Path) -> Settings:
+    """A workspace of the GRB 160625B circulars plus one circular that carries instructions
+    for an LLM (tests/poisoning.py)."""
+    from poisoning import poisoned_archive
+
+    archive = poisoned_archive(
+        EVENTS_ARCHIVE, tmp_path_factory.mktemp("poison") / "poisoned.txt.tar.gz"
+    )
+    return _indexed_workspace(tmp_path_factory, asset_cache, archive)
 
 
 @pytest.fixture(scope="session")

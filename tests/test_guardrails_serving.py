@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from conftest import capturing_manager
 from gcn_rag.cli import app as cli_app
 from gcn_rag.errors import BadInputError
-from gcn_rag.model import registry
+from gcn_rag.model import packaging, registry
 from gcn_rag.model.registry import mlflow_loader
 from gcn_rag.serving.app import create_app
 from gcn_rag.serving.auth import TokenStore
@@ -35,8 +35,11 @@ from gcn_rag.serving.manager import EndpointManager
 from gcn_rag.serving.store import EndpointStore
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
+from poisoning import POISON_MARKS, POISONED_ID, ChatServer
+from poisoning import QUESTION as Q
 
 ECHO = "sandbox.tests.guard_echo"
+POISONED = "sandbox.tests.guard_poisoned"
 NAME = "guarded"
 TABLE = "sandbox.nasa_gcn_dev.guarded_payload"
 EMAIL = "jane.doe@example.org"
@@ -379,6 +382,83 @@ def test_monitor_shows_the_decisions(
     assert result.exit_code == 0, result.output
     assert "Guardrail decisions" in result.output
     assert re.search(r"input\s.*pii\.email\s.*BLOCK", result.output)
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[ChatServer]:
+    server = ChatServer("GRB 160625B was observed in the optical.")
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def poisoned_model(
+    fixture_workspace: Settings, poisoned_workspace: Settings, llm: ChatServer
+) -> str:
+    """A registered assistant over circulars one of which carries instructions, logged with
+    the openai generator pointed at the fake LLM; its version."""
+    generator = {"kind": "openai", "base_url": llm.url, "model": "scripted", "max_retries": 0}
+    logged = packaging.log_assistant(
+        fixture_workspace,
+        Catalog(poisoned_workspace.warehouse),
+        poisoned_workspace.index,
+        k=10,
+        generator=generator,
+    )
+    return registry.register(fixture_workspace, logged.model_uri, name=POISONED)
+
+
+def test_an_injected_passage_never_reaches_the_llm_and_is_reported(
+    sdk: Any,
+    session: requests.Session,
+    server: str,
+    manager: EndpointManager,
+    home: Path,
+    llm: ChatServer,
+    poisoned_model: str,
+) -> None:
+    """Whatever the endpoint's guardrails (none here): the model keeps the passage from its
+    LLM; the response, the inference-table row, /metrics and monitor say so."""
+    from databricks.sdk.service.serving import (
+        AutoCaptureConfigInput,
+        EndpointCoreConfigInput,
+        ServedEntityInput,
+    )
+
+    entity = ServedEntityInput(entity_name=POISONED, entity_version=poisoned_model)
+    capture = AutoCaptureConfigInput(
+        catalog_name="sandbox", schema_name="nasa_gcn_dev", table_name_prefix="poisoned"
+    )
+    config = EndpointCoreConfigInput(
+        name="poisoned", served_entities=[entity], auto_capture_config=capture
+    )
+    sdk.serving_endpoints.create_and_wait(name="poisoned", config=config)
+    before = len(llm.requests)  # logging the model ran its input example
+    try:
+        response = sdk.serving_endpoints.query("poisoned", dataframe_records=[{"question": Q}])
+        assert manager.capture is not None
+        manager.capture.flush()
+        metrics = session.get(f"{server}/metrics", timeout=30).text
+    finally:
+        sdk.serving_endpoints.delete("poisoned")
+    assert len(llm.requests) == before + 1  # asked once, from the other passages
+    assert Q in json.dumps(llm.requests[-1])
+    assert not any(mark in json.dumps(llm.requests) for mark in POISON_MARKS)
+    (prediction,) = response.predictions
+    (withheld,) = json.loads(prediction["withheld"])
+    assert withheld["circular_id"] == POISONED_ID and "addressing_ai" in withheld["rules"]
+    code = "GUARDRAIL_PASSAGE_WITHHELD:safety.addressing_ai"
+    table = "sandbox.nasa_gcn_dev.poisoned_payload"
+    (row,) = Catalog(home / "warehouse").sql(f"SELECT * FROM {table}").to_pylist()
+    assert code in row["logging_error_codes"]
+    assert json.loads(row["response"])["predictions"] == [prediction]
+    labels = 'endpoint="poisoned",stage="passage",rule="safety.addressing_ai",behavior="WITHHELD"'
+    assert f"gcn_rag_guardrail_hits_total{{{labels}}} 1" in metrics.splitlines()
+    shown = CliRunner().invoke(
+        cli_app, ["monitor", "poisoned", "--table", table, "--home", str(home)]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert re.search(r"passage\s.*safety\.addressing_ai\s.*WITHHELD", shown.output)
 
 
 def test_cited_emails_are_masked_or_kept_as_the_server_is_told() -> None:

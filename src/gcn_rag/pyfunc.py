@@ -9,8 +9,10 @@ from its requirements, with no access to the workspace.
 
 ``predict`` takes a DataFrame with a ``question`` column (or a list of strings, a dict, or one
 string) and returns one row per question: ``answer`` (string), ``sources`` (JSON array of event
-ids, as in the lab), ``num_docs`` (integer) and ``citations`` (JSON). A bad row gets its error
-in ``answer`` with ``num_docs = 0``; the other rows are answered.
+ids, as in the lab), ``num_docs`` (integer), ``citations`` (JSON) and the other columns of
+:data:`gcn_rag.model.schema.OUTPUTS` (``withheld``: the passages kept from an LLM generator
+for carrying instructions). A bad row gets its error in ``answer`` with ``num_docs = 0``; the
+other rows are answered.
 """
 
 from __future__ import annotations
@@ -104,6 +106,7 @@ class NASAGCNRagModel(PythonModel):  # type: ignore[misc, unused-ignore]
                     "citations": json.dumps(record["citations"], ensure_ascii=False),
                     "generator_fallback": str(record.get("generator_fallback", "")),
                     "measurements": json.dumps(record.get("measurements", [])),
+                    "withheld": json.dumps(record.get("withheld", [])),
                 }
             )
         # Plain Python values (dtype object): pandas 3 would infer Arrow-backed strings, which

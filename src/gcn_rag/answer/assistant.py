@@ -55,6 +55,7 @@ PREDICTION_FIELDS = (
     "citations",
     "generator_fallback",
     "measurements",
+    "withheld",
 )
 ABSTAIN = "I don't have sufficient information in the available GCN Circulars"
 MAX_QUESTION_CHARS = 2_000
@@ -101,14 +102,8 @@ class Answer:
 
     def prediction(self) -> dict[str, Any]:
         """The prediction row: the PyFunc's output columns (``PREDICTION_FIELDS``), as values."""
-        return {
-            "answer": self.answer,
-            "sources": self.sources,
-            "num_docs": self.num_docs,
-            "citations": [c.to_dict() for c in self.citations],
-            "generator_fallback": self.generator_fallback,
-            "measurements": self.measurements,
-        }
+        values = self.to_dict()
+        return {name: values[name] for name in PREDICTION_FIELDS}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -271,6 +266,7 @@ class Assistant:
                 "num_docs": 0,
                 "citations": [],
                 "measurements": [],
+                "withheld": [],
                 "error": exc.message,
             }
         return {"id": row_id, **answer.prediction()}

@@ -38,7 +38,8 @@ class GuardrailError(BadInputError):
 class Hit:
     """One guardrail decision: ``stage`` (input/output), ``rule`` (``pii.email``,
     ``safety.override``, ``invalid_keywords``, ``valid_topics``…) and ``behavior`` (MASK or
-    BLOCK)."""
+    BLOCK); or a retrieved passage kept from the LLM, ``("passage", "safety.<rule>",
+    "WITHHELD")`` (see :func:`gcn_rag.serving.guarding.withheld_hits`)."""
 
     stage: str
     rule: str

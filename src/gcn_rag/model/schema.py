@@ -57,6 +57,12 @@ OUTPUTS = (
         "JSON array of the values a value answer states (quantity, value, unit, circular_id); "
         "[] otherwise.",
     ),
+    Field(
+        "withheld",
+        "string",
+        "JSON array of the retrieved passages kept from the LLM because they carry "
+        "instructions (circular_id, rules); [] otherwise.",
+    ),
 )
 
 #: JSON Schema types of MLflow's type names.

@@ -169,7 +169,8 @@ def buckets(
 
 @dataclasses.dataclass(frozen=True)
 class Decision:
-    """How many requests one guardrail rule masked or blocked, on one side."""
+    """How many requests one guardrail rule masked or blocked, on one side (input, output; or
+    ``passage``: a retrieved passage WITHHELD from the LLM)."""
 
     stage: str
     rule: str

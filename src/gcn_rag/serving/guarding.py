@@ -9,11 +9,17 @@ for the shapes the serving protocol carries:
   (or ``safety``, a keyword, an off-topic question) refuses the whole request.
 - **output**: every free-text value of each prediction (``answer``, any text column of
   another model) and the ``quote`` of each citation in ``citations``. Structured columns
-  (``sources``, ``num_docs``, ``measurements``, ``generator_fallback``) are left as they are.
+  (``sources``, ``num_docs``, ``measurements``, ``generator_fallback``, ``withheld``) are left
+  as they are.
 - **stored request**: when input PII rules are on, the request written to the inference table
   is the body as the model got it with every remaining finding masked (params, request ids,
   bodies that could not be read), whatever the request's outcome: the table never holds the
   raw value.
+
+**withheld passages**: the model itself keeps a retrieved passage that carries instructions
+from its LLM generator, whatever the endpoint's rules, and names it in its ``withheld`` column;
+:func:`withheld_hits` turns those into decisions (``GUARDRAIL_PASSAGE_WITHHELD:safety.<rule>``
+in the row, ``stage="passage"`` in ``/metrics``).
 
 Circular author e-mail addresses in quoted citations: ``cited_emails="mask"`` (the default)
 treats them like any e-mail address; ``"keep"`` leaves an address alone, in the answer and in
@@ -35,7 +41,8 @@ from gcn_rag.serving.protocol import Inputs
 
 CITED_EMAILS = ("mask", "keep")
 #: Prediction columns that hold no free text (ids, counts, values, our own reasons).
-STRUCTURED = frozenset({"sources", "num_docs", "measurements", "generator_fallback"})
+STRUCTURED = frozenset({"sources", "num_docs", "measurements", "generator_fallback", "withheld"})
+WITHHELD = "withheld"  # the prediction column naming the passages kept from the LLM
 _KEEP = "\ue000{}\ue001"  # a private-use stand-in for a kept address while the rules run
 #: Citation quotes whose verdicts are kept (see :meth:`EndpointGuards._check_output`).
 QUOTE_VERDICTS = 4096
@@ -119,7 +126,7 @@ class EndpointGuards:
         return self._redactor is not None
 
     def _screen_row(self, row: dict[str, Any], screened: Screened) -> dict[str, Any]:
-        citations = _citations(row.get("citations"))
+        citations = _json_array(row.get("citations"))
         kept = self._kept_emails(citations)
         out = dict(row)
         for key, value in row.items():
@@ -171,8 +178,23 @@ class EndpointGuards:
         return sorted(found, key=len, reverse=True)  # longest first: no partial stand-ins
 
 
-def _citations(value: Any) -> list[Any]:
-    """A prediction's citations (a JSON array text, or already a list), else []."""
+def withheld_hits(rows: list[dict[str, Any]]) -> list[Hit]:
+    """One decision per injection rule of the passages the model kept from its LLM (its
+    ``withheld`` column); [] for a model without the column or when it withheld nothing."""
+    found = [value for row in rows if (value := row.get(WITHHELD)) and value != "[]"]
+    if not found:  # the usual case: one look per row, nothing parsed
+        return []
+    hits: dict[Hit, None] = {}
+    for value in found:
+        for passage in _json_array(value):
+            rules = passage.get("rules") if isinstance(passage, dict) else None
+            for rule in rules if isinstance(rules, list) else ():
+                hits[Hit("passage", f"safety.{rule}", "WITHHELD")] = None
+    return list(hits)
+
+
+def _json_array(value: Any) -> list[Any]:
+    """A prediction's JSON array column (``citations``, ``withheld``) as a list, else []."""
     if isinstance(value, list):
         return [dict(c) if isinstance(c, dict) else c for c in value]
     if not isinstance(value, str) or not value.startswith("["):

@@ -41,7 +41,7 @@ from gcn_rag.errors import (
 from gcn_rag.guardrails.policy import GuardrailError, Hit
 from gcn_rag.serving.auth import Authority
 from gcn_rag.serving.capture import REQUEST_TOO_LARGE, CaptureRow, CaptureTarget
-from gcn_rag.serving.guarding import EndpointGuards
+from gcn_rag.serving.guarding import EndpointGuards, withheld_hits
 from gcn_rag.serving.manager import EndpointManager
 from gcn_rag.serving.metrics import Metrics
 from gcn_rag.serving.protocol import (
@@ -275,6 +275,7 @@ class Invocations:
         finally:
             call.model_ms = (time.perf_counter() - started) * 1000
         rows = records(result)
+        call.hits.extend(withheld_hits(rows))
         if call.guards is not None and call.guards.output:
             screened = call.guards.screen_predictions(rows)
             call.hits.extend(screened.hits)

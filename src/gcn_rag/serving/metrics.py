@@ -4,7 +4,8 @@ Counters and the latency histogram are recorded by the server once per invocatio
 its outcome; gauges (in flight, queued, loaded, cold starts) are read from the replicas when
 scraped. Labels: ``endpoint``, ``served_entity`` and, on the request counter, ``status``;
 guardrail decisions are counted per ``endpoint``, ``stage``, ``rule`` and ``behavior`` (each
-rule once per request that tripped it).
+rule once per request that tripped it; ``stage="passage"``, ``behavior="WITHHELD"`` counts the
+requests whose model kept a retrieved passage from its LLM).
 """
 
 from __future__ import annotations
@@ -135,7 +136,12 @@ class Metrics:
         with self._lock:
             counts = sorted(self._guardrails.items())
         name = "gcn_rag_guardrail_hits_total"
-        _family(out, name, "counter", "Requests a guardrail rule masked or blocked.")
+        _family(
+            out,
+            name,
+            "counter",
+            "Requests a guardrail rule masked or blocked (passage: kept from the LLM).",
+        )
         for (ep, stage, rule, behavior), n in counts:
             if endpoint is None or ep == endpoint:
                 labels = f'endpoint="{_escape(ep)}",stage="{stage}",rule="{_escape(rule)}"'

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from gcn_rag.errors import GcnRagError
 from gcn_rag.guardrails.policy import GuardrailError
 from gcn_rag.serving.capture import CaptureRow, CaptureTarget
+from gcn_rag.serving.guarding import withheld_hits
 from gcn_rag.serving.protocol import encode, records
 from gcn_rag.serving.sidecar import Sidecar
 
@@ -250,6 +251,7 @@ class Shadows:
         sidecar = self._sidecar((str(entity["entity_name"]), str(entity["entity_version"])))
         result = sidecar.predict(mirror.inputs.frame(), mirror.params, timeout)
         rows = records(result)
+        codes.extend(hit.code for hit in withheld_hits(rows))
         if mirror.guards is not None and mirror.guards.output:
             screened = mirror.guards.screen_predictions(rows)
             codes.extend(hit.code for hit in screened.hits)
