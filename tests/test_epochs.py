@@ -1,15 +1,29 @@
 """``time_after_s``: when after the trigger a magnitude (or limit) was measured, read from its own
-sentence or its table's column, never guessed."""
+sentence or its table's column, never guessed; shown by ``gcn-rag event`` and in dossiers."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from conftest import EVENTS_ARCHIVE, TXT_ARCHIVE
+from gcn_rag.cli import app
 from gcn_rag.corpus.circulars import Circular, ReadReport, read_circulars
-from gcn_rag.corpus.measurement_table import extract
+from gcn_rag.corpus.epochs import written
+from gcn_rag.corpus.measurement_table import (
+    MEASUREMENTS,
+    extract,
+    measurement_schema,
+    update_measurements,
+)
+from gcn_rag.settings import Settings
+from gcn_rag.tables import Catalog
+from test_measurement_table import _edited_archive
 
 HOUR, DAY = 3600.0, 86400.0
 
@@ -138,3 +152,50 @@ def test_a_time_said_in_another_paragraph_is_not_the_values() -> None:
     for cid in (10158.0, 19588.0, 30918.0, 33229.0, 36267.0):
         rows = [r for r in extract(circulars[cid]) if r.quantity == "magnitude"]
         assert rows and all(r.time_after_s is None for r in rows), cid
+
+
+def test_times_are_written_in_the_unit_a_reader_expects() -> None:
+    assert [written(s) for s in (93, 900, 2.67 * HOUR, 3.3 * DAY, -2 * DAY)] == [
+        "+93 s",
+        "+15 min",
+        "+2.67 h",
+        "+3.3 d",
+        "-2 d",
+    ]
+
+
+def test_a_magnitudes_time_reaches_the_table_the_dossier_and_gcn_rag_event(
+    settings: Settings, tokenizer_path: Any, tmp_path: Path
+) -> None:
+    """A table written before the column is read again (its reader changed); the time then
+    shows in ``gcn-rag event``'s measurements and its JSON."""
+    from gcn_rag.corpus.ingest import ingest
+    from gcn_rag.search.build import build_index
+    from gcn_rag.search.embedding import Embedder
+    from gcn_rag.search.index import DENSE_MAX_TOKENS
+
+    line = "We find a limiting magnitude of R > 18.6 at 2.67 hours after the burst."
+    ingest(settings, str(_edited_archive(tmp_path, 37256, line)))
+    catalog = Catalog(settings.warehouse)
+    table = catalog.read(MEASUREMENTS)
+    old = table.drop_columns(["time_after_s"])  # as the reader before this column wrote it
+    circulars = catalog.state(MEASUREMENTS).split("|", 1)[1]  # the same circulars
+    catalog.overwrite(MEASUREMENTS, old, state=f"0123456789abcdef|{circulars}")
+    report = update_measurements(catalog)
+    assert not report.up_to_date and report.rows == table.num_rows
+    rows = catalog.read(MEASUREMENTS)
+    assert rows.schema.names == measurement_schema().names
+    timed = [r for r in rows.to_pylist() if r["time_after_s"] is not None]
+    assert [(r["circular_id"], r["time_after_s"]) for r in timed] == [(37256, 2.67 * HOUR)]
+
+    build_index(settings, catalog, Embedder.from_settings(settings, max_tokens=DENSE_MAX_TOKENS))
+    runner, home = CliRunner(), ["--home", str(settings.home)]
+    shown = runner.invoke(app, ["event", "GRB 240824A", *home], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "t\u2212T0" in shown.output and "+2.67 h" in shown.output
+    record = json.loads(runner.invoke(app, ["event", "GRB 240824A", "--json", *home]).output)
+    [magnitude] = [m for m in record["measurements"] if m["quantity"] == "magnitude"]
+    assert magnitude["time_after_s"] == 2.67 * HOUR and magnitude["circular_id"] == 37256
+    other = json.loads(runner.invoke(app, ["event", "GRB 160625B", "--json", *home]).output)
+    assert all(m["time_after_s"] is None for m in other["measurements"])
+    assert "t\u2212T0" not in runner.invoke(app, ["event", "GRB 160625B", *home]).output
