@@ -102,6 +102,9 @@ def test_times_between_values_go_with_the_value_they_follow_or_precede() -> None
         "In the first image starting 5:42 minutes after the BAT trigger R = 20.12 +/- 0.15.",
         "The source was found at r = 19.6 mag, 0.74 days after the last non-detection.",
         "We estimate R = 19.7 at 21h20m UT.",  # a clock time, no time after the trigger
+        # one time between two values: is it the one's before or the one's after?
+        "No new source in single images (r' > 18.7) nor in a combined frame (mean time 290 s "
+        "post trigger, with a limit r' > 20.1).",
         "The afterglow is at R = 20.2 at 4 h.",  # after what?
         "We find R = 22.9, and our earlier image, for which the mid time was 4.60 hr after the "
         "GRB, shows nothing.",  # another observation's time

@@ -136,9 +136,10 @@ def pair(times: list[Mention], spans: list[tuple[int, int]]) -> list[float | Non
     """The time of each value (``spans``, in order) from the times of its sentence.
 
     One time before all values or after all of them is every value's ("At 5 h after the
-    burst, R = 18 and I = 17"). Times between values go with one value each, when they follow
-    the values ("R = 18 at 1 h and I = 17 at 2 h") or precede them ("at 1 h R = 18, at 2 h I =
-    17"), never both. Anything else, or a listed time, leaves every value without a time."""
+    burst, R = 18 and I = 17"). Times between values go with one value each when there are as
+    many times as values, each right after its value ("R = 18 at 1 h and I = 17 at 2 h") or
+    each right before it ("at 1 h R = 18, at 2 h I = 17"). Anything else (one time between two
+    values: the one before or the one after?) or a listed time leaves every value without."""
     none: list[float | None] = [None] * len(spans)
     times = [t for t in times if not any(t.start < end and start < t.end for start, end in spans)]
     if not times or not spans or any(t.listed for t in times):
@@ -155,9 +156,9 @@ def pair(times: list[Mention], spans: list[tuple[int, int]]) -> list[float | Non
         ]
     else:
         return none
-    if any(len(gap) > 1 for gap in gaps):
+    if any(len(gap) != 1 for gap in gaps):
         return none
-    return [gap[0].seconds if gap else None for gap in gaps]
+    return [gap[0].seconds for gap in gaps]
 
 
 def _within(times: list[Mention], start: int, end: int) -> list[Mention]:
