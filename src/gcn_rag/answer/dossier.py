@@ -151,6 +151,7 @@ class Value:
     status: str
     circular_id: float
     sentence: str
+    time_after_s: float | None = None  # when after the trigger (magnitudes), if said
 
     @property
     def text(self) -> str:
@@ -402,6 +403,7 @@ def _value(row: dict[str, Any]) -> Value:
         status=row["status"],
         circular_id=row["circular_id"],
         sentence=row["sentence"],
+        time_after_s=row.get("time_after_s"),  # an index built before the column: None
     )
 
 

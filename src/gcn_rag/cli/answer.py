@@ -249,14 +249,15 @@ def print_dossier(console: Console, dossier: Dossier) -> None:
 
     console.print(escape(dossier.summary()), soft_wrap=True)
     if dossier.measurements:
-        view = Table(
-            "quantity", "value", "instrument / band", "status", "circular", title="Measurements"
-        )
+        timed = any(v.time_after_s is not None for v in dossier.measurements)
+        columns = ["quantity", "value", "instrument / band", *(["t\u2212T0"] if timed else [])]
+        view = Table(*columns, "status", "circular", title="Measurements")
         for v in dossier.measurements:
-            link = _link(v.circular_id)
             qualifier = ", ".join(q for q in (v.instrument, v.band) if q)
             value = v.text.removeprefix(f"{v.label} ({qualifier})" if qualifier else v.label)
-            view.add_row(escape(v.label), escape(value.strip()), escape(qualifier), v.status, link)
+            when = [_after(v.time_after_s)] if timed else []
+            cells = [escape(v.label), escape(value.strip()), escape(qualifier), *when]
+            view.add_row(*cells, v.status, _link(v.circular_id))
         print_table(console, view)
     timeline = Table(
         "date", "circular", "subject", title=f"Timeline ({len(dossier.timeline)} circulars)"
@@ -265,6 +266,12 @@ def print_dossier(console: Console, dossier: Dossier) -> None:
         timeline.add_row(f"{e.created_on:%Y-%m-%d %H:%M}", _link(e.circular_id), escape(e.subject))
     print_table(console, timeline)
     console.print("Source: NASA GCN Circulars (https://gcn.nasa.gov/circulars).")
+
+
+def _after(seconds: float | None) -> str:
+    from gcn_rag.corpus.epochs import written
+
+    return "" if seconds is None else written(seconds)
 
 
 def _link(circular_id: float) -> str:

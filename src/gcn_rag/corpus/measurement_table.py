@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from gcn_rag.corpus.chunking import sentence_spans
 from gcn_rag.corpus.circulars import CIRCULAR_REFERENCE, CIRCULARS, Circular
+from gcn_rag.corpus.epochs import Clock
 from gcn_rag.corpus.events import event_key, find_event_ids
 from gcn_rag.corpus.instruments import (
     first_named_instrument,
@@ -62,7 +63,7 @@ PARALLEL_FROM = 4000  # fewer circulars are read in this process
 MAX_WORKERS = 4
 CIRCULAR_COLUMNS = ["circular_id", "event_id", "subject", "created_on", "body"]
 # the modules whose source decides what is read (with this one)
-_READERS = "chunking events instruments measurements objects quantities quantity".split()
+_READERS = "chunking epochs events instruments measurements objects quantities quantity".split()
 
 _RETRACTED = re.compile(
     r"\bretract|\berroneous\b|\bnot (?:a )?(?:real|astrophysical)\b|\b(?:is|was) (?:not correct|"
@@ -109,6 +110,7 @@ class Measurement:
     stated: str  # what the circular itself says: reported / preliminary / refined / retracted
     sentence: str
     offset: int  # of the sentence in the body; -1 for the subject
+    time_after_s: float | None = None  # seconds after the trigger, when the circular says
 
 
 def fingerprint() -> str:
@@ -132,10 +134,11 @@ def extract(circular: Circular) -> list[Measurement]:
     subject_status = _status(circular.subject)
     subject_instrument = first_named_instrument(circular.subject)
     units = [(-1, circular.subject), *sentence_spans(circular.body)]
-    owners = Owners(own, circular.body)
+    owners, clock = Owners(own, circular.body), Clock(circular.body)
     previous = ""
     for offset, sentence in units:
         owners.read(offset, sentence)  # every sentence: one without digits may name an object
+        clock.read(offset, sentence)  # ... or be a table's header
         tail, previous = line_before(previous, sentence), sentence
         if not _DIGIT.search(sentence):
             continue  # no number, no value
@@ -155,11 +158,14 @@ def extract(circular: Circular) -> list[Measurement]:
         if status == "reported":
             status = subject_status
         mentions = instrument_mentions(sentence)  # once per sentence, for every reading
+        timed = [(r.start, r.end) for q, r in readings if q.timed]
+        times = dict(zip(timed, clock.times(offset, sentence, timed), strict=True))
         for quantity, reading in readings:
             instrument = measuring_instrument(quantity, mentions, subject_instrument, reading.start)
             whose = owners.event(quantity.key, reading.start, bool(reading.limit), event)
+            row = _row(circular, whose, quantity, reading, sentence, offset, instrument, status)
             found.append(
-                _row(circular, whose, quantity, reading, sentence, offset, instrument, status)
+                dataclasses.replace(row, time_after_s=times.get((reading.start, reading.end)))
             )
     return found
 
@@ -461,6 +467,7 @@ def measurement_schema() -> pa.Schema:
             ("stated", text),
             ("sentence", text),
             ("offset", pa.int64()),
+            ("time_after_s", number),
         ]
     )
 

@@ -308,6 +308,7 @@ CATALOG: tuple[Quantity, ...] = (
         low=5.0,
         high=32.0,
         inverted=True,
+        timed=True,
         kinds=ANY,
         # "..48.0s, R=7.82": a radius; "a redshift of z = 5.9": no z-band magnitude
         reject=words(

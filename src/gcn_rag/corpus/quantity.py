@@ -67,6 +67,7 @@ class Quantity:
     specific: re.Pattern[str] | None = None  # a sentence that says it precisely: weighs more
     foreign: re.Pattern[str] | None = None  # a sentence about another object's value
     by_instrument: bool = False  # the value depends on the instrument (named in answers)
+    timed: bool = False  # its rows say when after the trigger (a magnitude fades)
 
     def agree(self, a: float, b: float) -> bool:
         return abs(a - b) <= max(self.absolute, self.relative * abs(a))
