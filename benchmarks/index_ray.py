@@ -1,6 +1,6 @@
 """The index build's embedding, local vs Ray Data: time, bytes and Ray's memory.
 
-usage: python benchmarks/index_ray.py [WORKSPACE] [--leads N] [--threads T]
+usage: python benchmarks/index_ray.py [WORKSPACE] [--leads N] [--threads T] [--build N]
 
 The workspace's warehouse (default /work/ws, the full corpus) is copied with ``cp -a`` into a
 scratch workspace, never touched. The first N lead passages of the build (default 4096, one
@@ -9,6 +9,11 @@ Embedder and by RayEmbedder on a private local Ray (started here, stopped at the
 vectors must be byte-identical. Ray's time is split into the first call (cluster start,
 actors loading the model, embedding) and a second call (actors again, cluster warm). Ray's
 memory is the peak summed RSS of the processes of its session (found by its RAY_TMPDIR).
+
+With ``--build N`` it times instead the whole index build (read the chunks, BM25, embedding
+with an empty embedding cache, write) of the first N circulars' chunks, local and then with
+``--engine ray``'s embedder (a private Ray started and stopped inside the timing), each into
+its own index directory; the two ``dense.npy`` files must be byte-identical.
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ from pathlib import Path
 import psutil
 
 from gcn_rag.corpus.ingest import CHUNKS
-from gcn_rag.search.build import CHUNK_COLUMNS, _columns
+from gcn_rag.corpus.measurement_table import update_measurements
+from gcn_rag.search.build import CHUNK_COLUMNS, _columns, build_index
 from gcn_rag.search.distributed import RayEmbedder
 from gcn_rag.search.embedding import Embedder
-from gcn_rag.search.index import DENSE_MAX_TOKENS
+from gcn_rag.search.index import DENSE, DENSE_MAX_TOKENS
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
 
@@ -81,9 +87,13 @@ def main() -> None:
     parser.add_argument("workspace", nargs="?", type=Path, default=Path("/work/ws"))
     parser.add_argument("--leads", type=int, default=4096)
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads per actor")
+    parser.add_argument("--build", type=int, default=0, help="time whole builds of N circulars")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="index-ray-") as scratch:
         settings = scratch_workspace(args.workspace, Path(scratch))
+        if args.build:
+            builds(settings, args.build, args.threads)
+            return
         chunks = Catalog(settings.warehouse).read(CHUNKS, CHUNK_COLUMNS)
         leads = _columns(chunks)["lead"][: args.leads]
         print(f"{len(leads):,} lead passages of {args.workspace}, {os.cpu_count()} CPUs")
@@ -130,6 +140,37 @@ def run(settings: Settings, leads: list[str], threads: int) -> None:
         f"(+ driver {driver_mb:,.0f} MB peak)"
     )
     print(f"ray processes left after shutdown: {len(leftover)}")
+
+
+def builds(settings: Settings, circulars: int, threads: int) -> None:
+    """The whole build of the first ``circulars`` circulars, local vs Ray Data embedding."""
+    import pyarrow.compute as pc
+
+    catalog = Catalog(settings.warehouse)
+    chunks = catalog.read(CHUNKS)
+    ids = pc.unique(chunks["circular_id"]).sort()[:circulars]
+    subset = chunks.filter(pc.is_in(chunks["circular_id"], value_set=ids))
+    catalog.overwrite(CHUNKS, subset)
+    print(f"{len(ids):,} circulars, {subset.num_rows:,} chunks, {os.cpu_count()} CPUs")
+    update_measurements(catalog, None)  # before the clocks: the same for both engines
+    seconds: dict[str, float] = {}
+    for engine in ("local", "ray"):
+        shutil.rmtree(settings.embedding_cache, ignore_errors=True)  # embed every passage
+        clock = time.perf_counter()
+        if engine == "local":
+            embedder = Embedder.from_settings(settings, max_tokens=DENSE_MAX_TOKENS)
+            report = build_index(settings, catalog, embedder, path=settings.home / engine)
+        else:
+            with RayEmbedder(settings, max_tokens=DENSE_MAX_TOKENS, threads=threads) as ray:
+                report = build_index(settings, catalog, ray, path=settings.home / engine)
+        seconds[engine] = time.perf_counter() - clock
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in report.seconds.items())
+        print(f"{engine}: {seconds[engine]:.1f} s ({report.embedded:,} embedded; {steps})")
+    same = (settings.home / "local" / DENSE).read_bytes() == (
+        settings.home / "ray" / DENSE
+    ).read_bytes()
+    print(f"ratio ray/local: x{seconds['ray'] / seconds['local']:.2f}")
+    print(f"dense.npy byte-identical: {same}")
 
 
 if __name__ == "__main__":
