@@ -75,6 +75,21 @@ def _read(key: str, sentence: str) -> list[tuple[float, str, str]]:
             "This alert has an estimated false alarm rate of 3.816 events per year.",
             [(3.816, "3.816", "")],
         ),
+        # a neutrino's signalness as a fraction, written either way
+        ("signalness", "Signalness: 0.5263", [(0.5263, "0.5263", "")]),
+        ("signalness", "this particular event had a signalness of just 20%.", [(0.2, "0.2", "")]),
+        (
+            "signalness",
+            "the high astrophysical signalness (approximately 67%)",
+            [(0.67, "0.67", "")],
+        ),
+        (
+            "signalness",
+            "The signalness of this event is thus 33%, as reported",
+            [(0.33, "0.33", "")],
+        ),
+        ("signalness", "an estimated signalness of >90%", [(0.9, "0.9", "lower")]),
+        ("signalness", "we do not report a signalness. The energy is 120 TeV", []),
         # positions: degrees with asymmetric errors, sexagesimal
         ("ra", "RA: 184.97 (+0.59, -0.52 deg 90% PSF containment) J2000", [(184.97, "184.97", "")]),
         ("dec", "Dec: -2.76 (+0.67, -0.67 deg 90% PSF containment) J2000", [(-2.76, "-2.76", "")]),

@@ -430,7 +430,10 @@ CATALOG: tuple[Quantity, ...] = (
         unit="",
         asked=words(r"signalness|astrophysical origin|probability[^?]{0,30}astrophysical"),
         mention=words(r"signalness"),
-        cue=cue(r"signalness"),
+        # "Signalness: 0.5263" as notices give it; "a signalness of just 20%", "signalness
+        # (approximately 67%)", "the signalness of this event is thus 33%" as circulars do
+        cue=cue(r"signalness", gap=25),
+        units=((r"%|per ?cent", 0.01),),
         low=0.0,
         high=1.0,
         kinds=(NEUTRINO,),
