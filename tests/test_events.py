@@ -86,6 +86,10 @@ def test_numbers_inside_other_words_are_not_events() -> None:
         ("s230518h", "S230518h"),
         ("ep240315A", "EP240315a"),
         ("icecube-231016a", "IceCube-231016A"),
+        ("IC-220425A", "IceCube-220425A"),  # the short form alerts go by
+        ("IC220425A", "IceCube-220425A"),
+        ("IC 1613", None),  # an Index Catalogue galaxy
+        ("IC 2118A", None),
         ("at2017gfo", "AT 2017gfo"),
         ("not an event", None),
     ],

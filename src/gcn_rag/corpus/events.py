@@ -61,7 +61,7 @@ def _ep(m: re.Match[str]) -> str:
 
 
 def _dated_alert(m: re.Match[str]) -> str:
-    kind = {"icecube": "IceCube", "icecube-cascade": "IceCube-Cascade"}.get(
+    kind = {"icecube": "IceCube", "icecube-cascade": "IceCube-Cascade", "ic": "IceCube"}.get(
         m["kind"].lower(), m["kind"]
     )
     return f"{kind}-{m['date'][-6:]}{(m['letter'] or '').upper()}"
@@ -115,6 +115,12 @@ _PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
             r"(?P<date>(?:20)?\d{6})(?P<letter>[A-Z])?"
             r"(?:\.\d{1,3})?" + _E,
             re.I,
+        ),
+        _dated_alert,
+    ),
+    (  # the short form of an IceCube alert: "IC-220425A", "IC220425A" (a date and a letter)
+        re.compile(
+            _B + r"(?P<kind>(?-i:IC))[- ]?(?P<date>[12]\d[01]\d[0-3]\d)(?P<letter>[A-Z])" + _E
         ),
         _dated_alert,
     ),

@@ -428,7 +428,10 @@ CATALOG: tuple[Quantity, ...] = (
         key="signalness",
         label="signalness",
         unit="",
-        asked=words(r"signalness|astrophysical origin|probability[^?]{0,30}astrophysical"),
+        asked=words(
+            r"signalness|astrophysical (?:origin|probability|purity)|"
+            r"(?:probability|how likely|chances?|odds)\b[^?]{0,40}astrophysical"
+        ),
         mention=words(r"signalness"),
         # "Signalness: 0.5263" as notices give it; "a signalness of just 20%", "signalness
         # (approximately 67%)", "the signalness of this event is thus 33%" as circulars do
