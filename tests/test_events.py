@@ -10,6 +10,7 @@ from gcn_rag.corpus.events import (
     find_event_ids,
     normalize_event_id,
     parse_event_id,
+    question_event_ids,
 )
 
 SUBJECTS = [
@@ -96,6 +97,26 @@ def test_numbers_inside_other_words_are_not_events() -> None:
 )
 def test_normalize(name: str, canonical: str | None) -> None:
     assert normalize_event_id(name) == canonical
+
+
+@pytest.mark.parametrize(
+    ("question", "events"),
+    [
+        ("How far away was s230518h?", ["S230518h"]),  # a superevent in lower case
+        ("what is ep240315a and grb221009a", ["EP240315a", "GRB 221009A"]),
+        ("Where was ic-220425a?", ["IceCube-220425A"]),
+        ("is at2017gfo the kilonova", ["AT 2017gfo"]),
+        ("GRB 090423 was observed in 2009", ["GRB 090423"]),  # a year is no event
+        ("the galaxy ic 1613 and ngc 4993", []),
+        ("S230518h and s230518h", ["S230518h"]),
+    ],
+)
+def test_a_question_may_write_case_sensitive_names_in_any_case(
+    question: str, events: list[str]
+) -> None:
+    """Circular text keeps the strict forms (a lower-case "s230518h" is not written there);
+    a question is typed by hand, so its names are tried in their proper case as well."""
+    assert question_event_ids(question) == events
 
 
 def test_grb_letter_aliases_both_ways() -> None:

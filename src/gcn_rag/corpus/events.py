@@ -166,6 +166,23 @@ def find_event_ids(text: str) -> list[str]:
     return ordered
 
 
+# a name a question may write in the wrong case: "s230518h", "ep240315a", "ic-190730a"
+_TOKEN = re.compile(_B + r"[A-Za-z]{1,7}[- ]?\d{4,8}[A-Za-z]{0,3}" + _E)
+
+
+def question_event_ids(question: str) -> list[str]:
+    """The events a question names, like :func:`find_event_ids`, and also the case-sensitive
+    forms (superevents, EP, IAU names, the IC short form) written in another case."""
+    spans = event_spans(question)
+    for m in _TOKEN.finditer(question):
+        if any(start < m.end() and m.start() < end for start, end, _ in spans):
+            continue
+        named = find_event_ids(_recase(m.group()))
+        if named:
+            spans.append((m.start(), m.end(), named[0]))
+    return list(dict.fromkeys(event for _, _, event in sorted(spans, key=lambda s: s[0])))
+
+
 def parse_event_id(subject: str) -> str | None:
     """The event a circular is about: the first event named in its subject, or None."""
     events = find_event_ids(subject)

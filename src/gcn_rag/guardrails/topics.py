@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import re
 
-from gcn_rag.corpus.events import find_event_ids
+from gcn_rag.corpus.events import question_event_ids
 
 #: The words of astronomy transients and the GCN: missions, instruments, messengers and the
 #: quantities circulars report.
@@ -57,7 +57,7 @@ def on_topic(text: str, topics: list[str]) -> bool:
     vocabulary, astronomy = _vocabulary(tuple(topics))
     if vocabulary & _stems(text):
         return True
-    return astronomy and bool(find_event_ids(text))
+    return astronomy and bool(question_event_ids(text))
 
 
 @functools.lru_cache(maxsize=256)

@@ -19,7 +19,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from gcn_rag.corpus.events import event_key, find_event_ids, normalize_event_id
+from gcn_rag.corpus.events import event_key, normalize_event_id, question_event_ids
 from gcn_rag.errors import BadInputError
 from gcn_rag.search.index import STOPWORDS, SearchIndex, query_event_tokens
 
@@ -168,7 +168,7 @@ class Retriever:
 
         clock = _Clock(timings)
         filters = filters or Filters()
-        events = find_event_ids(question)
+        events = question_event_ids(question)
         mask = filter_mask(self.index, filters)
         event_found, scoped_to = True, ""
         if events and event_aware and not filters.event:
