@@ -13,9 +13,13 @@ from gcn_rag.corpus.quantity import Quantity, words
 
 #: Instruments a question may name, and how a circular's sentence or subject names them.
 INSTRUMENTS: dict[str, re.Pattern[str]] = {
-    "Swift-BAT": words(r"\bBAT\b|15-350\s*keV"),
-    "Fermi GBM": words(r"\bGBM\b|\bFermi\b(?![- ]?LAT)|50-300\s*keV"),
-    "Fermi LAT": words(r"\bLAT\b"),
+    "Swift-BAT": words(r"\bBAT\b|15-350\s*keV|Burst Alert Telescope"),
+    # spelled out too; SVOM's GRM is a "Gamma-Ray burst Monitor" as well
+    "Fermi GBM": words(
+        r"\bGBM\b|\bFermi\b(?![- ]?LAT)|50-300\s*keV|"
+        r"(?<!SVOM )(?<!SVOM/)gamma[- ]ray burst monitor(?!\s*\(?GRM)"
+    ),
+    "Fermi LAT": words(r"\bLAT\b|Large Area Telescope"),
     "Konus-Wind": words(r"Konus|\bKW\b"),
     "INTEGRAL": words(r"INTEGRAL|SPI-ACS|\bIBIS\b|\bISGRI\b"),
     "AstroSat CZTI": words(r"AstroSat|CZTI"),
