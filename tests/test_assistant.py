@@ -107,6 +107,39 @@ def test_never_not_stated_while_citing_a_circular_that_states_it(
     assert wrong == []
 
 
+@pytest.mark.parametrize(
+    ("question", "instrument"),
+    [
+        ("How long did GRB 190114C last according to the Gamma-ray Burst Monitor?", "Fermi GBM"),
+        ("What T90 did the Burst Alert Telescope measure for GRB 190114C?", "Swift-BAT"),
+        ("The SVOM Gamma-Ray burst Monitor (GRM) T90 of GRB 240315A?", "SVOM"),
+    ],
+)
+def test_an_instrument_spelled_out_is_the_asked_one(question: str, instrument: str) -> None:
+    asked = parse_question(question, find_event_ids(question))
+    assert asked is not None and asked.instrument == instrument
+
+
+def test_a_position_question_gets_ra_and_dec(fixture_assistant: Assistant) -> None:
+    """ "Where on the sky was <alert>?" asks for both coordinates: the answer states RA, then
+    Dec, each cited; naming RA alone gets RA alone. Regression: no value, quoted subjects."""
+    answer = fixture_assistant.ask("Where on the sky was IceCube-241224A?")
+    assert [m["quantity"] for m in answer.measurements] == ["ra", "dec"], answer.answer
+    assert answer.answer.startswith("The right ascension of IceCube-241224A is ")
+    assert " The declination of IceCube-241224A is " in answer.answer
+    assert_grounded(answer)
+    ra = fixture_assistant.ask("What is the right ascension of IceCube-241224A?")
+    assert [m["quantity"] for m in ra.measurements] == ["ra"]
+    assert ra.measurements[0]["value"] == answer.measurements[0]["value"]
+
+
+def test_a_superevent_in_lower_case_is_the_event(fixture_assistant: Assistant) -> None:
+    answer = fixture_assistant.ask("what is the luminosity distance of s190425z")
+    upper = fixture_assistant.ask("What is the luminosity distance of S190425z?")
+    assert upper.measurements and answer.measurements == upper.measurements
+    assert answer.sources == ["S190425z"]
+
+
 def test_only_a_limit_stated_is_said_as_a_limit(fixture_assistant: Assistant) -> None:
     """ "BNS (>99%)" is a limit, no value: the answer says it with its sign, cites it, and
     puts no value in ``measurements`` (it used to say the circulars do not state it)."""

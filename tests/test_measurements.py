@@ -242,6 +242,20 @@ def test_a_value_on_a_line_that_goes_on_from_a_comparison_star_is_none() -> None
             "false_alarm_rate",
         ),
         ("What is the right ascension of IceCube-191001A?", NEUTRINO, "ra"),
+        # a position asked for: RA, with Dec (see parse_question); not one mentioned on the way
+        ("Where on the sky was IceCube-191001A?", NEUTRINO, "ra"),
+        ("What is the best-fit localization of IceCube-191001A?", NEUTRINO, "ra"),
+        ("IceCube-191001A coordinates?", NEUTRINO, "ra"),
+        ("Was a counterpart found in the localization of IceCube-191001A?", NEUTRINO, None),
+        (
+            "How frequently would noise produce an alert like IceCube-191001A?",
+            NEUTRINO,
+            "false_alarm_rate",
+        ),
+        ("How energetic was GRB 190114C?", GRB, "eiso"),
+        ("What intrinsic absorption did XRT find for GRB 190114C?", GRB, "nh"),
+        # absorption lines give a redshift, no column density
+        ("From its absorption lines, how far away is GRB 190114C?", GRB, "redshift"),
         ("What instruments detected GRB 190114C?", GRB, None),
     ],
 )
@@ -431,6 +445,7 @@ def test_a_stars_declination_after_a_semicolon_and_a_compound_word_are_not_value
         ("redshift", "A redshift of z = 2.4 would make it the farthest such burst.", []),
         ("redshift", "The afterglow spectrum gives z = 2.4 from Mg II absorption.", [(2.4, "")]),
         ("t90", "At that distance, the T90 of 1.2 s is 0.4 s in the rest frame.", [(1.2, "")]),
+        ("t90", "Its T90 ~ 2 s and Ep ~ 700 keV in the GRB rest frame suggest a short burst.", []),
         ("epeak", "Epeak = 310 keV, rest-frame Epeak = 800 keV.", [(310.0, "")]),
         # a star's magnitude, a time after an index, an offset and a shift are no values
         (

@@ -70,7 +70,7 @@ class NASAGCNRagModel(PythonModel):  # type: ignore[misc, unused-ignore]
                 )
         except BadInputError as exc:
             raise mlflow.exceptions.MlflowException.invalid_parameter_value(exc.message) from exc
-        from gcn_rag.answer.assistant import clean_question
+        from gcn_rag.answer.question import clean_question
 
         questions = questions_of(model_input)
         texts = []

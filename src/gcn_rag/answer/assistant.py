@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,8 +35,9 @@ from gcn_rag.answer.extraction import (
     tolerance,
 )
 from gcn_rag.answer.open_questions import Reply, answer_open
+from gcn_rag.answer.question import clean_question
 from gcn_rag.corpus.circulars import circular_id_json, circular_url, format_circular_id, gcn_ref
-from gcn_rag.corpus.events import find_event_ids
+from gcn_rag.corpus.events import question_event_ids
 from gcn_rag.errors import BadInputError, NotFoundError
 from gcn_rag.search.index import SearchIndex
 from gcn_rag.search.retrieval import Filters, Hit, Mode, Retriever
@@ -58,9 +58,7 @@ PREDICTION_FIELDS = (
     "withheld",
 )
 ABSTAIN = "I don't have sufficient information in the available GCN Circulars"
-MAX_QUESTION_CHARS = 2_000
 VALUE_SCAN = 40  # circulars scanned for a value when the question names an event
-_CONTROL = dict.fromkeys(i for i in range(0x20) if chr(i) not in "\t\n") | {0x7F: None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,22 +119,6 @@ class Answer:
         }
 
 
-def clean_question(question: str) -> str:
-    """Strip control characters and normalize; refuse empty or oversized questions."""
-    if not isinstance(question, str):
-        raise BadInputError("The question must be a string.")
-    text = unicodedata.normalize("NFKC", question).translate(_CONTROL)
-    text = " ".join(text.split())
-    if not text:
-        raise BadInputError("The question is empty; ask something about the GCN Circulars.")
-    if len(text) > MAX_QUESTION_CHARS:
-        raise BadInputError(
-            f"The question is {len(text):,} characters long; the limit is "
-            f"{MAX_QUESTION_CHARS:,}. Ask a shorter question."
-        )
-    return text
-
-
 class Assistant:
     """Retrieval + extractive answering over one loaded index."""
 
@@ -195,7 +177,7 @@ class Assistant:
         text = clean_question(question)
         if not 1 <= k <= 100:
             raise BadInputError(f"k must be between 1 and 100, got {k}.")
-        asked = parse_question(text, find_event_ids(text))
+        asked = parse_question(text, question_event_ids(text))
         timings: dict[str, float] = {}
         expand = asked.quantity.retrieval if asked is not None else ()
         # a named event narrows the ranking to its circulars: read further down for the value
@@ -216,6 +198,11 @@ class Assistant:
             answer = self._abstain(text, result.events, len(result.hits[:k]))
         elif asked is not None and result.events:
             answer = self._value_answer(text, asked, result.events, result.hits, k)
+            if asked.also is not None and answer.measurements:  # RA, then Dec
+                more = dataclasses.replace(asked, quantity=asked.also, also=None)
+                answer = _joined(
+                    answer, self._value_answer(text, more, result.events, result.hits, k)
+                )
         elif result.events and (reply := self._open_reply(text, result.events[0])) is not None:
             answer = self._open_answer(text, reply, result.hits, k)
         else:
@@ -482,6 +469,18 @@ _STOP = frozenset(
     "a an and are as at be by did do does for from has have how i in is it of on or that the "
     "their there these this to was were what when where which who why with".split()
 )
+
+
+def _joined(first: Answer, second: Answer) -> Answer:
+    """Two value answers to one question, when the second states its value too."""
+    if not second.measurements:
+        return first
+    cited = {c.circular_id for c in first.citations}
+    more = [c for c in second.citations if c.circular_id not in cited]
+    text, found = f"{first.answer} {second.answer}", first.measurements + second.measurements
+    return dataclasses.replace(
+        first, answer=text, citations=first.citations + more, measurements=found
+    )
 
 
 def _content_words(text: str) -> set[str]:

@@ -32,6 +32,7 @@ _DOUBTFUL = re.compile(
     r"possibl|not correct|incorrect|retract|erroneous|superseded",
     re.I,
 )
+_RA = re.compile(r"right ascension|\bR\.?A\b", re.I)
 _REVISED = re.compile(r"\brefined|\brevised|\bcorrected|\bupdated|\bconfirm", re.I)
 
 
@@ -45,6 +46,7 @@ class Asked:
     usual: bool = True  # without a named instrument, prefer the usual one (Swift-BAT for T90)
     kind: str | None = None  # of the event asked about
     event: str | None = None  # the event asked about
+    also: Quantity | None = None  # asked together ("where on the sky": RA, and Dec as well)
 
     def about_another_event(self, sentence: str) -> bool:
         """Whether ``sentence`` names events, none of them the asked one (any alias)."""
@@ -86,7 +88,15 @@ def parse_question(question: str, events: list[str]) -> Asked | None:
     if quantity is None:
         return None
     event = events[0] if events else None
-    return Asked(quantity, named_instrument(question), band(question), kind=kind, event=event)
+    dec = BY_KEY["dec"]
+    # a position is both coordinates, unless the question names RA alone
+    also = (
+        dec
+        if quantity.key == "ra" and (dec.asked.search(question) or not _RA.search(question))
+        else None
+    )
+    instrument = named_instrument(question)
+    return Asked(quantity, instrument, band(question), kind=kind, event=event, also=also)
 
 
 def _band_text(keV: tuple[float, float]) -> str:

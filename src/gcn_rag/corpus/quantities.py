@@ -50,6 +50,19 @@ _T_CUE = (  # "T90 (50-300 keV) duration is estimated by ... to be", "duration (
 )
 
 
+# a question for a position, at its start ("Where on the sky was", "Coordinates of", "What is
+# the best-fit localization of") or its end ("<event> coordinates?"): not one that mentions a
+# position on the way ("a counterpart in the localization of")
+POSITION = (
+    r"^(?:what(?:'s|\s+(?:is|was|are|were))?\s+(?:the\s+)?(?:[\w-]+\s+){0,2}?|"
+    r"(?:give|tell)\s+(?:me\s+)?(?:the\s+)?(?:[\w-]+\s+){0,2}?|[\w-]+\s+)?"
+    r"(?:positions?|locations?|locali[sz]ations?|coordinates|directions?)\s+(?:of|for)\b|"
+    r"^where\s+(?:on|in)\s+the\s+sky\b|\b(?:positions?|locations?|locali[sz]ations?|"
+    r"coordinates)\s*\??$|"
+    r"^where\s+(?:was|is|did|does)\b[^?]{0,50}\b(?:located|point\w*|come from|originat\w*)"
+)
+
+
 CATALOG: tuple[Quantity, ...] = (
     Quantity(
         key="t50",
@@ -171,7 +184,7 @@ CATALOG: tuple[Quantity, ...] = (
         unit="erg",
         asked=words(
             r"\bE_?iso\b|isotropic|energy (?:release|released|radiated|output|budget)|"
-            r"energetics|how much energy|total (?:gamma-ray |radiated )?energy"
+            r"energetics|how much energy|total (?:gamma-ray |radiated )?energy|how energetic"
         ),
         mention=words(r"E_?\{?iso|isotropic|gamma,\s*iso"),
         cue=cue(
@@ -245,7 +258,10 @@ CATALOG: tuple[Quantity, ...] = (
         key="nh",
         label="absorbing column density NH",
         unit="cm^-2",
-        asked=words(r"column density|\bN_?H\b|absorption column|hydrogen column|absorb"),
+        asked=words(  # an X-ray absorption, not "absorption lines" (a redshift)
+            r"column density|\bN_?H\b|hydrogen column|absorb|absorption (?:column|toward)|"
+            r"(?:intrinsic|host|excess|X-ray|Galactic|extra-?galactic|total) absorption"
+        ),
         mention=words(r"column|\bN_?\{?H\}?\b"),
         cue=cue(r"column(?: density)?|\bN_?\{?H\}?\b", gap=60),
         units=((r"cm\s*(?:\^|\*\*)?\s*\{?\s*(?:-|\ufffd+)\s*2\}?|cm-2", 1.0),),
@@ -412,7 +428,8 @@ CATALOG: tuple[Quantity, ...] = (
         asked=words(
             r"false[- ]alarm|\bFAR\b|background (?:rate|alerts?|events?)|noise alone|by chance|"
             r"chance (?:rate|coincidence)|accidental|\bmimic|times (?:a|per|each) year|"
-            r"per year|yearly rate|how often"
+            r"per year|yearly rate|how (?:often|frequently)|"
+            r"\bnoise\b[^?]{0,30}\b(?:produce|generate|create|cause|yield|make)"
         ),
         mention=words(r"false[- ]alarm|\bFAR\b"),
         cue=cue(r"false[- ]alarm[- ]rate|\bFAR\b", gap=60),
@@ -460,7 +477,8 @@ CATALOG: tuple[Quantity, ...] = (
         relative=0.10,
         retrieval=("energy", "tev"),
     ),
-    position(0, "ra", "right ascension", r"\bR\.?A\b", r"\bR\.?A\b\.?", (0.0, 360.0)),
+    # "where on the sky", "the localization of": a position, answered with RA and Dec
+    position(0, "ra", "right ascension", rf"\bR\.?A\b|{POSITION}", r"\bR\.?A\b\.?", (0.0, 360.0)),
     position(1, "dec", "declination", r"\bDec\b", r"\bDec(?:l)?\b\.?", (-90.0, 90.0)),
 )
 
