@@ -96,7 +96,10 @@ _NOT_OBSERVED_AFTER = re.compile(  # ... and '"alpha = 0.67" was changed to': a 
     re.I,
 )
 # ... and for a duration or an energy: "0.33 s in the rest frame" (a column there is intrinsic)
-_REST_FRAME_AFTER = re.compile(r"\s+in\s+the\s+(?:\w+\s+)?rest[- ]?frame\b", re.I)
+# ... also for both of a pair ("T90 ~ 1 s and Ep ~ 900 keV in the GRB rest frame")
+_REST_FRAME_AFTER = re.compile(
+    r"\s+(?:and\s+[^.;,]{0,30}?\s+)?in\s+the\s+(?:\w+\s+)?rest[- ]?frame\b", re.I
+)
 # after a number with no unit: "at 4 hrs post burst" is a time, not an index or a redshift
 _TIME_AFTER = re.compile(
     r"\s*(?:hrs?|hours?|days?|min(?:utes?)?|ks(?:ec)?|sec(?:onds?)?|s|yrs?|years?)\b", re.I
