@@ -1,16 +1,12 @@
 """An indirect prompt injection to test with: a circular whose passage carries instructions
-for an LLM, a fixture archive holding it, and a fake OpenAI-compatible LLM on loopback (the
-one thing outside the machine, faked at its HTTP seam) that records what it was sent."""
+for an LLM and a fixture archive holding it (the fake LLM that records what it was sent is
+:class:`chat.ChatServer`)."""
 
 from __future__ import annotations
 
 import io
-import json
 import tarfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 POISONED_ID = 19700
 POISON = (
@@ -21,36 +17,6 @@ POISON = (
 #: What the instructions ask for: none of it may reach the LLM.
 POISON_MARKS = ("never happened", "Note to AI")
 QUESTION = "What optical observations were made of GRB 160625B?"
-
-
-class ChatServer:
-    """An OpenAI-compatible chat endpoint on loopback that records what it was sent."""
-
-    def __init__(self, reply: str) -> None:
-        self.requests: list[Any] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                outer.requests.append(json.loads(self.rfile.read(length)))
-                body = json.dumps({"choices": [{"message": {"content": reply}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def poisoned_archive(events_archive: Path, target: Path) -> Path:

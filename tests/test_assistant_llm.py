@@ -6,13 +6,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
+from chat import ChatServer
 from gcn_rag.answer.assistant import ABSTAIN, Assistant
 from gcn_rag.answer.extraction import first_value
 from gcn_rag.answer.generators.openai import OpenAIGenerator
@@ -23,50 +22,9 @@ from gcn_rag.tables import Catalog
 VALUE_QUESTION = "What is the redshift of GRB 221009A?"
 
 
-class ScriptedLLM:
-    """An OpenAI-compatible chat server on loopback that replies with the next scripted text.
-
-    It stands for a remote LLM endpoint (the seam is HTTP): what the model says is scripted so
-    that each way an answer can fail the check is tested exactly.
-    """
-
-    def __init__(self) -> None:
-        self.replies: list[tuple[int, str]] = []
-        self.prompts: list[Any] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                outer.prompts.append(json.loads(self.rfile.read(length)))
-                status, text = outer.replies.pop(0)
-                body = json.dumps(
-                    {"choices": [{"message": {"role": "assistant", "content": text}}]}
-                    if status == 200
-                    else {"error": {"message": text}}
-                ).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def scripted() -> Iterator[ScriptedLLM]:
-    llm = ScriptedLLM()
+def scripted() -> Iterator[ChatServer]:
+    llm = ChatServer()
     yield llm
     llm.close()
 
@@ -76,13 +34,13 @@ def plain(fixture_workspace: Settings) -> Assistant:
     return Assistant.load(fixture_workspace, generator="extractive")
 
 
-def _with(plain: Assistant, scripted: ScriptedLLM) -> Assistant:
+def _with(plain: Assistant, scripted: ChatServer) -> Assistant:
     generator = OpenAIGenerator(scripted.url, "scripted", max_retries=0, backoff_s=0.01)
     return Assistant(plain.index, plain.embedder, generator)
 
 
 def test_a_grounded_answer_that_leads_with_the_value_is_kept(
-    plain: Assistant, scripted: ScriptedLLM
+    plain: Assistant, scripted: ChatServer
 ) -> None:
     extractive = plain.ask(VALUE_QUESTION)
     value = first_value(extractive.answer)
@@ -94,9 +52,9 @@ def test_a_grounded_answer_that_leads_with_the_value_is_kept(
     assert answer.generator == "openai:scripted" and answer.generator_fallback == ""
     assert answer.citations == extractive.citations  # from retrieval, never from the LLM
     assert answer.sources == extractive.sources
-    user = scripted.prompts[0]["messages"][-1]["content"]
+    user = scripted.requests[0]["messages"][-1]["content"]
     assert "GRB 221009A" in user and VALUE_QUESTION in user
-    assert scripted.prompts[0]["temperature"] == pytest.approx(0.1)
+    assert scripted.requests[0]["temperature"] == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize(
@@ -109,7 +67,7 @@ def test_a_grounded_answer_that_leads_with_the_value_is_kept(
     ],
 )
 def test_an_ungrounded_answer_falls_back_to_the_extractive_one(
-    plain: Assistant, scripted: ScriptedLLM, reply: str, reason: str
+    plain: Assistant, scripted: ChatServer, reply: str, reason: str
 ) -> None:
     extractive = plain.ask(VALUE_QUESTION)
     scripted.replies.append((200, reply))
@@ -120,7 +78,7 @@ def test_an_ungrounded_answer_falls_back_to_the_extractive_one(
 
 
 def test_a_failing_endpoint_falls_back_and_abstentions_skip_the_llm(
-    plain: Assistant, scripted: ScriptedLLM
+    plain: Assistant, scripted: ChatServer
 ) -> None:
     scripted.replies.append((500, "overloaded"))
     answer = _with(plain, scripted).ask(VALUE_QUESTION)
@@ -128,7 +86,7 @@ def test_a_failing_endpoint_falls_back_and_abstentions_skip_the_llm(
     assert answer.generator_fallback.startswith("generator failed:")
     unknown = _with(plain, scripted).ask("What is the redshift of GRB 990101Z?")
     assert unknown.answer.startswith(ABSTAIN) and unknown.generator == "extractive"
-    assert len(scripted.prompts) == 1  # the abstention never reached the LLM
+    assert len(scripted.requests) == 1  # the abstention never reached the LLM
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from chat import ChatServer
 from conftest import EVENTS_ARCHIVE, TXT_ARCHIVE
 from gcn_rag.answer.assistant import Assistant
 from gcn_rag.answer.generators.base import ALL_WITHHELD, Context, screen
@@ -26,7 +27,7 @@ from gcn_rag.guardrails.topics import find_keywords, on_topic
 from gcn_rag.search.retrieval import Filters
 from gcn_rag.serving.guarding import EndpointGuards
 from gcn_rag.settings import Settings
-from poisoning import POISON_MARKS, POISONED_ID, QUESTION, ChatServer
+from poisoning import POISON_MARKS, POISONED_ID, QUESTION
 
 BENCH = Path(__file__).parents[2] / "shared" / "bench"
 EVAL = Path(__file__).parents[1] / "benchmarks" / "data" / "guardrails_eval.jsonl"

@@ -21,6 +21,7 @@ import pytest
 import requests
 from typer.testing import CliRunner
 
+from chat import ChatServer
 from conftest import capturing_manager
 from gcn_rag.cli import app as cli_app
 from gcn_rag.errors import BadInputError
@@ -35,7 +36,7 @@ from gcn_rag.serving.manager import EndpointManager
 from gcn_rag.serving.store import EndpointStore
 from gcn_rag.settings import Settings
 from gcn_rag.tables import Catalog
-from poisoning import POISON_MARKS, POISONED_ID, ChatServer
+from poisoning import POISON_MARKS, POISONED_ID
 from poisoning import QUESTION as Q
 
 ECHO = "sandbox.tests.guard_echo"
