@@ -157,9 +157,7 @@ class Value:
     def text(self) -> str:
         """ "T90 (Fermi GBM) = 32 s", "magnitude (r) > 21.5 mag"."""
         qualifier = ", ".join(q for q in (self.instrument, self.band) if q)
-        sign = {"upper": "<", "lower": ">"}.get(self.limit, "=")
-        if self.limit and BY_KEY[self.quantity].inverted:
-            sign = ">" if self.limit == "upper" else "<"
+        sign = BY_KEY[self.quantity].limit_sign(self.limit) or "="
         unit = f" {self.unit}" if self.unit and not self.value_text[-1:].isalpha() else ""
         label = f"{self.label} ({qualifier})" if qualifier else self.label
         return f"{label} {sign} {self.value_text}{unit}"

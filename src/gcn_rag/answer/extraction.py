@@ -135,19 +135,11 @@ def find_values(asked: Asked, sentence: str, subject: str, circular_row: int) ->
     found: list[Evidence] = []
     for reading in read(asked.quantity, sentence):
         weight, instrument = _weight(asked, sentence, subject)
-        text = f"{limit_sign(asked.quantity, reading.limit)} {reading.text}".lstrip()
+        text = f"{asked.quantity.limit_sign(reading.limit)} {reading.text}".lstrip()
         found.append(
             Evidence(reading.value, text, sentence, weight, circular_row, instrument, reading.limit)
         )
     return found
-
-
-def limit_sign(quantity: Quantity, limit: str) -> str:
-    """How a limit is written before its value: "<" for an upper limit (">" for a magnitude,
-    where a larger number is fainter), ">" for a lower one, "" for a value."""
-    if not limit:
-        return ""
-    return ">" if (limit == "upper") == quantity.inverted else "<"
 
 
 def _weight(asked: Asked, sentence: str, subject: str) -> tuple[float, str | None]:

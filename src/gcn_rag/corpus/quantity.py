@@ -72,6 +72,13 @@ class Quantity:
     def agree(self, a: float, b: float) -> bool:
         return abs(a - b) <= max(self.absolute, self.relative * abs(a))
 
+    def limit_sign(self, limit: str | None) -> str:
+        """How a limit is written before its value: "<" for an upper limit (">" for a
+        magnitude, where a larger number is fainter), ">" for a lower one, "" for a value."""
+        if not limit:
+            return ""
+        return ">" if (limit == "upper") == self.inverted else "<"
+
 
 def words(pattern: str) -> re.Pattern[str]:
     """A case-insensitive pattern."""
